@@ -18,7 +18,7 @@ import io.iommulab.hardware.iommu.Translation;
  * same operations ({@code drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c}).
  *
  * <p>Geometry: {@code sets × ways} from {@link IotlbSettings}; {@code sets} is a power of two.
- * A page is placed in the set chosen by its page number and a hash of (domain, PASID, size);
+ * A page is placed in the set chosen by a hash of (page number, domain, PASID, size);
  * within a set the victim is chosen by the policy: LRU (least recently hit or filled), FIFO
  * (oldest fill) or RANDOM ({@link java.util.SplittableRandom} from the seed passed in; never
  * unseeded). A lookup probes 4 KiB, then 2 MiB, then 64 MiB, then 1 GiB, skipping sizes with no

@@ -11,9 +11,9 @@ import java.util.SplittableRandom;
  *
  * <p>Layout: slot {@code s = set * ways + way} of parallel primitive arrays. {@code pageKey[s]}
  * is the page's base address (aligned to its size, hence at least 4 KiB) OR'ed with
- * {@code ordinal + 1} of its {@link PageSize} in the low bits; 0 marks an empty slot. A page of
- * size {@code p} lives in the set selected by its page number and a hash of its tag and size, so
- * a lookup probes one set per page size, and only for sizes that currently hold entries.
+ * {@code ordinal + 1} of its {@link PageSize} in the low bits; 0 marks an empty slot. A page lives
+ * in the set selected by a hash of (page number, tag, size), so a lookup probes one set per page
+ * size, and only for sizes that currently hold entries.
  *
  * <p>Invariants:
  *
@@ -88,14 +88,17 @@ final class SetAssociativeCache {
   }
 
   /**
-   * The set of a page: the low page-number bits (consecutive pages of one tag spread over
-   * consecutive sets, as hardware indexes by low VPN bits) XOR a mix of tag and size, so that
-   * different tags and sizes do not all crowd the same sets.
+   * The set of a page: a full mix of page number, tag and size. Striping by the low page-number
+   * bits alone (plus a per-tag offset) collapses onto a few sets whenever tags correlate with
+   * page numbers (e.g. PASID = page mod 4 used half the sets); a mixed index has no such
+   * systematic pathology, at the price of random conflict misses before the cache is full.
    */
   private int setOf(long tagValue, long pageNumber, int ordinal) {
-    long h = (tagValue + ordinal) * 0x9E3779B97F4A7C15L;
-    h ^= h >>> 29;
-    return (int) ((pageNumber ^ h) & setMask);
+    long h = pageNumber * 0x9E3779B97F4A7C15L + tagValue * 0xC2B2AE3D27D4EB4FL + ordinal;
+    h ^= h >>> 32;
+    h *= 0xD6E8FEB86659FD93L;
+    h ^= h >>> 32;
+    return (int) h & setMask;
   }
 
   /**
