@@ -258,4 +258,23 @@ class InvalidationQueueTest {
     assertThrows(IllegalArgumentException.class, () -> new InvalidationQueue(0, COST));
     assertThrows(IllegalArgumentException.class, () -> new InvalidationQueue(4, 64, COST));
   }
+
+  @Test
+  void aPlanRunThroughTheQueueLeavesNeitherTheIotlbNorTheDeviceAtcHoldingTheRange() {
+    DeviceAtc atc = new DeviceAtc(64, 1);
+    iotlb.insert(1, NO_PASID, 0x20_0000, 0x40_0000, PageSize.SIZE_2M, Access.READ);
+    atc.insert(NO_PASID, 0x20_0000, 0x40_0000, PageSize.SIZE_2M, Access.READ);
+    atc.insert(4, 0x21_0000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
+    atc.insert(4, 0x60_0000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
+    InvalidationQueue q = new InvalidationQueue(16, 9, COST);
+    q.submit(
+        InvalidationPlan.range(
+            1, Iotlb.ANY_PASID, 0x20_3000, 0x2000, 9,
+            List.of(new InvalidationPlan.AtsRequester(0x100, NO_PASID)), 1));
+    q.process(0, iotlb, AtcSink.forDevice(atc));
+    assertEquals(0, iotlb.size());
+    assertFalse(atc.lookup(NO_PASID, 0x20_0000, new Translation().reset()));
+    assertFalse(atc.lookup(4, 0x21_0000, new Translation().reset()), "no-PASID ATC_INV wipes it");
+    assertTrue(atc.lookup(4, 0x60_0000, new Translation().reset()));
+  }
 }
