@@ -264,8 +264,9 @@ class InvalidationQueueTest {
     DeviceAtc atc = new DeviceAtc(64, 1);
     iotlb.insert(1, NO_PASID, 0x20_0000, 0x40_0000, PageSize.SIZE_2M, Access.READ);
     atc.insert(NO_PASID, 0x20_0000, 0x40_0000, PageSize.SIZE_2M, Access.READ);
-    atc.insert(4, 0x21_0000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
-    atc.insert(4, 0x60_0000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
+    // [0x203000, 0x204fff] widens to [0x200000, 0x207fff]: 0x205000 is inside, 0x208000 not.
+    atc.insert(4, 0x20_5000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
+    atc.insert(4, 0x20_8000, 0x41_0000, PageSize.SIZE_4K, Access.READ);
     InvalidationQueue q = new InvalidationQueue(16, 9, COST);
     q.submit(
         InvalidationPlan.range(
@@ -274,7 +275,7 @@ class InvalidationQueueTest {
     q.process(0, iotlb, AtcSink.forDevice(atc));
     assertEquals(0, iotlb.size());
     assertFalse(atc.lookup(NO_PASID, 0x20_0000, new Translation().reset()));
-    assertFalse(atc.lookup(4, 0x21_0000, new Translation().reset()), "no-PASID ATC_INV wipes it");
-    assertTrue(atc.lookup(4, 0x60_0000, new Translation().reset()));
+    assertFalse(atc.lookup(4, 0x20_5000, new Translation().reset()), "no-PASID ATC_INV wipes it");
+    assertTrue(atc.lookup(4, 0x20_8000, new Translation().reset()), "outside the widened span");
   }
 }
