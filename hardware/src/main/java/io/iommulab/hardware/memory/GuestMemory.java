@@ -101,12 +101,16 @@ public final class GuestMemory {
           "guest memory of VM %d: %d bytes is not a positive multiple of its %s backing pages",
           vmId,
           bytes,
-          backing);
+          HostMemory.sizeName(backing));
     }
     long pages = bytes >>> backing.shift();
     if (pages > Integer.MAX_VALUE) {
       return Outcome.err(
-          Errno.EINVAL, "guest memory of VM %d: %d %s pages are too many", vmId, pages, backing);
+          Errno.EINVAL,
+          "guest memory of VM %d: %d %s pages are too many",
+          vmId,
+          pages,
+          HostMemory.sizeName(backing));
     }
     if (userVaBase < 0
         || !backing.isAligned(userVaBase)
@@ -117,7 +121,7 @@ public final class GuestMemory {
           vmId,
           userVaBase,
           bytes,
-          backing,
+          HostMemory.sizeName(backing),
           USER_VA_LIMIT);
     }
     return host.allocateBlocks(vmId, backing, (int) pages)
@@ -238,12 +242,10 @@ public final class GuestMemory {
     for (long gpa = va - userVaBase, end = gpa + length; gpa < end; ) {
       long run = Math.min(gpaContiguousBytes(gpa), end - gpa);
       long hpa = gpaToHpa(gpa);
-      for (long a = hpa & ~0xfffL; a < hpa + run; a += 1L << HostMemory.FRAME_SHIFT) {
-        if (host.pinCount(a) == 0) {
-          throw new IllegalStateException(
-              String.format("unpin of VM %d va 0x%x: frame 0x%x is not pinned", vmId,
-                  userVaBase + gpa + (a - hpa), a));
-        }
+      if (!host.allPinned(hpa, run)) {
+        throw new IllegalStateException(
+            String.format("unpin of VM %d [0x%x, +0x%x): a frame of hpa [0x%x, +0x%x) is not"
+                + " pinned", vmId, va, length, hpa, run));
       }
       gpa += run;
     }
@@ -293,7 +295,9 @@ public final class GuestMemory {
       long hpa = (long) pageFrame[i] << HostMemory.FRAME_SHIFT;
       if (!backing.isAligned(hpa)) {
         throw new IllegalStateException(
-            String.format("VM %d page %d at 0x%x is not %s aligned", vmId, i, hpa, backing));
+            String.format(
+                "VM %d page %d at 0x%x is not %s aligned",
+                vmId, i, hpa, HostMemory.sizeName(backing)));
       }
       if (host.classify(hpa, backing.bytes(), vmId) != DmaCheck.OK) {
         throw new IllegalStateException(

@@ -122,7 +122,8 @@ final class HierBitset {
       for (int w = 0; w < lower.length; w++) {
         boolean summary = (upper[w >>> 6] & (1L << w)) != 0;
         if (summary != (lower[w] != 0)) {
-          throw new IllegalStateException("summary bit " + w + " of level " + (l + 1) + " is wrong");
+          throw new IllegalStateException(
+              "summary bit " + w + " of level " + (l + 1) + " is wrong");
         }
       }
     }

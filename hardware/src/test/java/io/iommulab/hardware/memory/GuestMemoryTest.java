@@ -55,7 +55,8 @@ class GuestMemoryTest {
       assertEquals(0, base & ((1L << 30) - 1));
       assertTrue(base + (1L << 40) <= GuestMemory.USER_VA_LIMIT);
     }
-    assertTrue(GuestMemory.defaultUserVaBase(7, 4L << 40) + (4L << 40) <= GuestMemory.USER_VA_LIMIT);
+    long big = 4L << 40;
+    assertTrue(GuestMemory.defaultUserVaBase(7, big) + big <= GuestMemory.USER_VA_LIMIT);
   }
 
   @Test
@@ -110,7 +111,8 @@ class GuestMemoryTest {
     long digest = host.stateDigest();
     Outcome<GuestMemory> r = GuestMemory.create(1, 8 * MIB, SIZE_2M, host);
     assertEquals(Errno.ENOMEM, r.errnoOrNull());
-    assertTrue(((Outcome.Err<GuestMemory>) r).message().contains("2M"));
+    String msg = ((Outcome.Err<GuestMemory>) r).message();
+    assertTrue(msg.contains("4 2 MiB blocks for owner 1: only 3"), msg);
     assertEquals(digest, host.stateDigest());
     assertEquals(0, host.allocatedBytes(1));
     assertTrue(GuestMemory.create(1, 6 * MIB, SIZE_2M, host).isOk());
@@ -135,12 +137,14 @@ class GuestMemoryTest {
     assertEquals(Errno.EINVAL, GuestMemory.create(1, 3 * MIB, SIZE_2M, host).errnoOrNull());
     assertEquals(Errno.EINVAL, GuestMemory.create(1, 0, SIZE_4K, host).errnoOrNull());
     assertEquals(
-        Errno.EINVAL, GuestMemory.create(1, 4 * MIB, SIZE_2M, host, 0x7000_0000_1000L).errnoOrNull());
+        Errno.EINVAL,
+        GuestMemory.create(1, 4 * MIB, SIZE_2M, host, 0x7000_0000_1000L).errnoOrNull());
     assertEquals(
         Errno.EINVAL,
         GuestMemory.create(1, 4 * MIB, SIZE_2M, host, GuestMemory.USER_VA_LIMIT - 2 * MIB)
             .errnoOrNull());
-    assertEquals(Errno.EINVAL, GuestMemory.create(1, 4 * MIB, SIZE_2M, host, -(4 * MIB)).errnoOrNull());
+    assertEquals(
+        Errno.EINVAL, GuestMemory.create(1, 4 * MIB, SIZE_2M, host, -(4 * MIB)).errnoOrNull());
     assertEquals(digest, host.stateDigest());
     assertThrows(IllegalArgumentException.class,
         () -> GuestMemory.create(0, 4 * MIB, SIZE_2M, host));

@@ -114,7 +114,7 @@ class HostMemoryTest {
     Outcome<Long> r = m.allocate(3, SIZE_2M);
     assertEquals(Errno.ENOMEM, r.errnoOrNull());
     String msg = ((Outcome.Err<Long>) r).message();
-    assertTrue(msg.contains("2M"), msg);
+    assertTrue(msg.contains("one 2 MiB block for owner 3"), msg);
     assertTrue(msg.contains("2044 KiB free"), msg);
     assertTrue(msg.contains("largest free block 1 MiB"), msg);
     before.assertUnchanged(m);
@@ -153,6 +153,8 @@ class HostMemoryTest {
     assertEquals(3, m.blocksAvailable(SIZE_2M, 100));
     Outcome<long[]> r = m.allocateBlocks(2, SIZE_2M, 4);
     assertEquals(Errno.ENOMEM, r.errnoOrNull());
+    String msg = ((Outcome.Err<long[]>) r).message();
+    assertTrue(msg.contains("4 2 MiB blocks for owner 2: only 3"), msg);
     before.assertUnchanged(m);
     long[] blocks = m.allocateBlocks(2, SIZE_2M, 3).value();
     assertArrayEquals(new long[] {2 * MIB, 4 * MIB, 6 * MIB}, blocks);
@@ -281,6 +283,10 @@ class HostMemoryTest {
     assertEquals(1, m.pinCount(three[1]));
     assertEquals(0, m.pinCount(three[0] + MIB - 1));
     assertEquals(1, m.pinCount(three[2] + 2 * MIB - 1));
+    assertTrue(m.allPinned(three[0] + MIB, 5 * MIB));
+    assertFalse(m.allPinned(three[0] + MIB - 4096, 5 * MIB));
+    assertTrue(m.anyPinned(three[0], MIB + 1));
+    assertFalse(m.anyPinned(three[0], MIB));
     m.checkInvariants();
     m.unpin(three[0] + MIB, 5 * MIB);
     assertEquals(0, m.pinnedFrames());
@@ -421,6 +427,28 @@ class HostMemoryTest {
     long[] all = m.allocateBlocks(1, SIZE_2M, 2).value();
     assertEquals(DmaCheck.UNBACKED, m.check(all[1] + 2 * MIB - 32, 64, 1));
     assertEquals(4 * MIB, m.lastOffendingHpa());
+  }
+
+  @Test
+  void theDmaCheckAllocatesNothing() {
+    HostMemory m = new HostMemory(64 * MIB, FaultInjector.NONE, 4);
+    long mine = alloc(m, 1, SIZE_4K);
+    long theirs = alloc(m, 2, SIZE_2M);
+    com.sun.management.ThreadMXBean threads =
+        (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+    long sink = 0;
+    for (int round = 0; round < 2; round++) { // the first round warms up
+      long before = threads.getCurrentThreadAllocatedBytes();
+      for (int i = 0; i < 100_000; i++) {
+        sink += m.check(mine + (i & 0xfff), 1, 1).ordinal();
+        sink += m.check(theirs + i, 64, 1).ordinal();
+      }
+      long allocated = threads.getCurrentThreadAllocatedBytes() - before;
+      if (round == 1) {
+        assertTrue(allocated < 4096, allocated + " bytes allocated by 200k checks");
+      }
+    }
+    assertEquals(200_000 * DmaCheck.ISOLATION_VIOLATION.ordinal(), sink);
   }
 
   @Test
