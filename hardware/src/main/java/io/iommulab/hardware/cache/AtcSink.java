@@ -8,4 +8,12 @@ package io.iommulab.hardware.cache;
 @FunctionalInterface
 public interface AtcSink {
   void invalidate(InvDescriptor.DevTlb command);
+
+  /**
+   * A sink applying every command to one device's ATC, whatever its rid (a single-function
+   * topology, or a test).
+   */
+  static AtcSink forDevice(DeviceAtc atc) {
+    return command -> atc.invalidate(command.pasid(), command.address(), command.sizeOrder());
+  }
 }
