@@ -128,9 +128,8 @@ public final class IommuUnit {
   private final InvalidationQueue queue;
   private final ContendedResource walker;
   private final List<ReservedRegion> reservedRegions;
-  private final boolean hwMsiWindow;
-  private final long msiStart;
-  private final long msiLast;
+  /** The hardware interrupt window (VT-d), or null when MSIs are mapped by software (SMMUv3). */
+  private final ReservedRegion hwMsiWindow;
 
   private final Domain[] domains;
   private final BitSet usedIds = new BitSet();
@@ -179,14 +178,10 @@ public final class IommuUnit {
     this.usedIds.set(0);
     if (settings.kind() == UnitKind.VTD) {
       this.reservedRegions = List.of(ReservedRegion.VTD_MSI);
-      this.hwMsiWindow = true;
-      this.msiStart = ReservedRegion.VTD_MSI.start();
-      this.msiLast = ReservedRegion.VTD_MSI.last();
+      this.hwMsiWindow = ReservedRegion.VTD_MSI;
     } else {
       this.reservedRegions = List.of(ReservedRegion.SMMUV3_SW_MSI);
-      this.hwMsiWindow = false;
-      this.msiStart = 1;
-      this.msiLast = 0;
+      this.hwMsiWindow = null;
     }
   }
 
@@ -675,9 +670,7 @@ public final class IommuUnit {
       out.fail(FaultReason.PASID_NOT_VALID, 0);
       return;
     }
-    if (hwMsiWindow
-        && Long.compareUnsigned(iova, msiStart) >= 0
-        && Long.compareUnsigned(iova, msiLast) <= 0) {
+    if (hwMsiWindow != null && hwMsiWindow.contains(iova)) {
       out.fail(FaultReason.RESERVED_REGION, 0);
       return;
     }

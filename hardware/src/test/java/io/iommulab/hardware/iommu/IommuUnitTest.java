@@ -35,8 +35,6 @@ class IommuUnitTest {
   static final int RID_B = 0x0208;
   static final int RW = Access.READ_WRITE;
 
-  private static final List<InvDescriptor.DevTlb> NO_ATC = new ArrayList<>();
-
   /** A unit with a device at RID_A (20-bit PASIDs, ATS) and a paging domain attached at RID_PASID. */
   static final class Rig {
     final IommuUnit unit;
@@ -159,6 +157,31 @@ class IommuUnitTest {
     ok(rig.unit.detach(RID_A, NO_PASID));
     ok(rig.unit.freeDomain(rig.domain));
     assertEquals(0, rig.unit.iotlbSize());
+  }
+
+  @Test
+  void aDomainMapFailingAtAnyNodeAllocationLeavesTheUnitAsBefore() {
+    FailNth fail = new FailNth();
+    IommuUnit unit = vtd().unit(fail);
+    PagingDomain d = ok(unit.allocPagingDomain(false, false));
+    ok(d.map(0, 0, K4, RW));
+    int failures = 0;
+    for (long n = 1; ; n++) {
+      IommuUnit.Snapshot before = unit.snapshot();
+      fail.arm(n);
+      var r = d.map(G1 - K4, 0x1000_0000L - K4, K4 + M2 + K4, RW);
+      if (!fail.consumed()) {
+        fail.disarm();
+        assertTrue(r.isOk(), r::toString);
+        break;
+      }
+      assertEquals(Errno.ENOMEM, r.errnoOrNull());
+      assertEquals(before, unit.snapshot(), "after failing allocation " + n);
+      failures++;
+    }
+    // New nodes: the L1 below 1 GiB, the L2 of the second GiB, the L1 after its 2 MiB page.
+    assertEquals(3, failures);
+    unit.checkInvariants();
   }
 
   // ------------------------------------------------------------ devices
