@@ -604,8 +604,9 @@ public final class IommuUnit {
   }
 
   /**
-   * A force-snoop domain cannot attach to a unit without snoop control (intel/iommu.c
-   * {@code paging_domain_compatible}). Domains belong to the unit that allocated them and
+   * A force-snoop domain cannot attach to a unit without snoop control: EINVAL in
+   * {@code intel/iommu.c} {@code paging_domain_compatible} (formerly
+   * {@code prepare_domain_attach_device}). Domains belong to the unit that allocated them and
    * enforcing is refused without snoop control, so an attachable domain always passes: a failure
    * here is a broken invariant.
    */
@@ -752,8 +753,8 @@ public final class IommuUnit {
    *
    * @param pasid {@link Iotlb#ANY_PASID} for every attachment (stage-2 changes), or one PASID
    *     (0 = RID_PASID)
-   * @return the plan; EINVAL (domain of another unit or freed, zero or unaligned-free length,
-   *     bad PASID selector), EOVERFLOW (the range wraps 2^64)
+   * @return the plan; EINVAL (domain of another unit or freed, zero length, bad PASID
+   *     selector), EOVERFLOW (the range wraps 2^64)
    */
   public Outcome<List<InvDescriptor>> planRange(Domain domain, int pasid, long iova, long length) {
     Outcome<List<InvDescriptor>> bad = checkRangeArgs(domain, pasid, iova, length);

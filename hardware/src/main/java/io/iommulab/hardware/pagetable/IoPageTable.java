@@ -18,7 +18,7 @@ import java.util.function.LongConsumer;
  * like a VT-d second-stage table or an SMMUv3 LPAE table with a 4 KiB granule: every level holds
  * 512 entries of 8 bytes and consumes 9 address bits; level 1 maps 4 KiB pages, level 2 2 MiB and
  * level 3 1 GiB pages when the page size is supported ({@code drivers/iommu/intel/iommu.c}
- * {@code pfn_to_dma_pte}, VT-d spec 9.8).
+ * {@code pfn_to_dma_pte}; VT-d spec ch. 9, second-stage paging entries).
  *
  * <h2>Storage</h2>
  *
