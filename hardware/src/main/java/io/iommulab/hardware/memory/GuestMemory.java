@@ -34,33 +34,13 @@ public final class GuestMemory {
   private static final long ONE_TIB = 1L << 40;
   private static final int DEFAULT_VA_SLOTS = 96;
 
-  private final int vmId;
-  private final long bytes;
-  private final PageSize backing;
+  private final GuestMemoryLayout layout;
   private final HostMemory host;
-  private final long userVaBase;
-  private final int[] pageFrame;
-  private final int[] runEnd;
   private boolean released;
 
-  private GuestMemory(
-      int vmId, long bytes, PageSize backing, HostMemory host, long userVaBase, long[] pages) {
-    this.vmId = vmId;
-    this.bytes = bytes;
-    this.backing = backing;
+  private GuestMemory(HostMemory host, GuestMemoryLayout layout) {
     this.host = host;
-    this.userVaBase = userVaBase;
-    int n = pages.length;
-    pageFrame = new int[n];
-    for (int i = 0; i < n; i++) {
-      pageFrame[i] = (int) (pages[i] >>> HostMemory.FRAME_SHIFT);
-    }
-    runEnd = new int[n];
-    long framesPerPage = backing.frames();
-    for (int i = n - 1; i >= 0; i--) {
-      boolean joins = i + 1 < n && (long) pageFrame[i + 1] == pageFrame[i] + framesPerPage;
-      runEnd[i] = joins ? runEnd[i + 1] : i + 1;
-    }
+    this.layout = layout;
   }
 
   /**
@@ -125,38 +105,44 @@ public final class GuestMemory {
           USER_VA_LIMIT);
     }
     return host.allocateBlocks(vmId, backing, (int) pages)
-        .map(hpas -> new GuestMemory(vmId, bytes, backing, host, userVaBase, hpas));
+        .map(hpas -> new GuestMemory(host, GuestMemoryLayout.of(vmId, bytes, backing, userVaBase, hpas)));
+  }
+
+  /** The immutable layout, shareable with the VM's other owners (its fds). */
+  public GuestMemoryLayout layout() {
+    live();
+    return layout;
   }
 
   public int vmId() {
-    return vmId;
+    return layout.vmId();
   }
 
   public long bytes() {
-    return bytes;
+    return layout.bytes();
   }
 
   public PageSize backing() {
-    return backing;
+    return layout.backing();
   }
 
   public long userVaBase() {
-    return userVaBase;
+    return layout.userVaBase();
   }
 
   /** End (exclusive) of the user VA range. */
   public long userVaEnd() {
-    return userVaBase + bytes;
+    return layout.userVaEnd();
   }
 
   public int pageCount() {
-    return pageFrame.length;
+    return layout.pageCount();
   }
 
   /** Host physical address of backing page {@code i}. */
   public long pageHpa(int i) {
     live();
-    return (long) pageFrame[i] << HostMemory.FRAME_SHIFT;
+    return layout.pageHpa(i);
   }
 
   public boolean isReleased() {
@@ -166,30 +152,25 @@ public final class GuestMemory {
   /** Host physical address of {@code gpa}, or -1 outside guest memory. O(1). */
   public long gpaToHpa(long gpa) {
     live();
-    if (gpa < 0 || gpa >= bytes) {
-      return -1;
-    }
-    int i = (int) (gpa >>> backing.shift());
-    return ((long) pageFrame[i] << HostMemory.FRAME_SHIFT) + (gpa & backing.mask());
+    return layout.gpaToHpa(gpa);
   }
 
   /** Guest physical address of user VA {@code va}, or -1 outside the mapping. */
   public long userVaToGpa(long va) {
     live();
-    long gpa = va - userVaBase;
-    return va < userVaBase || gpa >= bytes ? -1 : gpa;
+    return layout.userVaToGpa(va);
   }
 
   /** Host physical address of user VA {@code va}, or -1 outside the mapping. */
   public long userVaToHpa(long va) {
-    long gpa = userVaToGpa(va);
-    return gpa < 0 ? -1 : gpaToHpa(gpa);
+    live();
+    return layout.userVaToHpa(va);
   }
 
   /** True when {@code [va, va + length)} lies wholly inside the mapping (length > 0). */
   public boolean containsUserRange(long va, long length) {
     live();
-    return length > 0 && va >= userVaBase && va - userVaBase <= bytes - length;
+    return layout.containsUserRange(va, length);
   }
 
   /**
@@ -197,18 +178,14 @@ public final class GuestMemory {
    * backing pages, at least to the end of its own page); 0 outside the mapping. O(1).
    */
   public long contiguousBytes(long va) {
-    long gpa = userVaToGpa(va);
-    return gpa < 0 ? 0 : gpaContiguousBytes(gpa);
+    live();
+    return layout.contiguousBytes(va);
   }
 
   /** As {@link #contiguousBytes(long)}, by guest physical address. */
   public long gpaContiguousBytes(long gpa) {
     live();
-    if (gpa < 0 || gpa >= bytes) {
-      return 0;
-    }
-    int i = (int) (gpa >>> backing.shift());
-    return ((long) runEnd[i] << backing.shift()) - gpa;
+    return layout.gpaContiguousBytes(gpa);
   }
 
   /**
@@ -224,8 +201,8 @@ public final class GuestMemory {
           "pin [0x%x, +0x%x) of VM %d: not within user VA [0x%x, 0x%x)",
           va,
           length,
-          vmId,
-          userVaBase,
+          vmId(),
+          userVaBase(),
           userVaEnd());
     }
     forEachRun(va, length, true);
@@ -236,16 +213,16 @@ public final class GuestMemory {
   public void unpin(long va, long length) {
     if (!containsUserRange(va, length)) {
       throw new IllegalArgumentException(
-          String.format("unpin [0x%x, +0x%x) of VM %d: not guest memory", va, length, vmId));
+          String.format("unpin [0x%x, +0x%x) of VM %d: not guest memory", va, length, vmId()));
     }
     // Validate the whole range before changing anything, so a bad unpin changes nothing.
-    for (long gpa = va - userVaBase, end = gpa + length; gpa < end; ) {
+    for (long gpa = va - userVaBase(), end = gpa + length; gpa < end; ) {
       long run = Math.min(gpaContiguousBytes(gpa), end - gpa);
       long hpa = gpaToHpa(gpa);
       if (!host.allPinned(hpa, run)) {
         throw new IllegalStateException(
             String.format("unpin of VM %d [0x%x, +0x%x): a frame of hpa [0x%x, +0x%x) is not"
-                + " pinned", vmId, va, length, hpa, run));
+                + " pinned", vmId(), va, length, hpa, run));
       }
       gpa += run;
     }
@@ -253,7 +230,7 @@ public final class GuestMemory {
   }
 
   private void forEachRun(long va, long length, boolean pin) {
-    long gpa = va - userVaBase;
+    long gpa = va - userVaBase();
     long end = gpa + length;
     while (gpa < end) {
       long run = Math.min(gpaContiguousBytes(gpa), end - gpa);
@@ -273,53 +250,55 @@ public final class GuestMemory {
    */
   public void release() {
     live();
-    for (int i = 0; i < pageFrame.length; i++) {
-      long hpa = (long) pageFrame[i] << HostMemory.FRAME_SHIFT;
-      if (host.anyPinned(hpa, backing.bytes())) {
+    int pages = layout.pageCount();
+    long pageBytes = layout.backing().bytes();
+    for (int i = 0; i < pages; i++) {
+      long hpa = layout.pageHpa(i);
+      if (host.anyPinned(hpa, pageBytes)) {
         throw new IllegalStateException(
             String.format(
                 "release of VM %d memory: backing page %d (hpa 0x%x) still has pinned frames",
-                vmId, i, hpa));
+                vmId(), i, hpa));
       }
     }
-    for (int i = 0; i < pageFrame.length; i++) {
-      host.free((long) pageFrame[i] << HostMemory.FRAME_SHIFT, backing);
+    for (int i = 0; i < pages; i++) {
+      host.free(layout.pageHpa(i), layout.backing());
     }
     released = true;
   }
 
-  /** Checks that every backing frame is still owned by this VM; throws if not. */
+  /**
+   * Checks that every backing frame is still owned by this VM and naturally aligned; throws if
+   * not. (The run table's own invariants are checked when the layout is built.)
+   */
   public void checkInvariants() {
     live();
-    for (int i = 0; i < pageFrame.length; i++) {
-      long hpa = (long) pageFrame[i] << HostMemory.FRAME_SHIFT;
+    PageSize backing = layout.backing();
+    for (int i = 0; i < layout.pageCount(); i++) {
+      long hpa = layout.pageHpa(i);
       if (!backing.isAligned(hpa)) {
         throw new IllegalStateException(
             String.format(
                 "VM %d page %d at 0x%x is not %s aligned",
-                vmId, i, hpa, HostMemory.sizeName(backing)));
+                vmId(), i, hpa, HostMemory.sizeName(backing)));
       }
-      if (host.classify(hpa, backing.bytes(), vmId) != DmaCheck.OK) {
+      if (host.classify(hpa, backing.bytes(), vmId()) != DmaCheck.OK) {
         throw new IllegalStateException(
             String.format(
                 "VM %d page %d at 0x%x: frame 0x%x is owned by %d",
-                vmId, i, hpa, host.lastOffendingHpa(), host.lastActualOwner()));
-      }
-      int end = runEnd[i];
-      if (end <= i || end > pageFrame.length) {
-        throw new IllegalStateException("run table broken at page " + i);
+                vmId(), i, hpa, host.lastOffendingHpa(), host.lastActualOwner()));
       }
     }
   }
 
   /** Heap bytes of this object's metadata (64-bit JVM, compressed oops). */
   public long metadataBytes() {
-    return 48 + 2 * ((16 + 4L * pageFrame.length + 7) & ~7L);
+    return 48 + 2 * ((16 + 4L * layout.pageCount() + 7) & ~7L);
   }
 
   private void live() {
     if (released) {
-      throw new IllegalStateException("guest memory of VM " + vmId + " was released");
+      throw new IllegalStateException("guest memory of VM " + vmId() + " was released");
     }
   }
 
@@ -327,11 +306,11 @@ public final class GuestMemory {
   public String toString() {
     return String.format(
         "GuestMemory[vm=%d %s in %d %s pages at va 0x%x%s]",
-        vmId,
-        HostMemory.formatBytes(bytes),
-        pageFrame.length,
-        backing,
-        userVaBase,
+        vmId(),
+        HostMemory.formatBytes(bytes()),
+        layout.pageCount(),
+        layout.backing(),
+        userVaBase(),
         released ? " released" : "");
   }
 }
