@@ -8,6 +8,7 @@ import java.util.regex.Pattern;
 public final class Rids {
   private static final Pattern RID =
       Pattern.compile("^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\\.([0-7])$");
+  private static final char[] HEX = "0123456789abcdef".toCharArray();
 
   private Rids() {}
 
@@ -29,8 +30,16 @@ public final class Rids {
     return OptionalInt.of(bus << 8 | dev << 3 | fn);
   }
 
-  /** Formats a packed RID as {@code bb:dd.f}. */
+  /**
+   * Formats a packed RID as {@code bb:dd.f}. Written without {@code String.format} because pool
+   * expansion formats up to a million RIDs.
+   */
   public static String format(int rid) {
-    return String.format("%02x:%02x.%d", (rid >> 8) & 0xff, (rid >> 3) & 0x1f, rid & 7);
+    int bus = (rid >> 8) & 0xff;
+    int dev = (rid >> 3) & 0x1f;
+    char[] c = {
+      HEX[bus >> 4], HEX[bus & 0xf], ':', HEX[dev >> 4], HEX[dev & 0xf], '.', (char) ('0' + (rid & 7))
+    };
+    return new String(c);
   }
 }
