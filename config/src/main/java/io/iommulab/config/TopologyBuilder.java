@@ -464,13 +464,14 @@ final class TopologyBuilder {
           s.memberNames[m] = name;
           Long first = nameOwner.putIfAbsent(name, me);
           if (first != null) {
+            String by = owner(sources, first);
             conflict(
                 s,
-                m,
                 Conflict.NAME,
                 "name",
+                "duplicate device name, first used by " + by,
                 "name-prefix",
-                "duplicate device name, first used by " + owner(sources, first));
+                memberLabel(s, m) + " duplicates the name of " + by);
           }
         }
         if (s.unit >= 0 && s.firstRid >= 0) {
@@ -482,18 +483,19 @@ final class TopologyBuilder {
           }
           int rid = s.firstRid + m;
           if (table[rid] >= 0) {
-            conflict(
-                s,
-                m,
-                Conflict.RID,
-                "rid",
-                "first-rid",
-                (s.pool ? "gets rid " + Rids.format(rid) + ", " : "")
-                    + "already used on "
+            String used =
+                "already used on "
                     + units.get(s.unit).name()
                     + " by "
                     + owner(sources, table[rid])
-                    + "; a RID is unique per unit");
+                    + "; a RID is unique per unit";
+            conflict(
+                s,
+                Conflict.RID,
+                "rid",
+                used,
+                "first-rid",
+                memberLabel(s, m) + " gets rid " + Rids.format(rid) + ", " + used);
           } else {
             table[rid] = me;
           }
@@ -504,22 +506,23 @@ final class TopologyBuilder {
           if (first != null) {
             Source other = sources.get((int) (first >>> 32));
             if (other.unit != s.unit) {
-              conflict(
-                  s,
-                  m,
-                  Conflict.GROUP,
-                  "group",
-                  "first-group",
-                  (s.pool ? "gets group " + group + ", which" : "group " + group)
-                      + " already sits behind "
+              String sits =
+                  " already sits behind "
                       + units.get(other.unit).name()
                       + " with "
                       + owner(sources, first)
-                      + ", but "
-                      + (s.pool ? "the pool" : "this device")
-                      + " is behind "
+                      + ", but ";
+              String rule =
+                  " is behind "
                       + units.get(s.unit).name()
-                      + "; all devices of a group sit behind one unit");
+                      + "; all devices of a group sit behind one unit";
+              conflict(
+                  s,
+                  Conflict.GROUP,
+                  "group",
+                  "group " + group + sits + "this device" + rule,
+                  "first-group",
+                  memberLabel(s, m) + " gets group " + group + ", which" + sits + "the pool" + rule);
             }
           }
         }
@@ -532,18 +535,19 @@ final class TopologyBuilder {
             Source other = sources.get((int) (first >>> 32));
             int otherGroup = other.firstGroup + (int) first;
             if (otherGroup != group) {
-              conflict(
-                  s,
-                  m,
-                  Conflict.LIODN,
-                  "liodn",
-                  "first-liodn",
-                  (s.pool ? "gets liodn " + liodn + ", " : "")
-                      + "already used by "
+              String used =
+                  "already used by "
                       + owner(sources, first)
                       + " in group "
                       + otherGroup
-                      + "; devices may share a LIODN only within one group");
+                      + "; devices may share a LIODN only within one group";
+              conflict(
+                  s,
+                  Conflict.LIODN,
+                  "liodn",
+                  used,
+                  "first-liodn",
+                  memberLabel(s, m) + " gets liodn " + liodn + ", " + used);
             }
           }
         }
@@ -553,18 +557,21 @@ final class TopologyBuilder {
 
   /** Reports a member's conflict: a listed device at its key, a pool once per rule. */
   private static void conflict(
-      Source s, int member, Conflict rule, String listedKey, String poolKey, String text) {
+      Source s, Conflict rule, String listedKey, String listedText, String poolKey, String poolText) {
     if (!s.pool) {
-      s.r.entryProblem(listedKey, text);
+      s.r.entryProblem(listedKey, listedText);
       return;
     }
     int bit = 1 << rule.ordinal();
-    if ((s.reported & bit) != 0) {
-      return;
+    if ((s.reported & bit) == 0) {
+      s.reported |= bit;
+      s.r.entryProblem(poolKey, poolText);
     }
-    s.reported |= bit;
-    String name = s.memberNames != null ? s.memberNames[member] : "#" + member;
-    s.r.entryProblem(poolKey, "member " + name + " " + text);
+  }
+
+  /** How a pool's problem names one of its members: {@code member nic-5}. */
+  private static String memberLabel(Source s, int m) {
+    return "member " + (s.name != null ? s.name + "-" + m : "#" + m);
   }
 
   /** {@code devices[0] (nic0)} or {@code device-pools[1] member nic-5}. */
