@@ -296,14 +296,15 @@ final class TopologyBuilder {
     entry.checkKnownKeys(DEVICE_KEYS, "a device");
     ConfigReader r = defaults == null ? entry : entry.withFallback(defaults);
     Source s = new Source(r, false);
-    s.name = r.getString("name", NAME_OK, NAME_EXPECTED).orElse(null);
-    s.unitName = r.getString("unit", NAME_OK, UNIT_REF_EXPECTED).orElse(null);
-    s.firstRid = readRid(r, "rid");
-    s.liodnGiven = r.has("liodn");
+    // Identity keys come from the entry alone: device-defaults may not give them.
+    s.name = entry.getString("name", NAME_OK, NAME_EXPECTED).orElse(null);
+    s.unitName = entry.getString("unit", NAME_OK, UNIT_REF_EXPECTED).orElse(null);
+    s.firstRid = readRid(entry, "rid");
+    s.liodnGiven = entry.has("liodn");
     if (s.liodnGiven) {
-      s.firstLiodn = r.getInt("liodn", Rule.between(0, MAX_LIODN)).orElse(-1);
+      s.firstLiodn = entry.getInt("liodn", Rule.between(0, MAX_LIODN)).orElse(-1);
     }
-    s.firstGroup = r.getInt("group", Rule.atLeast(0)).orElse(-1);
+    s.firstGroup = entry.getInt("group", Rule.atLeast(0)).orElse(-1);
     s.fields = readFields(r);
     return s;
   }
@@ -312,14 +313,14 @@ final class TopologyBuilder {
     entry.checkKnownKeys(POOL_KEYS, "a device pool");
     ConfigReader r = defaults == null ? entry : entry.withFallback(defaults);
     Source s = new Source(r, true);
-    s.name = r.getString("name-prefix", NAME_OK, NAME_EXPECTED).orElse(null);
-    s.count = r.getInt("count", Rule.between(1, MAX_POOL)).orElse(-1);
-    s.unitName = r.getString("unit", NAME_OK, UNIT_REF_EXPECTED).orElse(null);
-    s.firstRid = readRid(r, "first-rid");
-    s.firstGroup = r.getInt("first-group", Rule.atLeast(0)).orElse(-1);
-    s.liodnGiven = r.has("first-liodn");
+    s.name = entry.getString("name-prefix", NAME_OK, NAME_EXPECTED).orElse(null);
+    s.count = entry.getInt("count", Rule.between(1, MAX_POOL)).orElse(-1);
+    s.unitName = entry.getString("unit", NAME_OK, UNIT_REF_EXPECTED).orElse(null);
+    s.firstRid = readRid(entry, "first-rid");
+    s.firstGroup = entry.getInt("first-group", Rule.atLeast(0)).orElse(-1);
+    s.liodnGiven = entry.has("first-liodn");
     if (s.liodnGiven) {
-      s.firstLiodn = r.getInt("first-liodn", Rule.between(0, MAX_LIODN)).orElse(-1);
+      s.firstLiodn = entry.getInt("first-liodn", Rule.between(0, MAX_LIODN)).orElse(-1);
     }
     s.fields = readFields(r);
     if (s.count > 0 && s.firstRid >= 0 && s.firstRid + (long) s.count - 1 > MAX_RID) {

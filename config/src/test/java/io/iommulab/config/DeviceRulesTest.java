@@ -114,11 +114,21 @@ class DeviceRulesTest {
   }
 
   @Test
-  void anIdentityKeyUnderDeviceDefaultsIsAnUnknownKey() {
+  void anIdentityKeyUnderDeviceDefaultsIsAnUnknownKeyAndIsNotInherited() {
+    // Were identity keys inherited, a device that forgets its group would silently join group 0.
     assertOnly(
         "iommulab.topology.device-defaults.group = 0: unknown key (device-defaults takes pasid-bits,"
             + " ats, atc-entries, pri, msi-vectors, no-snoop, virtual-function)",
-        "iommulab.topology.device-defaults.group = 0");
+        "iommulab.topology.device-defaults.group = 0\n"
+            + plusDevice("name = x, unit = vtd1, rid = \"00:05.0\", group = 10"));
+    assertEquals(
+        List.of(
+            "iommulab.topology.device-defaults.group = 0: unknown key (device-defaults takes"
+                + " pasid-bits, ats, atc-entries, pri, msi-vectors, no-snoop, virtual-function)",
+            "iommulab.topology.devices[10].group: missing (required, an integer)"),
+        problems(
+            "iommulab.topology.device-defaults.group = 0\n"
+                + plusDevice("name = x, unit = vtd1, rid = \"00:05.0\"")));
   }
 
   // ------------------------------------------------------------------------------------ RIDs
