@@ -59,27 +59,6 @@ final class ConfigReader {
           v -> v >= lo && v <= hi && Long.bitCount(v) == 1,
           "must be a power of two from " + lo + " to " + hi);
     }
-
-    /** {@code must be 39, 48 or 57}. */
-    static Rule oneOf(long... allowed) {
-      StringBuilder text = new StringBuilder("must be ");
-      for (int i = 0; i < allowed.length; i++) {
-        if (i > 0) {
-          text.append(i == allowed.length - 1 ? " or " : ", ");
-        }
-        text.append(allowed[i]);
-      }
-      return new Rule(
-          v -> {
-            for (long a : allowed) {
-              if (a == v) {
-                return true;
-              }
-            }
-            return false;
-          },
-          text.toString());
-    }
   }
 
   /**
@@ -93,14 +72,6 @@ final class ConfigReader {
     void add(String problem) {
       reports++;
       problems.add(problem);
-    }
-
-    boolean isEmpty() {
-      return problems.isEmpty();
-    }
-
-    List<String> list() {
-      return List.copyOf(problems);
     }
 
     /** Throws one {@link SettingsException} naming every problem, if there is any. */
@@ -185,12 +156,6 @@ final class ConfigReader {
   /** Whether {@code key} has a non-null value in some layer. */
   boolean has(String key) {
     return find(key) != null;
-  }
-
-  /** Whether {@code key} is written in this reader's own object (not inherited). */
-  boolean hasOwn(String key) {
-    ConfigValue v = layers.get(0).object().get(key);
-    return v != null && v.valueType() != ConfigValueType.NULL;
   }
 
   // ---------------------------------------------------------------------------------- problems
