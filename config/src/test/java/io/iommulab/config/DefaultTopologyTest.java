@@ -24,8 +24,11 @@ class DefaultTopologyTest {
   }
 
   @Test
-  void theHostHas64GiBOfMemory() {
-    assertEquals(64L << 30, topology.hostMemoryBytes());
+  void theHostHas32GiBOfMemoryEndingBelowTheMsiBanks() {
+    assertEquals(32L << 30, topology.hostMemoryBytes());
+    for (MsiBankSettings bank : topology.msiBanks()) {
+      assertTrue(bank.msiirAddress() >= topology.hostMemoryBytes(), "MSIIR page is MMIO, not RAM");
+    }
   }
 
   @Test
