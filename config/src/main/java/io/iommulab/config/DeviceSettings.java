@@ -48,9 +48,9 @@ public record DeviceSettings(
     if (Rids.parse(rid).isEmpty()) {
       throw new IllegalArgumentException(name + ": rid = " + rid + ": not a bus:dev.fn");
     }
-    if (group < 0 || pasidBits < 0 || pasidBits > 20 || atcEntries < 1 || msiVectors < 0) {
+    if (group < 0 || pasidBits < 0 || pasidBits > 20 || (ats && atcEntries < 1) || atcEntries < 0 || msiVectors < 0) {
       throw new IllegalArgumentException(
-          name + ": group, pasid-bits (0..20), atc-entries (>= 1) or msi-vectors out of range");
+          name + ": group, pasid-bits (0..20), atc-entries (>= 1 with ats) or msi-vectors out of range");
     }
     if (pri && !ats) {
       throw new IllegalArgumentException(name + ": pri requires ats");

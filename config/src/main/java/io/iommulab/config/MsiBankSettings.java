@@ -14,7 +14,8 @@ import java.util.Optional;
  *
  * @param index bank index, from 0
  * @param msiirAddress host physical address of the bank's MSIIR page, 4 KiB aligned
- * @param vectors vectors the bank carries (MPIC: 8 MSIR registers of 32 bits = 256)
+ * @param vectors vectors the bank carries (MPIC: 8 MSIR registers of 32 bits = 256; an
+ *     MPIC 4.3 bank addressed through MSIIR1 has 16 MSIRs = 512, arch/powerpc/sysdev/fsl_msi.c)
  */
 public record MsiBankSettings(int index, long msiirAddress, int vectors) {
 
@@ -23,7 +24,7 @@ public record MsiBankSettings(int index, long msiirAddress, int vectors) {
 
   static final ConfigReader.Rule PAGE_ALIGNED =
       new ConfigReader.Rule(v -> (v & 0xfff) == 0, "must be 4 KiB aligned (an MSIIR page)");
-  static final ConfigReader.Rule VECTORS = ConfigReader.Rule.between(1, 256);
+  static final ConfigReader.Rule VECTORS = ConfigReader.Rule.between(1, 512);
 
   public MsiBankSettings {
     if (index < 0) {
@@ -33,8 +34,8 @@ public record MsiBankSettings(int index, long msiirAddress, int vectors) {
       throw new IllegalArgumentException(
           "msiir-address = 0x" + Long.toHexString(msiirAddress) + ": must be 4 KiB aligned");
     }
-    if (vectors < 1 || vectors > 256) {
-      throw new IllegalArgumentException("vectors = " + vectors + ": must be from 1 to 256");
+    if (vectors < 1 || vectors > 512) {
+      throw new IllegalArgumentException("vectors = " + vectors + ": must be from 1 to 512");
     }
   }
 

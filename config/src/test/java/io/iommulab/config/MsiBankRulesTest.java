@@ -98,11 +98,11 @@ class MsiBankRulesTest {
   void zeroOrMoreThan256VectorsAreRefused() {
     assertEquals(
         List.of(
-            "iommulab.topology.msi-banks[0].vectors = 0: must be from 1 to 256",
-            "iommulab.topology.msi-banks[1].vectors = 257: must be from 1 to 256"),
+            "iommulab.topology.msi-banks[0].vectors = 0: must be from 1 to 512",
+            "iommulab.topology.msi-banks[1].vectors = 513: must be from 1 to 512"),
         problems(
             banks(
-                "{ msiir-address = 0x1000, vectors = 0 }, { msiir-address = 0x2000, vectors = 257 },"
+                "{ msiir-address = 0x1000, vectors = 0 }, { msiir-address = 0x2000, vectors = 513 },"
                     + " { msiir-address = 0x3000 }")));
   }
 
