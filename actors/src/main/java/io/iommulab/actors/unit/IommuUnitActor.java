@@ -1,0 +1,450 @@
+package io.iommulab.actors.unit;
+
+import io.iommulab.actors.CborSerializable;
+import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.config.UnitKind;
+import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.fault.DmaFault;
+import io.iommulab.hardware.fault.PageRequest;
+import io.iommulab.hardware.iommu.ReservedRegion;
+import java.util.List;
+import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.config.IommuUnitSettings;
+import io.iommulab.hardware.FaultInjector;
+import io.iommulab.hardware.ModeledClock;
+import io.iommulab.hardware.cost.CostModel;
+import java.util.Map;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.ActorRef;
+
+/**
+ * PROTOCOL (implementation pending). One IOMMU unit: owns its hardware model (a paging
+ * {@code IommuUnit} for VT-d-like and SMMUv3-like units, or a {@code PamuUnit}), the IOMMU groups
+ * behind it and their DMA owners, the RID → {@link DeviceActor} map used to fan out device-TLB
+ * invalidations, and the attach handles ((rid, pasid) → fault sink). One protocol serves every
+ * kind: a command a kind cannot perform is refused (EOPNOTSUPP), as a driver op it lacks would be.
+ *
+ * <p>Every command that a guest can get wrong answers {@link Refused} with the errno and a message
+ * naming the argument; a refused command changes nothing. Replies go to {@code replyTo}.
+ */
+public final class IommuUnitActor {
+  private IommuUnitActor() {}
+
+  /**
+   * A unit of any kind: a paging unit for {@code PagingUnitSettings}, a PAMU for
+   * {@code PamuUnitSettings}. Modeled time comes from {@code clock}, replacement randomness from
+   * {@code seed}; completed DMA is checked by {@code memory}; PAMU MSI writes reach
+   * {@code msiBanks} (by bank index).
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
+    throw new UnsupportedOperationException("pending");
+  }
+
+  /** Request id meaning "no PASID" (the RID's own address space). Same as FaultRecord.NO_PASID. */
+  public static final int NO_PASID = -1;
+
+  public sealed interface Command extends CborSerializable
+      permits RegisterDevice,
+          UnregisterDevice,
+          ClaimDmaOwner,
+          ReleaseDmaOwner,
+          AllocDomain,
+          FreeDomain,
+          EnforceCacheCoherency,
+          SetDirtyTracking,
+          ReadAndClearDirty,
+          MapRange,
+          UnmapRange,
+          Stage1Map,
+          Stage1Unmap,
+          InvalidateUser,
+          Attach,
+          Replace,
+          Detach,
+          PamuSetGeometry,
+          PamuSetWindowCount,
+          PamuGetGeometry,
+          PamuMapMsiBank,
+          PamuUnmapMsiBank,
+          TranslateBurst,
+          ReportPageRequest,
+          RespondPageRequest,
+          MsiWrite,
+          AtcInvalidationAcked,
+          GetSnapshot,
+          GetStats {}
+
+  // ---------------------------------------------------------------- topology (guardian)
+
+  /**
+   * A function appears behind this unit (boot or hotplug): probe its context entry / STE (PASID
+   * table) or, on PAMU, its LIODN. Replies {@link Done}; EEXIST if the RID is present.
+   */
+  public record RegisterDevice(
+      int rid,
+      int liodn,
+      int group,
+      int pasidBits,
+      boolean ats,
+      ActorRef<DeviceActor.Command> device,
+      ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** The function leaves (hot-unplug); EBUSY while it is attached or owned. Replies Done. */
+  public record UnregisterDevice(int rid, ActorRef<UnitReply> replyTo) implements Command {}
+
+  // ---------------------------------------------------------------- DMA ownership
+
+  /**
+   * {@code iommu_device_claim_dma_owner(dev, ictx)} for an iommufd bind: the device's group is
+   * owned by the fd {@code ictxId} of VM {@code vmId}. Replies {@link DmaOwnerClaimed} carrying
+   * what iommufd learns about the device's IOMMU (GET_HW_INFO, reserved regions); EPERM when
+   * another owner holds the group, EBUSY when the device is already bound (drivers/iommu/iommu.c).
+   */
+  public record ClaimDmaOwner(int rid, int ictxId, int vmId, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** Releases the claim; the device returns to blocked DMA. Replies Done. */
+  public record ReleaseDmaOwner(int rid, int ictxId, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  // ---------------------------------------------------------------- domains
+
+  /** The kind of domain to allocate. */
+  public enum DomainType {
+    /** A second-stage (or only-stage) paging domain: an iommufd HWPT_PAGING. */
+    PAGING,
+    /** A stage-1 domain over a NEST_PARENT paging domain: an iommufd HWPT_NESTED. */
+    NESTED,
+    /** A PAMU domain (aperture and windows). */
+    PAMU
+  }
+
+  /**
+   * Allocates a domain. PAGING: {@code nestParent}, {@code dirtyTracking} flags (EOPNOTSUPP without
+   * the capability). NESTED: {@code parentDomainId} must be a NEST_PARENT domain of this unit
+   * (EINVAL). Replies {@link DomainAllocated}; ENOSPC when domain ids are exhausted.
+   */
+  public record AllocDomain(
+      DomainType type,
+      boolean nestParent,
+      boolean dirtyTracking,
+      int parentDomainId,
+      ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** Frees a domain; EBUSY while attached or while nested children exist. Replies Done. */
+  public record FreeDomain(int domainId, ActorRef<UnitReply> replyTo) implements Command {}
+
+  /**
+   * Force snoop on a paging domain ({@code enforce_cache_coherency}); EINVAL when the unit lacks
+   * snoop control or the domain has ever had mappings (drivers/iommu/intel/iommu.c). Replies Done.
+   */
+  public record EnforceCacheCoherency(int domainId, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  public record SetDirtyTracking(int domainId, boolean enabled, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** Replies {@link DirtyRead}. */
+  public record ReadAndClearDirty(
+      int domainId, long iova, long length, boolean clear, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  // ---------------------------------------------------------------- mappings
+
+  /**
+   * Installs IOAS area pages in a domain: {@code hpas[i]} backs {@code lengths[i]} bytes, the runs
+   * laid end to end from {@code iova}. All or nothing. PAMU domains take whole windows (VFIO-PAMU
+   * rules) and enable the aperture on the first map. In caching mode the unit also flushes the
+   * not-present entries it may have cached. Replies {@link Mapped}.
+   */
+  public record MapRange(
+      int domainId, long iova, long[] hpas, long[] lengths, int prot, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /**
+   * Removes the leaves of {@code [iova, +length)} from a domain and invalidates every cache that
+   * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
+   * sync. Replies {@link Unmapped} only when every targeted cache has dropped its entries (strict).
+   * EINVAL when the range cuts a large page. PAMU: disables the windows; the domain when empty.
+   */
+  public record UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /**
+   * The guest IOMMU driver writes its stage-1 table of a NESTED domain (IOVA → GPA). As on
+   * hardware, nothing is invalidated: the guest must invalidate ({@link InvalidateUser}) before a
+   * changed entry is guaranteed to be seen. Replies Done.
+   */
+  public record Stage1Map(
+      int nestedDomainId, long iova, long gpa, long length, int prot, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  public record Stage1Unmap(
+      int nestedDomainId, long iova, long length, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** One user invalidation entry, already validated and translated (vdev_id → rid) by the fd. */
+  public record UserInvalidation(
+      UserInvalidationKind kind, int pasid, long address, long npages, int rid, boolean leaf)
+      implements CborSerializable {}
+
+  public enum UserInvalidationKind {
+    /** Stage-1 IOTLB range of the nested domain (VT-d S1 entry; SMMUv3 TLBI_NH_VA). */
+    IOTLB_RANGE,
+    /** Every stage-1 IOTLB entry of the nested domain (addr 0, npages U64_MAX; TLBI_NH_ALL). */
+    IOTLB_ALL,
+    /** Device ATC range of {@code rid} (SMMUv3 ATC_INV after vSID → SID translation). */
+    ATC
+  }
+
+  /**
+   * HWPT_INVALIDATE / vIOMMU invalidation of a NESTED domain (or, with {@code domainId} of a
+   * vIOMMU's parent, device ATCs): entries run in order and stop at the first error; {@link
+   * UserInvalidated} reports how many were handled. IOTLB before ATC within the array's order.
+   */
+  public record InvalidateUser(
+      int domainId, List<UserInvalidation> entries, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  // ---------------------------------------------------------------- attach
+
+  /**
+   * Sets the PASID-table entry of (rid, pasid) — pasid {@link #NO_PASID} for the RID itself; on
+   * PAMU the LIODN's PAACE. {@code faultSink} (may be null) receives the DMA faults and page
+   * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
+   * object. Replies Done; EBUSY if already attached at that PASID (use Replace).
+   */
+  public record Attach(
+      int rid,
+      int pasid,
+      int domainId,
+      ActorRef<FaultEvent> faultSink,
+      ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /**
+   * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
+   * then ATC) before {@link Done}. EINVAL when not attached; same domain is a no-op.
+   */
+  public record Replace(
+      int rid,
+      int pasid,
+      int domainId,
+      ActorRef<FaultEvent> faultSink,
+      ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /**
+   * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
+   * invalidation (PASID cache, IOTLB, device TLB) has completed: no DMA is served from the old
+   * translation afterwards.
+   */
+  public record Detach(int rid, int pasid, ActorRef<UnitReply> replyTo) implements Command {}
+
+  // ---------------------------------------------------------------- PAMU (2013 seed)
+
+  /** DOMAIN_ATTR_GEOMETRY; EBUSY while enabled, EINVAL for a bad size or alignment. */
+  public record PamuSetGeometry(
+      int domainId, long apertureStart, long apertureSize, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** DOMAIN_ATTR_WINDOWS; geometry first (EINVAL), power of two ≤ max, EBUSY while enabled. */
+  public record PamuSetWindowCount(int domainId, int windows, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  /** Replies {@link PamuGeometry}. */
+  public record PamuGetGeometry(int domainId, ActorRef<UnitReply> replyTo) implements Command {}
+
+  /**
+   * VFIO_IOMMU_PAMU_MAP_MSI_BANK: bank {@code bankIndex}'s MSIIR page into the window at
+   * {@code iova}. Replies {@link MsiBankMapped} with the MSI address devices must use.
+   */
+  public record PamuMapMsiBank(
+      int domainId, int bankIndex, long msiirAddress, long iova, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  public record PamuUnmapMsiBank(int domainId, long iova, ActorRef<UnitReply> replyTo)
+      implements Command {}
+
+  // ---------------------------------------------------------------- device-facing (DMA)
+
+  /**
+   * A burst of DMA requests from function {@code rid}: untranslated requests (translated and
+   * performed here: each success is checked against host-frame ownership) or, with {@code
+   * atsRequest}, ATS translation requests whose results the device caches in its ATC. The arrays
+   * belong to the message. Replies {@link BurstTranslated} to {@code replyTo}.
+   */
+  public record TranslateBurst(
+      int rid,
+      int pasid,
+      long[] iovas,
+      int[] lengths,
+      int[] access,
+      boolean atsRequest,
+      long burstId,
+      ActorRef<BurstTranslated> replyTo)
+      implements Command {}
+
+  /**
+   * A PRI page request from {@code rid}: routed to the fault sink of the (rid, pasid) attach handle,
+   * or, with no handler, answered INVALID to the device at once (io-pgfault.c).
+   */
+  public record ReportPageRequest(
+      int rid, int pasid, int groupId, long address, int perm, boolean lastPage)
+      implements Command {}
+
+  /** A page-group response from software (by the fd): forwarded to the device as PageResponded. */
+  public record RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code)
+      implements Command {}
+
+  public enum PageResponseCode {
+    SUCCESS,
+    INVALID,
+    FAILURE
+  }
+
+  /**
+   * An MSI write by {@code rid} at {@code address} with {@code data}: interrupt remapping (VT-d,
+   * SMMUv3 with an ITS) or, on PAMU, a write through a window to an MSI bank's MSIIR.
+   */
+  public record MsiWrite(int rid, long address, int data) implements Command {}
+
+  /** A device acknowledges the device-TLB invalidation {@code token}. */
+  public record AtcInvalidationAcked(int rid, long token) implements Command {}
+
+  // ---------------------------------------------------------------- inspection
+
+  /** Replies {@link UnitSnapshotted}. */
+  public record GetSnapshot(ActorRef<UnitSnapshotted> replyTo) implements Command {}
+
+  /** Replies {@link UnitStats}. */
+  public record GetStats(ActorRef<UnitStats> replyTo) implements Command {}
+
+  // ================================================================ replies
+
+  public sealed interface UnitReply extends CborSerializable
+      permits Done,
+          Refused,
+          DmaOwnerClaimed,
+          DomainAllocated,
+          Mapped,
+          Unmapped,
+          DirtyRead,
+          UserInvalidated,
+          PamuGeometry,
+          MsiBankMapped {}
+
+  public enum Done implements UnitReply {
+    INSTANCE
+  }
+
+  /** A guest mistake: nothing changed. */
+  public record Refused(Errno errno, String message) implements UnitReply {}
+
+  /**
+   * What iommufd learns of a device's IOMMU at bind: GET_HW_INFO data and the reserved regions it
+   * must enforce in every IOAS the device attaches to.
+   */
+  public record UnitInfo(
+      int unitId,
+      String unitName,
+      UnitKind kind,
+      long pageSizeBitmap,
+      int addressWidth,
+      long apertureStart,
+      long apertureLast,
+      int pasidBits,
+      boolean enforceCacheCoherency,
+      boolean dirtyTracking,
+      boolean nesting,
+      boolean msiIsolation,
+      boolean ats,
+      boolean pri,
+      List<ReservedRegion> reservedRegions)
+      implements CborSerializable {}
+
+  public record DmaOwnerClaimed(UnitInfo info) implements UnitReply {}
+
+  public record DomainAllocated(
+      int domainId, long pageSizeBitmap, int addressWidth, long apertureStart, long apertureLast)
+      implements UnitReply {}
+
+  public record Mapped(long bytes) implements UnitReply {}
+
+  /** {@code modeledLatencyNs}: modeled time of the unmap including invalidation and queueing. */
+  public record Unmapped(long bytes, long modeledLatencyNs) implements UnitReply {}
+
+  public record DirtyRead(long[] dirtyIovas, long pageSize) implements UnitReply {}
+
+  /**
+   * {@code handled} entries were processed (success or failure); {@code errno} is null when all
+   * succeeded, else the errno of entry {@code handled - 1}.
+   */
+  public record UserInvalidated(int handled, Errno errno, String message, long modeledLatencyNs)
+      implements UnitReply {}
+
+  public record PamuGeometry(
+      long apertureStart,
+      long apertureSize,
+      int windowCount,
+      int maxWindows,
+      boolean windowCountSet,
+      boolean enabled)
+      implements UnitReply {}
+
+  public record MsiBankMapped(long msiIova) implements UnitReply {}
+
+  /**
+   * Per-request outcome of a {@link TranslateBurst}: {@code status[i]} is 0 on success, else
+   * {@code FaultReason.ordinal() + 1}; {@code hpas}, {@code prot}, {@code pageShift} are valid on
+   * success (ATS requests cache them). {@code modeledLatencyNs} covers the burst, queueing
+   * included.
+   */
+  public record BurstTranslated(
+      long burstId,
+      byte[] status,
+      long[] hpas,
+      int[] prot,
+      byte[] pageShift,
+      long modeledLatencyNs)
+      implements CborSerializable {}
+
+  /** What a fault sink (an fd's FAULT object, via its adapter) receives. */
+  public sealed interface FaultEvent extends CborSerializable permits DmaFaulted, PageRequested {}
+
+  public record DmaFaulted(DmaFault fault) implements FaultEvent {}
+
+  public record PageRequested(PageRequest request) implements FaultEvent {}
+
+  /** The model's snapshot: one of the two is non-null, per the unit's kind. */
+  public record UnitSnapshotted(
+      io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
+      io.iommulab.hardware.pamu.PamuSnapshot pamu)
+      implements CborSerializable {}
+
+  public record UnitStats(
+      int unitId,
+      String unitName,
+      long translations,
+      long iotlbHits,
+      long iotlbMisses,
+      long faults,
+      long pageRequests,
+      long invalidationDescriptors,
+      long syncs,
+      long atcInvalidations,
+      int iotlbSize,
+      int domains)
+      implements CborSerializable {}
+}
