@@ -1,8 +1,11 @@
 package io.iommulab.hardware;
 
-/** A clock that moves only when told to: tests and seeded replays. Not thread-safe. */
+/**
+ * A clock that moves only when told to: tests and seeded replays. One thread advances it; the
+ * field is volatile because actors on other threads read it.
+ */
 public final class ManualClock implements ModeledClock {
-  private long now;
+  private volatile long now;
 
   public ManualClock() {
     this(0);
@@ -21,7 +24,7 @@ public final class ManualClock implements ModeledClock {
     if (nanos < 0) {
       throw new IllegalArgumentException("time runs forward: " + nanos);
     }
-    now += nanos;
+    now = now + nanos; // single writer: no lost update
   }
 
   public void set(long nanos) {
