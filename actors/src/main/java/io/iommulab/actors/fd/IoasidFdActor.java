@@ -18,9 +18,10 @@ import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.List;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
- * PROTOCOL (implementation pending). One open {@code /dev/iommu} (an {@code iommufd_ctx}): owns
+ * One open {@code /dev/iommu} (an {@code iommufd_ctx}): owns
  * the object table and every object's model in {@code io.iommulab.actors.fd.model} — IOASes and
  * their io page tables, pinned pages and locked-memory accounting, HWPTs, device bindings and
  * igroups, FAULT queues, vIOMMUs, vDEVICEs and vEVENTQs.
@@ -72,7 +73,10 @@ public final class IoasidFdActor {
       ActorRef<FdEvent> events,
       FaultInjector injector,
       ModeledClock clock) {
-    throw new UnsupportedOperationException("pending");
+    return Behaviors.setup(
+        context ->
+            new FdBehavior(
+                context, ictxId, vmId, layout, settings, credentials, memory, events, injector, clock));
   }
 
   /**
