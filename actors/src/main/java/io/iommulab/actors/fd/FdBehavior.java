@@ -531,7 +531,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           Device d = done.value();
           deviceRefs.put(d, h.device());
-          h.device().tell(new DeviceActor.OwnerChanged(vmId, ictxId));
           if (!claimed.info().enforceCacheCoherency()) {
             events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
           }
@@ -567,10 +566,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
                 getContext().getLog().error("fd [{}]: releasing DMA ownership of [{}] refused: [{}]", ictxId, d.name(), released);
               }
               model.finishUnbind(d);
-              ActorRef<DeviceActor.Command> ref = deviceRefs.remove(d);
-              if (ref != null) {
-                ref.tell(new DeviceActor.OwnerChanged(0, 0));
-              }
+              // The unit tells the device its owner changed (it owns the claim).
+              deviceRefs.remove(d);
               if (!d.info().enforceCacheCoherency()) {
                 events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
               }
