@@ -1220,11 +1220,14 @@ public final class IommufdCtx {
         if (old.fault != null) {
           autoResponses.addAll(old.fault.autoRespond(d, plan.pasid, old));
         }
-        if (old.isPaging() && (!h.isPaging() || h.ioas != old.ioas)) {
-          dropResv(d, old.ioas);
-        }
-        if (h.isPaging()) {
-          d.resv.merge(h.ioas, 1, Integer::sum);
+        boolean sameIoas = old.isPaging() && h.isPaging() && old.ioas == h.ioas;
+        if (!sameIoas) {
+          if (old.isPaging()) {
+            dropResv(d, old.ioas);
+          }
+          if (h.isPaging()) {
+            d.resv.merge(h.ioas, 1, Integer::sum);
+          }
         }
       }
       ig.attaches.put(plan.pasid, nga);
