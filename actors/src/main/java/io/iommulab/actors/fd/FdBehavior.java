@@ -1236,6 +1236,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private void maybeStartClose() {
     if (closing && !closeStarted && pendingOps == 0) {
       closeStarted = true;
+      objectsDestroyedAtClose = model.objects().size();
       unbindAll(model.boundDevices(), 0);
     }
   }
@@ -1266,7 +1267,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
     }
     int[] left = {leaves.size()};
     Runnable one = () -> {
-      objectsDestroyedAtClose++;
       if (--left[0] == 0) {
         destroyRound();
       }

@@ -60,13 +60,19 @@ final class Fixture {
   final ActorRef<IoasidFdActor.Command> fdRef;
   final IommuFd fd;
   final GuestMemoryLayout layout;
+  private final FaultInjector injector;
 
   Fixture(ActorTestKit kit) {
     this(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE);
   }
 
   Fixture(ActorTestKit kit, UapiSettings settings, IoasidFdActor.Credentials credentials) {
+    this(kit, settings, credentials, FaultInjector.NONE);
+  }
+
+  Fixture(ActorTestKit kit, UapiSettings settings, IoasidFdActor.Credentials credentials, FaultInjector injector) {
     this.kit = kit;
+    this.injector = injector;
     List<IommuUnitSettings> all = IommulabSettings.defaults().topology().units();
     List<DeviceSettings> devices = new ArrayList<>(IommulabSettings.defaults().topology().devices());
     List<PagingUnitSettings> paging = new ArrayList<>();
@@ -122,7 +128,7 @@ final class Fixture {
     int ictx = NEXT_CTX.getAndIncrement();
     return kit.spawn(
         IoasidFdActor.create(ictx, vmId, layout(vmId), settings, credentials, memory, events.ref(),
-            FaultInjector.NONE, new ManualClock()));
+            injector, new ManualClock()));
   }
 
   /** 64 MiB at {@link #VA}: pages 0–15 at host 1 GiB, pages 16–31 at host 3 GiB (two runs). */
