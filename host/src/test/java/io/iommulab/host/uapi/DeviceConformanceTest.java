@@ -1,7 +1,6 @@
 package io.iommulab.host.uapi;
 
 import static io.iommulab.host.uapi.Fixture.MB;
-import static io.iommulab.host.uapi.Fixture.VA;
 import static io.iommulab.host.uapi.Fixture.err;
 import static io.iommulab.host.uapi.Fixture.ok;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -41,6 +40,17 @@ class DeviceConformanceTest {
 
   Fixture f;
   IommuFd fd;
+
+  @org.junit.jupiter.api.AfterEach
+  void hostSawNoPinBugs() {
+    f.assertNoHostBugs();
+  }
+
+  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
+  private void useFakeUnits() {
+    f = Fixture.withFakeUnits(kit);
+    fd = f.fd;
+  }
 
   @BeforeEach
   void open() {
@@ -132,7 +142,7 @@ class DeviceConformanceTest {
   @Test
   void attachWhoseReservedRegionMeetsAMappingIsEaddrinuseAndChangesNothing() {
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, MSI)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, MSI)));
     VfioDevice nic0 = f.bound("nic0");
     Fixture.State before = f.state();
     err(Errno.EADDRINUSE, nic0.attach(ioas));
@@ -142,7 +152,7 @@ class DeviceConformanceTest {
   @Test
   void attachWhoseDomainApertureExcludesAMappingIsEaddrinuseAndChangesNothing() {
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 1L << 48)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 1L << 48)));
     VfioDevice nic0 = f.bound("nic0");
     Fixture.State before = f.state();
     err(Errno.EADDRINUSE, nic0.attach(ioas));
@@ -152,7 +162,7 @@ class DeviceConformanceTest {
   @Test
   void attachRaisingTheAlignmentOverANonconformingAreaIsEaddrinuseAndChangesNothing() {
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 3, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 3, 16 * MB)));
     VfioDevice nic0 = f.bound("nic0");
     Fixture.State before = f.state();
     err(Errno.EADDRINUSE, nic0.attach(ioas));
@@ -167,7 +177,10 @@ class DeviceConformanceTest {
     Fixture.State before = f.state();
     err(Errno.EPERM, legacy.bind());
     assertEquals(before, f.state());
-    assertEquals(1, f.controls.get("vtd9").count(IommuUnitActor.ReleaseDmaOwner.class));
+    // The claim was released: an fd that allows unsafe interrupts may take the device.
+    IommuFd unsafe = IommuFd.of(f.openFd(2, UapiSettings.defaults().withAllowUnsafeInterrupts(true),
+        IoasidFdActor.Credentials.NONE), kit.system());
+    assertTrue(ok(new VfioDevice(unsafe, f.handles.get("legacy0")).bind()) > 0);
   }
 
   @Test
@@ -218,7 +231,7 @@ class DeviceConformanceTest {
     VfioDevice nic0 = f.bound("nic0");
     int ioas = f.ioas();
     ok(nic0.attach(ioas));
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     ok(nic0.unbind());
     assertEquals(0, f.pinnedBytes());
     assertEquals(0, f.domains("vtd0"));
@@ -231,8 +244,8 @@ class DeviceConformanceTest {
   @Test
   void attachToAnIoasBuildsAnAutoDomainAndReplaysEveryArea() {
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA + 8 * MB, 4 * MB, 32 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va + 8 * MB, 4 * MB, 32 * MB)));
     int hwpt = ok(f.bound("nic0").attach(ioas));
     assertNotEquals(ioas, hwpt);
     assertEquals(6 * MB, f.mappedBytes("vtd0"));
@@ -251,7 +264,7 @@ class DeviceConformanceTest {
   @Test
   void aDeviceOfAnotherUnitGetsItsOwnAutoDomainOfTheSameIoas() {
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     int a = ok(f.bound("nic0").attach(ioas));
     int b = ok(f.bound("nic2").attach(ioas));
     assertNotEquals(a, b);
@@ -304,8 +317,9 @@ class DeviceConformanceTest {
 
   @Test
   void attachRefusedByTheUnitLeavesNoAutoDomainBehind() {
+    useFakeUnits();
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     VfioDevice nic0 = f.bound("nic0");
     Fixture.State before = f.state();
     f.controls.get("vtd0").failNextAttach.set(Errno.ENOSPC);
@@ -315,9 +329,10 @@ class DeviceConformanceTest {
 
   @Test
   void anAutoDomainWhoseReplayFailsIsTornDownAndChangesNothing() {
+    useFakeUnits();
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 32 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 32 * MB)));
     VfioDevice nic0 = f.bound("nic0");
     Fixture.State before = f.state();
     f.controls.get("vtd0").failMapAfter.set(2);
@@ -329,8 +344,8 @@ class DeviceConformanceTest {
   void attachBeyondTheMemlockLimitIsEnomemAndChangesNothing() {
     Fixture small = new Fixture(kit, UapiSettings.defaults().withMemlockLimit(4 * MB), IoasidFdActor.Credentials.NONE);
     int ioas = small.ioas();
-    ok(small.fd.ioasMap(IoasMap.fixed(ioas, VA, 4 * MB, 16 * MB)));
-    ok(small.fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 32 * MB)));
+    ok(small.fd.ioasMap(IoasMap.fixed(ioas, small.va, 4 * MB, 16 * MB)));
+    ok(small.fd.ioasMap(IoasMap.fixed(ioas, small.va, 2 * MB, 32 * MB)));
     VfioDevice nic0 = small.bound("nic0");
     Fixture.State before = small.state();
     err(Errno.ENOMEM, nic0.attach(ioas));
@@ -374,8 +389,8 @@ class DeviceConformanceTest {
     VfioDevice nic0 = f.bound("nic0");
     int a = f.ioas();
     int b = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(a, VA, 2 * MB, 16 * MB)));
-    ok(fd.ioasMap(IoasMap.fixed(b, VA + 8 * MB, 4 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(a, f.va, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(b, f.va + 8 * MB, 4 * MB, 16 * MB)));
     int ha = ok(nic0.attach(a));
     int hb = ok(nic0.replace(b));
     assertNotEquals(ha, hb);

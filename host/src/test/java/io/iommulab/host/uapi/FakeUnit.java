@@ -300,7 +300,7 @@ final class FakeUnit {
       } else if (c instanceof IommuUnitActor.RespondPageRequest m) {
         control.responses.add(m);
       } else if (c instanceof IommuUnitActor.GetSnapshot m) {
-        m.replyTo().tell(new IommuUnitActor.UnitSnapshotted(unit.snapshot(), null));
+        m.replyTo().tell(new IommuUnitActor.UnitSnapshotted(unit.snapshot(), null, List.of(), List.of(), List.of()));
       }
       return Behaviors.same();
     }

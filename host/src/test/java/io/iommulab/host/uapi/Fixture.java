@@ -18,6 +18,7 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
 import io.iommulab.hardware.Outcome;
 import io.iommulab.hardware.PageSize;
+import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -44,7 +45,6 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
  */
 final class Fixture {
 
-  static final long VA = 0x7f00_0000_0000L;
   static final long GUEST = 64L << 20;
   static final long MB = 1L << 20;
   static final long PAGE = 4096;
@@ -60,19 +60,32 @@ final class Fixture {
   final ActorRef<IoasidFdActor.Command> fdRef;
   final IommuFd fd;
   final GuestMemoryLayout layout;
+  /** User VA of the fd's guest memory (GPA 0). */
+  final long va;
+  final boolean fakeUnits;
   private final FaultInjector injector;
+  private final Map<Integer, GuestMemoryLayout> layouts = new java.util.HashMap<>();
+  private final ManualClock clock = new ManualClock();
 
   Fixture(ActorTestKit kit) {
     this(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE);
   }
 
   Fixture(ActorTestKit kit, UapiSettings settings, IoasidFdActor.Credentials credentials) {
-    this(kit, settings, credentials, FaultInjector.NONE);
+    this(kit, settings, credentials, FaultInjector.NONE, false);
   }
 
-  Fixture(ActorTestKit kit, UapiSettings settings, IoasidFdActor.Credentials credentials, FaultInjector injector) {
+  /** On fake units (held replies, unit-side refusals, recorded invalidations and responses). */
+  static Fixture withFakeUnits(ActorTestKit kit) {
+    return new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, FaultInjector.NONE, true);
+  }
+
+  Fixture(ActorTestKit kit, UapiSettings settings, IoasidFdActor.Credentials credentials, FaultInjector injector,
+      boolean fakeUnits) {
     this.kit = kit;
     this.injector = injector;
+    this.fakeUnits = fakeUnits;
+    this.memory = kit.spawn(HostMemoryActor.create(IommulabSettings.defaults().topology(), FaultInjector.NONE));
     List<IommuUnitSettings> all = IommulabSettings.defaults().topology().units();
     List<DeviceSettings> devices = new ArrayList<>(IommulabSettings.defaults().topology().devices());
     List<PagingUnitSettings> paging = new ArrayList<>();
@@ -93,22 +106,30 @@ final class Fixture {
             false, false));
     int id = 0;
     for (PagingUnitSettings p : paging) {
-      FakeUnit.Control c = new FakeUnit.Control();
       int unitId = id++;
-      controls.put(p.name(), c);
       unitIds.put(p.name(), unitId);
-      units.put(p.name(), kit.spawn(FakeUnit.create(unitId, p, c)));
+      if (fakeUnits) {
+        FakeUnit.Control c = new FakeUnit.Control();
+        controls.put(p.name(), c);
+        units.put(p.name(), kit.spawn(FakeUnit.create(unitId, p, c)));
+      } else {
+        units.put(p.name(), kit.spawn(IommuUnitActor.create(unitId, p, CostModel.defaults(), clock, unitId,
+            FaultInjector.NONE, memory, Map.of())));
+      }
     }
     for (DeviceSettings d : devices) {
       ActorRef<IommuUnitActor.Command> unit = units.get(d.unit());
       if (unit == null) {
         continue; // behind the PAMU: not a paging unit
       }
-      ActorRef<io.iommulab.actors.device.DeviceActor.Command> dev = kit.spawn(FakeUnit.device());
+      ActorRef<io.iommulab.actors.device.DeviceActor.Command> dev =
+          kit.spawn(fakeUnits ? FakeUnit.device()
+              : io.iommulab.actors.device.DeviceActor.create(d, unitIds.get(d.unit()), unit, memory, clock, 7));
       Object reply =
           await(AskPattern.<IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
               unit,
-              r -> new IommuUnitActor.RegisterDevice(d.ridValue(), -1, d.group(), d.pasidBits(), d.ats(), dev, r),
+              r -> new IommuUnitActor.RegisterDevice(d.ridValue(), -1, d.group(), d.pasidBits(), d.ats(), d.pri(),
+                  dev, r),
               Duration.ofSeconds(5),
               kit.scheduler()));
       assertEquals(IommuUnitActor.Done.INSTANCE, reply, d.name());
@@ -116,9 +137,9 @@ final class Fixture {
           d.name(),
           new IoasidFdActor.DeviceHandle(d.name(), d.ridValue(), -1, d.group(), unitIds.get(d.unit()), unit, dev));
     }
-    this.memory = kit.spawn(memory());
     this.events = kit.createTestProbe();
     this.layout = layout(1);
+    this.va = layout.userVaBase();
     this.fdRef = openFd(1, settings, credentials);
     this.fd = IommuFd.of(fdRef, kit.system());
   }
@@ -126,38 +147,24 @@ final class Fixture {
   /** An fd of VM {@code vmId} on the same units (another owner). */
   ActorRef<IoasidFdActor.Command> openFd(int vmId, UapiSettings settings, IoasidFdActor.Credentials credentials) {
     int ictx = NEXT_CTX.getAndIncrement();
+    layout(vmId);
     return kit.spawn(
         IoasidFdActor.create(ictx, vmId, layout(vmId), settings, credentials, memory, events.ref(),
             injector, new ManualClock()));
   }
 
-  /** 64 MiB at {@link #VA}: pages 0–15 at host 1 GiB, pages 16–31 at host 3 GiB (two runs). */
-  static GuestMemoryLayout layout(int vmId) {
-    int pages = (int) (GUEST / PageSize.SIZE_2M.bytes());
-    int[] frames = new int[pages];
-    int[] runEnd = new int[pages];
-    for (int i = 0; i < pages; i++) {
-      long hpa = (i < pages / 2 ? (1L << 30) : (3L << 30)) + (long) (i % (pages / 2)) * PageSize.SIZE_2M.bytes();
-      hpa += (long) (vmId - 1) << 32;
-      frames[i] = (int) (hpa >>> 12);
-      runEnd[i] = i < pages / 2 ? pages / 2 : pages;
-    }
-    return new GuestMemoryLayout(vmId, GUEST, PageSize.SIZE_2M, VA, frames, runEnd);
-  }
-
-  /** Keeps the net bytes pinned, and answers GetReport with them (as pinnedFrames of 4 KiB). */
-  static Behavior<HostMemoryActor.Command> memory() {
-    long[] pinned = {0};
-    return Behaviors.receive(HostMemoryActor.Command.class)
-        .onMessage(HostMemoryActor.PinsChanged.class, p -> {
-          pinned[0] += p.pinned() ? p.length() : -p.length();
-          return Behaviors.same();
-        })
-        .onMessage(HostMemoryActor.GetReport.class, g -> {
-          g.replyTo().tell(new HostMemoryActor.MemoryReport(0, 0, pinned[0] / 4096, Map.of(), List.of(), 0, Map.of(), List.of()));
-          return Behaviors.same();
-        })
-        .build();
+  /** The VM's 64 MiB of guest memory, backed by 2 MiB pages, allocated by the host-memory actor. */
+  GuestMemoryLayout layout(int vmId) {
+    return layouts.computeIfAbsent(vmId, v -> {
+      HostMemoryActor.GuestMemoryReply r =
+          await(AskPattern.<HostMemoryActor.Command, HostMemoryActor.GuestMemoryReply>ask(
+              memory, reply -> new HostMemoryActor.AllocateGuestMemory(v, GUEST, PageSize.SIZE_2M, reply),
+              Duration.ofSeconds(5), kit.scheduler()));
+      if (!(r instanceof HostMemoryActor.GuestMemoryAllocated a)) {
+        throw new AssertionError("guest memory of VM " + v + ": " + r);
+      }
+      return a.layout();
+    });
   }
 
   // ---------------------------------------------------------------- helpers
@@ -200,11 +207,22 @@ final class Fixture {
     return ok(fd.ioasAlloc());
   }
 
+  HostMemoryActor.MemoryReport memoryReport() {
+    return await(AskPattern.<HostMemoryActor.Command, HostMemoryActor.MemoryReport>ask(
+        memory, HostMemoryActor.GetReport::new, Duration.ofSeconds(5), kit.scheduler()));
+  }
+
+  /** Bytes of host frames with at least one pin (the host's view, from PinsChanged). */
   long pinnedBytes() {
-    HostMemoryActor.MemoryReport r =
-        await(AskPattern.<HostMemoryActor.Command, HostMemoryActor.MemoryReport>ask(
-            memory, HostMemoryActor.GetReport::new, Duration.ofSeconds(5), kit.scheduler()));
-    return r.pinnedFrames() * 4096;
+    return memoryReport().pinnedFrames() * 4096;
+  }
+
+  /**
+   * The host-memory actor's bug list must stay empty: every PinsChanged the fd sent was a valid pin
+   * or an unpin of something pinned (checked after every test).
+   */
+  void assertNoHostBugs() {
+    assertEquals(List.of(), memoryReport().bugs(), "host-memory oracle");
   }
 
   IommuUnitActor.UnitSnapshotted unitSnapshot(String unit) {

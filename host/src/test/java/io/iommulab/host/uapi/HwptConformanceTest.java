@@ -1,7 +1,6 @@
 package io.iommulab.host.uapi;
 
 import static io.iommulab.host.uapi.Fixture.MB;
-import static io.iommulab.host.uapi.Fixture.VA;
 import static io.iommulab.host.uapi.Fixture.err;
 import static io.iommulab.host.uapi.Fixture.ok;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -46,6 +45,17 @@ class HwptConformanceTest {
 
   Fixture f;
   IommuFd fd;
+
+  @org.junit.jupiter.api.AfterEach
+  void hostSawNoPinBugs() {
+    f.assertNoHostBugs();
+  }
+
+  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
+  private void useFakeUnits() {
+    f = Fixture.withFakeUnits(kit);
+    fd = f.fd;
+  }
 
   @BeforeEach
   void open() {
@@ -120,7 +130,7 @@ class HwptConformanceTest {
   void aManualHwptMirrorsItsIoasAndItsDomainGoesWithDestroy() {
     VfioDevice nic0 = f.bound("nic0");
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     int hwpt = ok(fd.hwptAlloc(HwptAlloc.paging(nic0.devId(), ioas, 0)));
     assertEquals(2 * MB, f.mappedBytes("vtd0"));
     assertEquals(2 * MB, f.pinnedBytes());
@@ -205,6 +215,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationArrayStopsAtTheFirstBadEntryAndWritesBackTheEntriesHandled() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     List<InvalidationEntry> entries =
@@ -221,6 +232,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationEntryWithUnknownFlagsIsEopnotsuppAndEverythingMeansAllAtAddressZero() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     IommuFd.HwptInvalidated r = ok(fd.hwptInvalidate(new HwptInvalidate(nested, Uapi.HWPT_INVALIDATE_DATA_VTD_S1, 24,
@@ -237,6 +249,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationWithNoEntriesOnlyProbesTheDataType() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     IommuFd.HwptInvalidated r = ok(fd.hwptInvalidate(new HwptInvalidate(nested, Uapi.HWPT_INVALIDATE_DATA_VTD_S1, 0, List.of())));
@@ -248,6 +261,7 @@ class HwptConformanceTest {
 
   @Test
   void anEntryLengthOfZeroIsEinvalAndOneBeyondTheStructIsEinvalAtEntryZero() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     List<InvalidationEntry> one = List.of(InvalidationEntry.vtdS1(0, -1L, 0));
@@ -262,6 +276,7 @@ class HwptConformanceTest {
 
   @Test
   void aUnitErrorMidArrayCountsOnlyTheEntriesBeforeIt() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     f.controls.get("vtd0").failInvalidateAt.set(1);
@@ -358,6 +373,7 @@ class HwptConformanceTest {
 
   @Test
   void viommuInvalidationTranslatesVsidsAndAnUnknownOneOrOpcodeIsEio() {
+    useFakeUnits();
     VfioDevice nic2 = f.bound("nic2");
     int viommu = smmuViommu(nic2)[1];
     ok(fd.vdeviceAlloc(new IommuFd.VdeviceAlloc(viommu, nic2.devId(), 0x10)));
@@ -406,6 +422,7 @@ class HwptConformanceTest {
 
   @Test
   void aFullVeventqQueuesALostEventsHeaderOnlyEverLast() {
+    useFakeUnits();
     VfioDevice nic2 = f.bound("nic2");
     int viommu = smmuViommu(nic2)[1];
     ok(fd.vdeviceAlloc(new IommuFd.VdeviceAlloc(viommu, nic2.devId(), 0x10)));
@@ -452,6 +469,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadDeliversWholeGroupsWithCookiesFromOne() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, false);
@@ -471,6 +489,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadOfAGroupLargerThanTheCountLeavesItQueued() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, false);
@@ -482,6 +501,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadWhoseCountIsNotAMultipleOfTheRecordIsEspipe() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, true);
@@ -493,6 +513,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultWriteWithAnUnknownCookieOrABadCodeIsEinvalAndChangesNothing() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, true);
@@ -507,6 +528,7 @@ class HwptConformanceTest {
 
   @Test
   void oneResponseCompletesTheWholeGroupOnce() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 5, 0x1000, false);
@@ -522,6 +544,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultWriteStopsAtTheFirstBadResponseAfterConsumingTheGoodOnes() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 1, 0x1000, true);
@@ -533,6 +556,7 @@ class HwptConformanceTest {
 
   @Test
   void detachAnswersEveryPendingGroupOfTheHandleInvalid() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 1, 0x1000, true);
@@ -552,6 +576,7 @@ class HwptConformanceTest {
 
   @Test
   void aPageRequestWithoutAFaultHandlerIsAnsweredInvalidAtOnce() {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     ok(nic0.attach(f.ioas()));
     pageRequest("nic0", 9, 0x1000, true);

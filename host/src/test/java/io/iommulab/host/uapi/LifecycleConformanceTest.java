@@ -2,7 +2,6 @@ package io.iommulab.host.uapi;
 
 import static io.iommulab.host.uapi.Fixture.MB;
 import static io.iommulab.host.uapi.Fixture.PAGE;
-import static io.iommulab.host.uapi.Fixture.VA;
 import static io.iommulab.host.uapi.Fixture.await;
 import static io.iommulab.host.uapi.Fixture.err;
 import static io.iommulab.host.uapi.Fixture.ok;
@@ -45,6 +44,17 @@ class LifecycleConformanceTest {
 
   Fixture f;
   IommuFd fd;
+
+  @org.junit.jupiter.api.AfterEach
+  void hostSawNoPinBugs() {
+    f.assertNoHostBugs();
+  }
+
+  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
+  private void useFakeUnits() {
+    f = Fixture.withFakeUnits(kit);
+    fd = f.fd;
+  }
 
   @BeforeEach
   void open() {
@@ -90,7 +100,7 @@ class LifecycleConformanceTest {
     ok(admin.fd.option(new IommuOption(Uapi.OPTION_RLIMIT_MODE, Uapi.OPTION_OP_SET, 0, 1)));
     int ioas = admin.ioas();
     ok(admin.bound("nic0").attach(ioas));
-    ok(admin.fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(admin.fd.ioasMap(IoasMap.fixed(ioas, admin.va, 2 * MB, 16 * MB)));
     FdSnapshot.AccountingSnapshot a = admin.snapshot().accounting();
     assertEquals(UapiSettings.AccountMode.MM, admin.snapshot().accountMode());
     assertEquals(2 * MB / PAGE, a.mmLockedPages());
@@ -102,7 +112,7 @@ class LifecycleConformanceTest {
     Fixture locked = new Fixture(kit, UapiSettings.defaults().withMemlockLimit(0), new IoasidFdActor.Credentials(true, false));
     int ioas = locked.ioas();
     ok(locked.bound("nic0").attach(ioas));
-    ok(locked.fd.ioasMap(IoasMap.fixed(ioas, VA, 8 * MB, 16 * MB)));
+    ok(locked.fd.ioasMap(IoasMap.fixed(ioas, locked.va, 8 * MB, 16 * MB)));
     assertEquals(8 * MB, locked.pinnedBytes());
     assertEquals(0, locked.snapshot().accounting().userLockedPages());
   }
@@ -120,7 +130,7 @@ class LifecycleConformanceTest {
     int ioas = f.ioas();
     ok(fd.option(new IommuOption(Uapi.OPTION_HUGE_PAGES, Uapi.OPTION_OP_SET, ioas, 0)));
     assertEquals(PAGE, ok(fd.ioasIovaRanges(new IommuFd.IoasIovaRanges(ioas, 4))).outIovaAlignment());
-    err(Errno.EINVAL, fd.ioasMap(IoasMap.fixed(ioas, VA, 3, 16 * MB)));
+    err(Errno.EINVAL, fd.ioasMap(IoasMap.fixed(ioas, f.va, 3, 16 * MB)));
     ok(fd.option(new IommuOption(Uapi.OPTION_HUGE_PAGES, Uapi.OPTION_OP_SET, ioas, 1)));
     assertEquals(1, ok(fd.ioasIovaRanges(new IommuFd.IoasIovaRanges(ioas, 4))).outIovaAlignment());
   }
@@ -129,9 +139,9 @@ class LifecycleConformanceTest {
   void disablingHugePagesWhileDomainsHoldMappingsIsEinvalAndOverAnOddAreaEaddrinuse() {
     int withDomain = f.ioas();
     ok(f.bound("nic0").attach(withDomain));
-    ok(fd.ioasMap(IoasMap.fixed(withDomain, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(withDomain, f.va, 2 * MB, 16 * MB)));
     int odd = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(odd, VA, 3, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(odd, f.va, 3, 16 * MB)));
     Fixture.State before = f.state();
     err(Errno.EINVAL, fd.option(new IommuOption(Uapi.OPTION_HUGE_PAGES, Uapi.OPTION_OP_SET, withDomain, 0)));
     err(Errno.EADDRINUSE, fd.option(new IommuOption(Uapi.OPTION_HUGE_PAGES, Uapi.OPTION_OP_SET, odd, 0)));
@@ -145,11 +155,11 @@ class LifecycleConformanceTest {
     Fixture small = new Fixture(kit, UapiSettings.defaults().withMemlockLimit(4 * MB), IoasidFdActor.Credentials.NONE);
     int ioas = small.ioas();
     ok(small.bound("nic0").attach(ioas));
-    ok(small.fd.ioasMap(IoasMap.fixed(ioas, VA, 3 * MB, 16 * MB)));
+    ok(small.fd.ioasMap(IoasMap.fixed(ioas, small.va, 3 * MB, 16 * MB)));
     Fixture.State before = small.state();
-    err(Errno.ENOMEM, small.fd.ioasMap(IoasMap.fixed(ioas, VA + 4 * MB, 2 * MB, 32 * MB)));
+    err(Errno.ENOMEM, small.fd.ioasMap(IoasMap.fixed(ioas, small.va + 4 * MB, 2 * MB, 32 * MB)));
     assertEquals(before, small.state());
-    ok(small.fd.ioasMap(IoasMap.fixed(ioas, VA + 4 * MB, MB, 32 * MB)));
+    ok(small.fd.ioasMap(IoasMap.fixed(ioas, small.va + 4 * MB, MB, 32 * MB)));
     assertEquals(4 * MB / PAGE, small.snapshot().accounting().userLockedPages());
   }
 
@@ -160,7 +170,7 @@ class LifecycleConformanceTest {
     int dst = small.ioas();
     ok(small.bound("nic0").attach(src));
     ok(small.bound("nic2").attach(dst));
-    ok(small.fd.ioasMap(IoasMap.fixed(src, VA, 4 * MB, 16 * MB)));
+    ok(small.fd.ioasMap(IoasMap.fixed(src, small.va, 4 * MB, 16 * MB)));
     ok(small.fd.ioasCopy(new IoasCopy(Uapi.IOAS_MAP_FIXED_IOVA | Uapi.IOAS_MAP_READABLE | Uapi.IOAS_MAP_WRITEABLE,
         dst, src, 4 * MB, 16 * MB, 16 * MB)));
     assertEquals(4 * MB / PAGE, small.snapshot().accounting().userLockedPages());
@@ -176,7 +186,7 @@ class LifecycleConformanceTest {
     f.bound("nic1");
     int a = f.ioas();
     int b = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(a, VA, 4 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(a, f.va, 4 * MB, 16 * MB)));
     ok(nvme0.attach(a));
     ok(fd.ioasCopy(new IoasCopy(Uapi.IOAS_MAP_READABLE, b, a, 2 * MB, 0, 16 * MB)));
     int fault = ok(fd.faultQueueAlloc(new IommuFd.FaultAlloc(0)));
@@ -213,7 +223,7 @@ class LifecycleConformanceTest {
     int ioas = f.ioas();
     ok(fd.close());
     err(Errno.EBADF, fd.ioasAlloc());
-    err(Errno.EBADF, fd.ioasMap(IoasMap.fixed(ioas, VA, MB, 0)));
+    err(Errno.EBADF, fd.ioasMap(IoasMap.fixed(ioas, f.va, MB, 0)));
     err(Errno.EBADF, fd.destroy(ioas));
     err(Errno.EBADF, fd.close());
     assertTrue(f.snapshot().isEmpty());
@@ -221,11 +231,12 @@ class LifecycleConformanceTest {
 
   @Test
   void closeWaitsForAMapInFlightAndStillBalances() throws Exception {
+    useFakeUnits();
     int ioas = f.ioas();
     ok(f.bound("nic0").attach(ioas));
     FakeUnit.Control vtd0 = f.controls.get("vtd0");
     vtd0.holdMaps = true;
-    CompletionStage<Outcome<Long>> map = fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB));
+    CompletionStage<Outcome<Long>> map = fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB));
     vtd0.awaitHeld(1);
     CompletionStage<Outcome<IoasidFdActor.Closed>> close = fd.close();
     err(Errno.EBADF, fd.ioasAlloc());
@@ -240,9 +251,10 @@ class LifecycleConformanceTest {
 
   @Test
   void destroyOfAnIoasWhileAHwptIsBeingBuiltOnItIsEbusy() throws Exception {
+    useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");
     int ioas = f.ioas();
-    ok(fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     FakeUnit.Control vtd0 = f.controls.get("vtd0");
     vtd0.holdMaps = true;
     CompletionStage<Outcome<Integer>> alloc = fd.hwptAlloc(HwptAlloc.paging(nic0.devId(), ioas, 0));
@@ -282,21 +294,21 @@ class LifecycleConformanceTest {
   @Test
   void failNthOfAMapIntoTwoDomainsLeavesNothingBehind() {
     FailNth nth = new FailNth();
-    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth);
+    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth, false);
     int ioas = fx.ioas();
     ok(fx.bound("nic0").attach(ioas));
     ok(fx.bound("nic2").attach(ioas));
-    int runs = sweep(nth, fx, () -> fx.fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
+    int runs = sweep(nth, fx, () -> fx.fd.ioasMap(IoasMap.fixed(ioas, fx.va, 2 * MB, 16 * MB)));
     assertTrue(runs >= 4, "pages, area, pin and at least one more site: " + runs);
   }
 
   @Test
   void failNthOfAnAttachThatBuildsAnAutoDomainLeavesNothingBehind() {
     FailNth nth = new FailNth();
-    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth);
+    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth, false);
     int ioas = fx.ioas();
-    ok(fx.fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 16 * MB)));
-    ok(fx.fd.ioasMap(IoasMap.fixed(ioas, VA, 2 * MB, 64 * MB)));
+    ok(fx.fd.ioasMap(IoasMap.fixed(ioas, fx.va, 2 * MB, 16 * MB)));
+    ok(fx.fd.ioasMap(IoasMap.fixed(ioas, fx.va, 2 * MB, 64 * MB)));
     VfioDevice nic0 = fx.bound("nic0");
     int runs = sweep(nth, fx, () -> nic0.attach(ioas));
     assertTrue(runs >= 3, "object, reserved ranges, pins: " + runs);
@@ -305,12 +317,12 @@ class LifecycleConformanceTest {
   @Test
   void failNthOfACopyAndOfAFaultQueueAndOfAVdeviceLeavesNothingBehind() {
     FailNth nth = new FailNth();
-    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth);
+    Fixture fx = new Fixture(kit, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE, nth, false);
     int src = fx.ioas();
     int dst = fx.ioas();
     VfioDevice nic2 = fx.bound("nic2");
     ok(nic2.attach(dst));
-    ok(fx.fd.ioasMap(IoasMap.fixed(src, VA, 2 * MB, 16 * MB)));
+    ok(fx.fd.ioasMap(IoasMap.fixed(src, fx.va, 2 * MB, 16 * MB)));
     List<Integer> runs = new ArrayList<>();
     runs.add(sweep(nth, fx, () -> fx.fd.ioasCopy(new IoasCopy(
         Uapi.IOAS_MAP_FIXED_IOVA | Uapi.IOAS_MAP_READABLE, dst, src, 2 * MB, 16 * MB, 16 * MB))));

@@ -24,6 +24,8 @@ import java.util.List;
  *       npages = U64_MAX} is everything. SMMUv3 vIOMMU: opcodes other than TLBI_NSNH_ALL,
  *       TLBI_NH_VA/VAA/ALL/ASID, ATC_INV, CFGI_CD(_ALL) are EIO, an unknown vSID is EIO. Selftest
  *       mocks: cache/iotlb id above 3 or an unknown vdev_id EINVAL, unknown flags EOPNOTSUPP.
+ *   <li>Unit entries carry npages in [1, 2^52] ({@link #WHOLE} = everything); an ATC entry for a
+ *       function without ATS is dropped (nothing to invalidate; the SMMU command would be a no-op).
  * </ul>
  */
 public final class Invalidation {
@@ -55,6 +57,14 @@ public final class Invalidation {
   public record Plan(List<Step> steps, int valid, Errno errno, String message) {}
 
   private static final long U64_MAX = -1L;
+
+  /** npages meaning the whole address space in a unit entry (2^52 pages of 4 KiB = 2^64 bytes). */
+  public static final long WHOLE = 1L << 52;
+
+  /** A guest npages as a unit npages: 0 or beyond 2^52 (U64_MAX included) is the whole space. */
+  private static long npages(long n) {
+    return n <= 0 || n > WHOLE ? WHOLE : n;
+  }
 
   /** Validates and translates; Err for a header error (nothing handled, entry_num untouched). */
   static Outcome<Plan> plan(FdObject target, int dataType, int entryLen, List<InvalidationEntry> entries) {
@@ -122,8 +132,8 @@ public final class Invalidation {
           errno = null;
           problem = null;
           Entry u = e.addr() == 0 && e.npages() == U64_MAX
-              ? new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, U64_MAX, 0, false)
-              : new Entry(Kind.IOTLB_RANGE, Device.NO_PASID, e.addr(), e.npages(), 0,
+              ? new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, WHOLE, 0, false)
+              : new Entry(Kind.IOTLB_RANGE, Device.NO_PASID, e.addr(), npages(e.npages()), 0,
                   (e.flags() & Uapi.VTD_INV_FLAGS_LEAF) != 0);
           if (e.npages() != 0) {
             targets.add(one(nested, u));
@@ -139,7 +149,7 @@ public final class Invalidation {
         } else {
           errno = null;
           problem = null;
-          targets.add(one(nested, new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, U64_MAX, 0, false)));
+          targets.add(one(nested, new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, WHOLE, 0, false)));
         }
       } else if (viommu.viommuType == Uapi.VIOMMU_TYPE_SELFTEST) {
         Vdevice vd = viommu.find(e.vdevId());
@@ -155,7 +165,9 @@ public final class Invalidation {
         } else {
           errno = null;
           problem = null;
-          targets.add(one(viommu.hwpt, new Entry(Kind.ATC, Device.NO_PASID, 0, U64_MAX, vd.device.rid, false)));
+          if (vd.device.info.ats()) {
+            targets.add(one(viommu.hwpt, new Entry(Kind.ATC, Device.NO_PASID, 0, WHOLE, vd.device.rid, false)));
+          }
         }
       } else { // SMMUv3 CMDQ command
         errno = null;
@@ -163,13 +175,13 @@ public final class Invalidation {
         switch (e.opcode()) {
           case Uapi.CMDQ_OP_TLBI_NSNH_ALL, Uapi.CMDQ_OP_TLBI_NH_ALL, Uapi.CMDQ_OP_TLBI_NH_ASID -> {
             for (HwPagetable child : viommu.nested) {
-              targets.add(one(child, new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, U64_MAX, 0, false)));
+              targets.add(one(child, new Entry(Kind.IOTLB_ALL, Device.NO_PASID, 0, WHOLE, 0, false)));
             }
           }
           case Uapi.CMDQ_OP_TLBI_NH_VA, Uapi.CMDQ_OP_TLBI_NH_VAA -> {
             for (HwPagetable child : viommu.nested) {
-              targets.add(one(child, new Entry(Kind.IOTLB_RANGE, Device.NO_PASID, e.addr(), e.npages(), 0,
-                  (e.flags() & 1) != 0)));
+              targets.add(one(child, new Entry(Kind.IOTLB_RANGE, Device.NO_PASID, e.addr() & ~0xfffL,
+                  npages(e.npages()), 0, (e.flags() & 1) != 0)));
             }
           }
           case Uapi.CMDQ_OP_ATC_INV, Uapi.CMDQ_OP_CFGI_CD, Uapi.CMDQ_OP_CFGI_CD_ALL -> {
@@ -177,8 +189,10 @@ public final class Invalidation {
             if (vd == null) {
               errno = Errno.EIO;
               problem = String.format("entry %d: vSID 0x%x has no vDEVICE in vIOMMU %d", i, e.vdevId(), viommu.id());
-            } else if (e.opcode() == Uapi.CMDQ_OP_ATC_INV) {
-              targets.add(one(viommu.hwpt, new Entry(Kind.ATC, e.pasid(), e.addr(), e.npages(), vd.device.rid, false)));
+            } else if (e.opcode() == Uapi.CMDQ_OP_ATC_INV && vd.device.info.ats()) {
+              // An ATC_INV for a function without ATS has nothing to invalidate.
+              targets.add(one(viommu.hwpt, new Entry(Kind.ATC, e.pasid(), e.addr() & ~0xfffL,
+                  npages(e.npages()), vd.device.rid, false)));
             }
           }
           default -> {
