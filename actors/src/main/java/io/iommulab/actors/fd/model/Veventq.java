@@ -34,7 +34,8 @@ public final class Veventq extends FdObject {
   final int depth;
   private final FaultInjector injector;
   private final ArrayDeque<Vevent> deliver = new ArrayDeque<>();
-  private int sequence;
+  /** Package-private so tests can start near the wrap. */
+  int sequence;
   private int numEvents;
   private boolean lostQueued;
 
