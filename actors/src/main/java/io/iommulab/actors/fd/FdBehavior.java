@@ -613,13 +613,15 @@ final class FdBehavior extends AbstractBehavior<Command> {
         return this;
       }
       HwPagetable h = reserved.value();
-      buildPaging(h, plan.device(), false, false, built -> {
+      buildPaging(h, plan.device(), false, false, () -> model.takeConcurrentAuto(plan), built -> {
         if (!built.isOk()) {
           model.abortAttach(plan);
           opDone(replyTo, refusal(built));
           return;
         }
-        model.autoBuilt(plan, h);
+        if (built.value() == h) {
+          model.autoBuilt(plan, h);
+        }
         switchDomain(plan, replyTo);
       });
       return this;
@@ -737,41 +739,56 @@ final class FdBehavior extends AbstractBehavior<Command> {
   /**
    * Builds a HWPT_PAGING under its IOAS's write gate: domain, coherency, add to the IOAS (pins for
    * a first domain), replay of every area, finalize. On any refusal everything is undone and
-   * {@code done} gets the error.
+   * {@code done} gets the error. {@code reuse}, asked once the gate is held, may return an
+   * existing HWPT to use instead (the reserved one is then dropped).
    */
   private void buildPaging(
-      HwPagetable h, Device dev, boolean nestParent, boolean dirty, Consumer<Outcome<HwPagetable>> done) {
+      HwPagetable h,
+      Device dev,
+      boolean nestParent,
+      boolean dirty,
+      java.util.function.Supplier<HwPagetable> reuse,
+      Consumer<Outcome<HwPagetable>> done) {
     Ioas ioas = h.ioas();
     ActorRef<IommuUnitActor.Command> u = unit(h.unitId());
     gate(ioas)
         .write(
-            () ->
-                ask(
-                    u,
-                    r -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.PAGING, nestParent, dirty, 0, r),
-                    reply -> {
-                      if (!(reply instanceof IommuUnitActor.DomainAllocated da)) {
-                        model.abortHwpt(h);
-                        releaseWrite(ioas);
-                        done.accept(unitError(reply));
-                        return;
-                      }
-                      model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
-                      Runnable fillIn = () -> addAndReplay(h, ioas, done);
-                      if (dev.info().enforceCacheCoherency()) {
-                        ask(
-                            u,
-                            r -> new IommuUnitActor.EnforceCacheCoherency(da.domainId(), r),
-                            cc -> {
-                              if (!refused(cc)) {
-                                model.coherencyEnforced(h);
-                              }
-                              fillIn.run();
-                            });
-                      } else {
-                        fillIn.run();
-                      }
-                    }));
+            () -> {
+              // Another attach may have published a compatible auto domain while this one waited.
+              HwPagetable existing = reuse.get();
+              if (existing != null) {
+                model.abortHwpt(h);
+                releaseWrite(ioas);
+                done.accept(Outcome.ok(existing));
+                return;
+              }
+              ask(
+                  u,
+                  r -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.PAGING, nestParent, dirty, 0, r),
+                  reply -> {
+                    if (!(reply instanceof IommuUnitActor.DomainAllocated da)) {
+                      model.abortHwpt(h);
+                      releaseWrite(ioas);
+                      done.accept(unitError(reply));
+                      return;
+                    }
+                    model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
+                    Runnable fillIn = () -> addAndReplay(h, ioas, done);
+                    if (dev.info().enforceCacheCoherency()) {
+                      ask(
+                          u,
+                          r -> new IommuUnitActor.EnforceCacheCoherency(da.domainId(), r),
+                          cc -> {
+                            if (!refused(cc)) {
+                              model.coherencyEnforced(h);
+                            }
+                            fillIn.run();
+                          });
+                    } else {
+                      fillIn.run();
+                    }
+                  });
+            });
   }
 
   private static Outcome<HwPagetable> unitError(UnitReply reply) {
@@ -871,7 +888,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
     HwPagetable h = plan.hwpt();
     opStarted();
     if (h.isPaging()) {
-      buildPaging(h, plan.device(), h.nestParent(), h.dirtyTracking(), built ->
+      buildPaging(h, plan.device(), h.nestParent(), h.dirtyTracking(), () -> null, built ->
           opDone(m.replyTo(), built.isOk()
               ? new IoasidFdActor.HwptAllocated(h.id(), h.unitId(), h.domainId())
               : refusal(built)));

@@ -268,6 +268,35 @@ class LifecycleConformanceTest {
     assertEquals(during.reservedIds().get(0), hwpt);
   }
 
+  @Test
+  void destroyOfAnIoasWithAMapInFlightIsEbusyAndChangesNothing() throws Exception {
+    useFakeUnits();
+    int ioas = f.ioas();
+    ok(f.bound("nic0").attach(ioas));
+    FakeUnit.Control vtd0 = f.controls.get("vtd0");
+    vtd0.holdMaps = true;
+    CompletionStage<Outcome<Long>> map = fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB));
+    vtd0.awaitHeld(1);
+    Fixture.State before = f.state();
+    err(Errno.EBUSY, fd.destroy(ioas));
+    assertEquals(before, f.state());
+    vtd0.releaseHeld();
+    assertTrue(await(map).isOk());
+  }
+
+  @Test
+  void concurrentAttachesToOneIoasShareOneAutoDomain() {
+    int ioas = f.ioas();
+    ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
+    VfioDevice nic0 = f.bound("nic0");
+    VfioDevice nvme0 = f.bound("nvme0");
+    CompletionStage<Outcome<Integer>> a = nic0.attach(ioas);
+    CompletionStage<Outcome<Integer>> b = nvme0.attach(ioas);
+    assertEquals(await(a).value(), await(b).value());
+    assertEquals(1, f.domains("vtd0"));
+    assertEquals(2 * MB, f.mappedBytes("vtd0"));
+  }
+
   // ---------------------------------------------------------------- fail-nth
 
   /**

@@ -25,7 +25,9 @@ import java.util.Map;
  * or {@code abort…}, which undoes exactly what {@code begin…} did. A {@code begin…} that returns
  * an error has changed nothing. A concurrent operation sees the reservations: an unmap meeting a
  * MAPPING area is EBUSY, a DESTROY of an object a pending operation references is EBUSY (it holds
- * a user), a second attach of the same (device, PASID) while one is in flight is EBUSY.
+ * a user; a map, copy or unmap holds a short-term user on its IOAS, as the kernel's
+ * {@code shortterm_users} during an ioctl), a second attach of the same (device, PASID) while one
+ * is in flight is EBUSY.
  *
  * <p>Domain changes of an IOAS (adding or removing a HWPT_PAGING) and maps/unmaps of it must not
  * overlap (the kernel's {@code domains_rwsem}): the owner serializes them (a read/write gate per
@@ -311,6 +313,7 @@ public final class IommufdCtx {
     }
     nextPagesId++;
     livePages++;
+    ioas.addUser(); // short-term: DESTROY of the IOAS is EBUSY while the map is in flight
     return Outcome.ok(
         new MapOp(ioas, areas.value(), domainsOf(ioas), areas.value().get(0).iova, prot, p));
   }
@@ -355,6 +358,7 @@ public final class IommufdCtx {
       }
       return pinned.map(v -> null);
     }
+    dst.addUser(); // short-term, as for MAP
     return Outcome.ok(
         new MapOp(dst, areas.value(), domainsOf(dst), areas.value().get(0).iova, prot, null));
   }
@@ -401,6 +405,7 @@ public final class IommufdCtx {
     for (Area a : op.areas) {
       op.ioas.iopt().publish(a);
     }
+    op.ioas.removeUser();
   }
 
   /** A domain refused (the others were already unmapped by the owner): undo {@link #beginMap}. */
@@ -412,6 +417,7 @@ public final class IommufdCtx {
     if (op.created != null) {
       dropPagesIfUnused(op.created);
     }
+    op.ioas.removeUser();
   }
 
   private void dropPagesIfUnused(Pages p) {
@@ -503,6 +509,7 @@ public final class IommufdCtx {
     if (plan.areas().isEmpty() && op.errno() != null) {
       return Outcome.err(plan.errno(), plan.message());
     }
+    ioas.addUser(); // short-term, as for MAP
     return Outcome.ok(op);
   }
 
@@ -513,6 +520,7 @@ public final class IommufdCtx {
       op.ioas.iopt().remove(a);
       dropPagesIfUnused(a.pages);
     }
+    op.ioas.removeUser();
     return op.plan.bytes();
   }
 
@@ -1181,6 +1189,24 @@ public final class IommufdCtx {
    */
   public Outcome<HwPagetable> reserveAuto(AttachPlan plan) {
     return reservePaging(plan.device, plan.ioas, true, false, false, plan.pasid != Device.NO_PASID, null);
+  }
+
+  /**
+   * For NEW_AUTO, once the IOAS's write gate is held ({@code ioas->mutex}): a compatible auto HWPT
+   * another attach published meanwhile, which the plan then takes (with the plan's user) instead of
+   * building its own; null when there is none.
+   */
+  public HwPagetable takeConcurrentAuto(AttachPlan plan) {
+    for (HwPagetable h : plan.ioas.hwpts) {
+      if (h.auto && h.isLive() && autoCompatible(h, plan.device, plan.pasid)) {
+        HwPagetable g = plan.device.igroup.hwpt(plan.pasid);
+        if (plan.replace || g == null || g == h) {
+          autoBuilt(plan, h);
+          return h;
+        }
+      }
+    }
+    return null;
   }
 
   /** The auto HWPT of a NEW_AUTO plan is built and published. */
