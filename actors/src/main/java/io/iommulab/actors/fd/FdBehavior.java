@@ -2,6 +2,8 @@ package io.iommulab.actors.fd;
 
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.fd.IoasidFdActor.Command;
+import io.iommulab.actors.fd.IoasidFdActor.FaultEventReceived;
+import io.iommulab.actors.fd.IoasidFdActor.UnitAnswered;
 import io.iommulab.actors.fd.IoasidFdActor.Reply;
 import io.iommulab.actors.fd.model.Area;
 import io.iommulab.actors.fd.model.Device;
@@ -35,7 +37,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.Function;
-import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -57,13 +58,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
   /** How long a unit may take to answer before the effect counts as failed (EIO); a unit bug. */
   static final Duration UNIT_TIMEOUT = Duration.ofSeconds(30);
 
-  /** A unit answered an ask; {@code then} continues the operation. Never leaves the JVM. */
-  private record UnitAnswered(Consumer<UnitReply> then, UnitReply reply)
-      implements Command, NoSerializationVerificationNeeded {}
-
-  /** A fault or page request of an attach handle of this fd. */
-  private record FaultEventReceived(IommuUnitActor.FaultEvent event)
-      implements Command, NoSerializationVerificationNeeded {}
 
   /** An ask to one unit. */
   private record UnitAsk(

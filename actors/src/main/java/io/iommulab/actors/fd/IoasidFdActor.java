@@ -88,7 +88,41 @@ public final class IoasidFdActor {
     public static final Credentials NONE = new Credentials(false, false);
   }
 
-  public interface Command extends CborSerializable {}
+  /** Every command; the last two are internal (replies of units, fault events), package-private. */
+  public sealed interface Command extends CborSerializable
+      permits Destroy,
+          IoasAlloc,
+          IoasAllowIovas,
+          IoasCopy,
+          IoasIovaRanges,
+          IoasMap,
+          IoasUnmap,
+          Option,
+          HwptAlloc,
+          HwptInvalidate,
+          HwptSetDirtyTracking,
+          HwptGetDirtyBitmap,
+          GetHwInfo,
+          FaultQueueAlloc,
+          FaultRead,
+          FaultWrite,
+          FaultPoll,
+          ViommuAlloc,
+          VdeviceAlloc,
+          VeventqAlloc,
+          VeventqRead,
+          DeviceBind,
+          DeviceAttach,
+          DeviceReplace,
+          DeviceDetach,
+          DevicePasidAttach,
+          DevicePasidReplace,
+          DevicePasidDetach,
+          DeviceUnbind,
+          Close,
+          GetSnapshot,
+          UnitAnswered,
+          FaultEventReceived {}
 
   // ================================================================ generic and IOAS ioctls
 
@@ -303,9 +337,44 @@ public final class IoasidFdActor {
   /** Test and tooling query: replies {@link Snapshotted}. */
   public record GetSnapshot(ActorRef<Reply> replyTo) implements Command {}
 
+  // ================================================================ internal messages
+
+  /** A unit answered an ask of the fd; {@code then} continues the operation. Never leaves the JVM. */
+  record UnitAnswered(
+      java.util.function.Consumer<IommuUnitActor.UnitReply> then, IommuUnitActor.UnitReply reply)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
+  /** A fault or page request of one of the fd's attach handles, through its adapter. */
+  record FaultEventReceived(IommuUnitActor.FaultEvent event)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
   // ================================================================ replies
 
-  public interface Reply extends CborSerializable {}
+  public sealed interface Reply extends CborSerializable
+      permits Refused,
+          Done,
+          IoasAllocated,
+          IoasMapped,
+          IoasUnmapped,
+          IoasCopied,
+          IovaRangesReported,
+          OptionValue,
+          HwptAllocated,
+          HwptInvalidated,
+          DirtyBitmap,
+          HwInfo,
+          FaultQueueAllocated,
+          FaultRecords,
+          FaultWritten,
+          Polled,
+          ViommuAllocated,
+          VdeviceAllocated,
+          VeventqAllocated,
+          VeventsRead,
+          DeviceBound,
+          DeviceAttached,
+          Closed,
+          Snapshotted {}
 
   /** A guest mistake (or an injected failure): nothing changed. */
   public record Refused(Errno errno, String message) implements Reply {}
@@ -398,7 +467,11 @@ public final class IoasidFdActor {
   // ================================================================ events to the VM
 
   /** What the fd tells its VM (the KVM side and the poll waiters) without being asked. */
-  public interface FdEvent extends CborSerializable {}
+  public sealed interface FdEvent extends CborSerializable
+      permits NonCoherentDmaAppeared,
+          NonCoherentDmaDisappeared,
+          FaultQueueReadable,
+          VeventqReadable {}
 
   /**
    * A device whose IOMMU cannot enforce cache coherency became part of this fd (KVM must start
