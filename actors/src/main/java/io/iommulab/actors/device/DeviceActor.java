@@ -274,7 +274,10 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
   }
 
-  /** A translation burst sent to the unit: which accesses of which burst, and which attempt. */
+  /**
+   * A translation burst sent to the unit: which accesses of which burst ({@code accesses[j]} is
+   * the burst index of request j; null when request j is access j), and which attempt.
+   */
   private record Sent(Burst burst, int[] accesses, boolean ats, boolean retry) {}
 
   /** One page-request group to issue: its pages, their permissions, the accesses waiting on it. */
@@ -435,6 +438,9 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
     if (missCount == 0) {
       complete(burst);
+    } else if (missCount == n) {
+      // A cold ATC: the request carries the burst's own arrays.
+      send(burst, null, b.iovas(), b.lengths(), b.access(), true, false);
     } else {
       requestTranslations(burst, java.util.Arrays.copyOf(misses, missCount), false);
     }
@@ -500,7 +506,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     int[] faulted = null;
     int faultCount = 0;
     for (int j = 0, k = 0; j < status.length; j++) {
-      int i = accesses[j];
+      int i = accesses == null ? j : accesses[j];
       if (status[j] == STATUS_OK) {
         long iova = burst.msg.iovas()[i];
         atc.insert(pasid, iova, r.hpas()[j], pageSize(r.pageShift()[j]), r.prot()[j]);

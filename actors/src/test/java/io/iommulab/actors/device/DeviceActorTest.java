@@ -331,8 +331,12 @@ class DeviceActorTest {
     TestProbe<MsiReply> msi = testKit.createTestProbe();
     nic.tell(new ProgramMsiVector(2, -1, 0xFEE0_0000L, 0x41, msi.getRef()));
     assertEquals(new MsiVectorProgrammed(2), msi.receiveMessage());
+    DeviceState before = state(nic);
     nic.tell(new ProgramMsiVector(9, -1, 0xFEE0_0000L, 0x41, msi.getRef()));
     assertEquals(Errno.EINVAL, msi.expectMessageClass(MsiRefused.class).errno());
+    nic.tell(new ProgramMsiVector(1, -5, 0xFEE0_0000L, 0x41, msi.getRef()));
+    assertEquals(Errno.EINVAL, msi.expectMessageClass(MsiRefused.class).errno());
+    assertEquals(before, state(nic));
     nic.tell(new RaiseMsi(2));
     nic.tell(new RaiseMsi(3));
     DeviceState s = state(nic);

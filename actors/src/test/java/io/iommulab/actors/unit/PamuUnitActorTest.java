@@ -136,6 +136,21 @@ class PamuUnitActorTest {
   }
 
   @Test
+  void commandsOnAMissingDomainAreRefusedAndChangeNothing() {
+    int d = domain();
+    h.refused(Errno.ENOENT, new PamuGetGeometry(99, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new PamuSetWindowCount(99, 8, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new PamuMapMsiBank(99, 0, Fixtures.MSIIR0, 0, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new PamuUnmapMsiBank(99, 0, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new FreeDomain(99, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new MapRange(99, 0, new long[] {0}, new long[] {WINDOW}, Access.READ,
+        h.replies.getRef()));
+    h.refused(Errno.EINVAL, new UnmapRange(d, 0, 0, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new PamuMapMsiBank(d, 0, Fixtures.MSIIR0, 0, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Detach(DPAA, NONE, h.replies.getRef()));
+  }
+
+  @Test
   void devicesAreRegisteredByLiodnWithoutPasidOrAts() {
     TestProbe<DeviceActor.Command> probe = testKit.createTestProbe();
     h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 0x500, 7, 0, false, probe.getRef(), h.replies.getRef()));
