@@ -183,6 +183,9 @@ class MessagesSerializeTest {
     banks.get(0).tell(new MsiBankActor.AllocateVectors(0x300, 7, 1, bankReplies.getRef()));
     int data = bankReplies.expectMessageClass(MsiBankActor.VectorsAllocated.class).data()[0];
     pamu.tell(new IommuUnitActor.MsiWrite(0x300, msiIova, data));
+    // The unit has sent its Deliver by the time it answers: only then ask the bank.
+    pamu.tell(new IommuUnitActor.GetStats(stats.getRef()));
+    assertEquals(1, stats.receiveMessage().msiWrites());
     banks.get(0).tell(new MsiBankActor.GetBankState(bankReplies.getRef()));
     assertEquals(1, bankReplies.expectMessageClass(MsiBankActor.BankState.class).delivered());
     pamu.tell(new IommuUnitActor.GetSnapshot(snaps.getRef()));
