@@ -497,7 +497,15 @@ public final class IommuUnitActor {
       List<String> groups,
       List<String> attachHandles,
       List<Integer> devices)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    /** The model's snapshot alone (the original form of the reply). */
+    public UnitSnapshotted(
+        io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
+        io.iommulab.hardware.pamu.PamuSnapshot pamu) {
+      this(paging, pamu, List.of(), List.of(), List.of());
+    }
+  }
 
   /**
    * Counters of the unit. {@code unhandledFaults}: faults with no attach handle or sink to receive
@@ -526,5 +534,25 @@ public final class IommuUnitActor {
       long msiWrites,
       long msiUnisolated,
       int pendingInvalidations)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    /** The original counters; the later ones zero. */
+    public UnitStats(
+        int unitId,
+        String unitName,
+        long translations,
+        long iotlbHits,
+        long iotlbMisses,
+        long faults,
+        long pageRequests,
+        long invalidationDescriptors,
+        long syncs,
+        long atcInvalidations,
+        int iotlbSize,
+        int domains) {
+      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
+          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, 0, List.of(), 0, 0,
+          0, 0, 0);
+    }
+  }
 }

@@ -32,7 +32,6 @@ import io.iommulab.hardware.Outcome;
 import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.fault.DmaFault;
-import io.iommulab.hardware.fault.FaultReason;
 import io.iommulab.hardware.fault.FaultRecord;
 import io.iommulab.hardware.fault.PageRequest;
 import io.iommulab.hardware.iommu.Translation;
