@@ -319,6 +319,10 @@ class DeviceActorTest {
     assertEquals(0, s.atcEntries());
     assertEquals(0, s.burstsInFlight());
     assertArrayEquals(new byte[] {DeviceActor.STATUS_ABORTED}, dma(gpu, Access.READ, IOVA + PAGE).status());
+    // A quiesced function still answers its IOMMU: the unit's syncs must not hang on it.
+    TestProbe<IommuUnitActor.Command> fakeUnit = testKit.createTestProbe();
+    gpu.tell(new AtcInvalidate(NONE, IOVA, 0, 5, fakeUnit.getRef()));
+    fakeUnit.expectMessage(new IommuUnitActor.AtcInvalidationAcked(0x0200, 5));
     gpu.tell(new Resume());
     assertArrayEquals(new byte[] {0}, dma(gpu, Access.READ, IOVA + PAGE).status());
   }
