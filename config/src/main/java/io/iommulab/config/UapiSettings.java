@@ -22,19 +22,32 @@ import java.util.Optional;
  * @param defaultAccountMode the accounting mode of a newly opened fd ({@code /dev/iommu} opens in
  *     USER mode, {@code /dev/vfio/vfio} in MM mode; {@code main.c} {@code iommufd_fops_open})
  * @param vfioDmaEntryLimit VFIO type1 {@code dma_entry_limit}: mappings per container
+ * @param faultQueueDepth page requests one FAULT object holds (partial and queued, not those read
+ *     and awaiting a response), from 1 to 2^20: a request arriving at a full queue is lost and
+ *     counted, and the queue ends with a lost-events record (the vEVENTQ rule applied to FAULT)
  */
 public record UapiSettings(
     long memlockLimit,
     boolean allowUnsafeInterrupts,
     AccountMode defaultAccountMode,
-    int vfioDmaEntryLimit) {
+    int vfioDmaEntryLimit,
+    int faultQueueDepth) {
 
   /** Where the section lives in a full config; problems are named under it. */
   public static final String PATH = "iommulab.uapi";
 
   static final List<String> KEYS =
       List.of(
-          "memlock-limit", "allow-unsafe-interrupts", "default-account-mode", "vfio-dma-entry-limit");
+          "memlock-limit",
+          "allow-unsafe-interrupts",
+          "default-account-mode",
+          "vfio-dma-entry-limit",
+          "fault-queue-depth");
+
+  /** Default FAULT depth: a VT-d page request queue of 16 pages (2048 descriptors). */
+  public static final int DEFAULT_FAULT_QUEUE_DEPTH = 2048;
+
+  private static final ConfigReader.Rule FAULT_DEPTH = ConfigReader.Rule.between(1, 1 << 20);
 
   private static final long PAGE = 4096;
 
@@ -74,6 +87,20 @@ public record UapiSettings(
       throw new IllegalArgumentException(
           "vfio-dma-entry-limit = " + vfioDmaEntryLimit + ": must be from 1 to 65535");
     }
+    if (!FAULT_DEPTH.test().test(faultQueueDepth)) {
+      throw new IllegalArgumentException(
+          "fault-queue-depth = " + faultQueueDepth + ": " + FAULT_DEPTH.text());
+    }
+  }
+
+  /** The original four settings; the FAULT depth is the default. */
+  public UapiSettings(
+      long memlockLimit,
+      boolean allowUnsafeInterrupts,
+      AccountMode defaultAccountMode,
+      int vfioDmaEntryLimit) {
+    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit,
+        DEFAULT_FAULT_QUEUE_DEPTH);
   }
 
   /**
@@ -96,12 +123,20 @@ public record UapiSettings(
 
   /** These settings with another memlock limit (tests and scenarios). */
   public UapiSettings withMemlockLimit(long bytes) {
-    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit);
+    return new UapiSettings(
+        bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, faultQueueDepth);
   }
 
   /** These settings with {@code allow_unsafe_interrupts} set as given. */
   public UapiSettings withAllowUnsafeInterrupts(boolean allow) {
-    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit);
+    return new UapiSettings(
+        memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, faultQueueDepth);
+  }
+
+  /** These settings with another FAULT depth. */
+  public UapiSettings withFaultQueueDepth(int depth) {
+    return new UapiSettings(
+        memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, depth);
   }
 
   static Optional<UapiSettings> read(ConfigReader r) {
@@ -114,9 +149,10 @@ public record UapiSettings(
             .orElse(AccountMode.USER);
     int limit =
         r.getInt("vfio-dma-entry-limit", ConfigReader.Rule.between(1, 65535)).orElse(65535);
+    int depth = r.getInt("fault-queue-depth", FAULT_DEPTH).orElse(DEFAULT_FAULT_QUEUE_DEPTH);
     if (r.failedSince(mark)) {
       return Optional.empty();
     }
-    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit));
+    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, depth));
   }
 }
