@@ -10,6 +10,8 @@ import io.iommulab.hardware.iommu.ReservedRegion;
 import java.util.List;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.pipeline.FaultPipeline;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.config.PamuUnitSettings;
@@ -17,6 +19,7 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
 import java.util.Map;
+import java.util.function.LongSupplier;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.ActorRef;
 
@@ -50,9 +53,30 @@ public final class IommuUnitActor {
       FaultInjector injector,
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
+    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
+        FaultPipelineSettings.defaults(), FaultPipeline.NO_WALL_CLOCK);
+  }
+
+  /**
+   * As above, with the unit's fault pipeline configured by {@code pipeline}. {@code wallNanos}
+   * is the wall clock of the edge that runs the host (the guardian passes {@code System::nanoTime},
+   * tests a fake): the pipeline measures wall-clock fault latency with it, the actor never reads
+   * it. {@link FaultPipeline#NO_WALL_CLOCK} measures nothing.
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      FaultPipelineSettings pipeline,
+      LongSupplier wallNanos) {
     UnitActorBase.Wiring wiring =
         new UnitActorBase.Wiring(unitId, settings.name(), settings.kind(), cost, clock, memory,
-            Map.copyOf(msiBanks));
+            Map.copyOf(msiBanks), pipeline, wallNanos);
     if (settings instanceof PagingUnitSettings paging) {
       return PagingUnitActor.create(wiring, paging, seed, injector);
     }
@@ -92,6 +116,8 @@ public final class IommuUnitActor {
           AtcInvalidationAcked,
           GetSnapshot,
           GetStats,
+          GetFaultStats,
+          FaultsAccounted,
           BankLearned {}
 
   // ---------------------------------------------------------------- topology (guardian)
@@ -264,7 +290,9 @@ public final class IommuUnitActor {
    * Sets the PASID-table entry of (rid, pasid) — pasid {@link #NO_PASID} for the RID itself; on
    * PAMU the LIODN's PAACE. {@code faultSink} (may be null) receives the DMA faults and page
    * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
-   * object. Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
+   * object: the unit publishes them into its {@link FaultPipeline}, each record carrying the sink
+   * and {@code handleToken} (chosen by the sink's owner, unique per attachment, so records of an
+   * older attachment still in flight are told apart from the new one's). Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
    * ENOENT for an unknown domain, EPERM when no iommufd context claimed the RID
    * ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL for a PASID beyond the
    * device's or unit's width (any PASID on PAMU), EBUSY if already attached at that PASID (use
@@ -275,8 +303,20 @@ public final class IommuUnitActor {
       int pasid,
       int domainId,
       ActorRef<FaultEvent> faultSink,
+      long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {}
+      implements Command {
+
+    /**
+     * Without a handle token (0): records of the handle carry none, and the sink routes them by
+     * (unit, rid, pasid) alone.
+     */
+    public Attach(
+        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
+        ActorRef<UnitReply> replyTo) {
+      this(rid, pasid, domainId, faultSink, 0L, replyTo);
+    }
+  }
 
   /**
    * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
@@ -288,8 +328,17 @@ public final class IommuUnitActor {
       int pasid,
       int domainId,
       ActorRef<FaultEvent> faultSink,
+      long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {}
+      implements Command {
+
+    /** Without a handle token (0), as {@link Attach}'s short form. */
+    public Replace(
+        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
+        ActorRef<UnitReply> replyTo) {
+      this(rid, pasid, domainId, faultSink, 0L, replyTo);
+    }
+  }
 
   /**
    * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
@@ -390,6 +439,14 @@ public final class IommuUnitActor {
   /** Replies {@link UnitStats}. */
   public record GetStats(ActorRef<UnitStats> replyTo) implements Command {}
 
+  /** Replies {@link FaultPipelineStats}: the unit's fault pipeline counters. */
+  public record GetFaultStats(ActorRef<FaultPipelineStats> replyTo) implements Command {}
+
+  /** The fd's acknowledgements of one batch, from the unit's pipeline. Internal. */
+  record FaultsAccounted(
+      int records, int delivered, int lostQueueFull, int lostHandleGone, int lostUnacknowledged)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
   // ================================================================ replies
 
   public sealed interface UnitReply extends CborSerializable
@@ -479,12 +536,108 @@ public final class IommuUnitActor {
       long modeledLatencyNs)
       implements CborSerializable {}
 
-  /** What a fault sink (an fd's FAULT object, via its adapter) receives. */
-  public sealed interface FaultEvent extends CborSerializable permits DmaFaulted, PageRequested {}
+  /**
+   * What a fault sink (an fd, via its adapter) receives: from a unit, batches of records through
+   * the unit's {@link FaultPipeline} ({@link FaultsPublished}); single records
+   * ({@link DmaFaulted}, {@link PageRequested}) are the pipeline-less form test doubles send.
+   */
+  public sealed interface FaultEvent extends CborSerializable
+      permits DmaFaulted, PageRequested, FaultsPublished {}
 
   public record DmaFaulted(DmaFault fault) implements FaultEvent {}
 
   public record PageRequested(PageRequest request) implements FaultEvent {}
+
+  /**
+   * One fault record on its way to the owner of its attach handle: exactly one of {@code fault}
+   * and {@code request} is non-null, except in a partials-discarded marker (both null; see
+   * {@link #partialsDiscarded}). {@code sink} and {@code handleToken} are the attach handle's when
+   * the record was raised; {@code modeledLatencyNs} is the modeled time from the access to the
+   * record being reported (cost model plus the unit's reporting queue); {@code publishedWallNs}
+   * the wall clock at publishing (0 when none is measured).
+   */
+  public record PublishedFault(
+      ActorRef<FaultEvent> sink,
+      long handleToken,
+      DmaFault fault,
+      PageRequest request,
+      long modeledLatencyNs,
+      long publishedWallNs)
+      implements CborSerializable {
+
+    /**
+     * A marker, not a record: the unit's page request queue overflowed and has been drained, so
+     * partial groups of the unit's devices may have lost their last page; the owner drops them
+     * ({@code iopf_queue_discard_partial}).
+     */
+    public static PublishedFault partialsDiscarded(ActorRef<FaultEvent> sink, long wallNs) {
+      return new PublishedFault(sink, 0L, null, null, 0L, wallNs);
+    }
+
+    /** Whether this is the marker of {@link #partialsDiscarded}. */
+    public boolean discardsPartials() {
+      return fault == null && request == null;
+    }
+  }
+
+  /**
+   * A batch of the pipeline for one sink, records in the order the unit raised them. The fd
+   * answers {@link FaultsSettled} once every record is in its queue or counted lost.
+   */
+  public record FaultsPublished(
+      int unitId, List<PublishedFault> records, ActorRef<FaultsSettled> replyTo)
+      implements FaultEvent {}
+
+  /**
+   * What became of the records of one batch (markers not counted): {@code delivered} into a
+   * queue of the fd (FAULT, vEVENTQ) or its fault statistics; lost because the queue was full;
+   * lost because the attach handle was gone (detached, replaced, fd closed). {@code vmId}: the
+   * fd's VM, for the tenant tag of metrics.
+   */
+  public record FaultsSettled(int delivered, int lostQueueFull, int lostHandleGone, int vmId)
+      implements CborSerializable {}
+
+  /**
+   * The fault pipeline's counters of one unit. Conservation: every record published is in
+   * flight, delivered, or lost, exactly —
+   * {@code publishedFaults + publishedPageRequests = inFlight + delivered + lostIngressFaults +
+   * lostIngressPageRequests + lostQueueFull + lostHandleGone + lostUnacknowledged}. Ingress
+   * losses are the hardware queue's overflow; {@code ingressLastPagesAnswered} lost last pages
+   * the unit answered itself. {@code batches}: messages to fds; the depths are the ingress
+   * queues' now.
+   */
+  public record FaultPipelineStats(
+      int unitId,
+      String unitName,
+      long publishedFaults,
+      long publishedPageRequests,
+      long lostIngressFaults,
+      long lostIngressPageRequests,
+      long delivered,
+      long lostQueueFull,
+      long lostHandleGone,
+      long lostUnacknowledged,
+      long inFlight,
+      long batches,
+      long ingressLastPagesAnswered,
+      int faultIngressDepth,
+      int pageRequestIngressDepth)
+      implements CborSerializable {
+
+    public long published() {
+      return publishedFaults + publishedPageRequests;
+    }
+
+    public long lost() {
+      return lostIngressFaults + lostIngressPageRequests + lostQueueFull + lostHandleGone
+          + lostUnacknowledged;
+    }
+
+    /** {@code published = inFlight + delivered + lost}. */
+    public boolean conserved() {
+      return published() == inFlight + delivered + lost();
+    }
+  }
 
   /**
    * The model's snapshot: one of {@code paging}, {@code pamu} is non-null, per the unit's kind;

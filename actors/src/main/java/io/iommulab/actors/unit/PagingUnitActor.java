@@ -594,7 +594,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (msg.pasid() != FaultRecord.NO_PASID) {
       group(e).pasidAttached();
     }
-    setHandle(e.rid, msg.pasid(), msg.faultSink());
+    setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
     return runThenDone(r.value(), msg.replyTo());
   }
 
@@ -616,7 +616,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (old != d) {
       abortPendingPageGroups(e.rid, msg.pasid());
     }
-    setHandle(e.rid, msg.pasid(), msg.faultSink());
+    setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
     return runThenDone(r.value(), msg.replyTo());
   }
 

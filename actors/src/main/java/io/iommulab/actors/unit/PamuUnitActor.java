@@ -395,7 +395,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     attachedTo.put(e.rid, d.id());
     liodnUsers[e.liodn]++;
-    setHandle(e.rid, FaultRecord.NO_PASID, msg.faultSink());
+    setHandle(e.rid, FaultRecord.NO_PASID, msg.faultSink(), msg.handleToken());
     return done(msg.replyTo());
   }
 

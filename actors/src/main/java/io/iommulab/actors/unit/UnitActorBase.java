@@ -3,17 +3,21 @@ package io.iommulab.actors.unit;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.pipeline.FaultPipeline;
+import io.iommulab.actors.pipeline.FaultPolicy;
 import io.iommulab.actors.unit.IommuUnitActor.AtcInvalidationAcked;
 import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
-import io.iommulab.actors.unit.IommuUnitActor.DmaFaulted;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
+import io.iommulab.actors.unit.IommuUnitActor.FaultPipelineStats;
+import io.iommulab.actors.unit.IommuUnitActor.FaultsAccounted;
+import io.iommulab.actors.unit.IommuUnitActor.GetFaultStats;
 import io.iommulab.actors.unit.IommuUnitActor.GetStats;
-import io.iommulab.actors.unit.IommuUnitActor.PageRequested;
+import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
 import io.iommulab.actors.unit.IommuUnitActor.PageResponseCode;
 import io.iommulab.actors.unit.IommuUnitActor.Refused;
 import io.iommulab.actors.unit.IommuUnitActor.RegisterDevice;
@@ -25,10 +29,12 @@ import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.Rids;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.Outcome;
+import io.iommulab.hardware.cost.ContendedResource;
 import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.fault.DmaFault;
@@ -42,18 +48,23 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.function.LongSupplier;
 import kamon.Kamon;
 import kamon.metric.Counter;
+import kamon.metric.Gauge;
+import kamon.tag.TagSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
+import org.apache.pekko.stream.Materializer;
 
 /**
  * What every IOMMU unit actor owns whatever its kind: the functions registered behind it (RID →
@@ -73,8 +84,20 @@ import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
  * Pending groups of a handle are answered INVALID when the handle is detached or replaced, and a
  * late response from software for them is dropped as stale.
  *
+ * <p>Fault publishing: a record of a handle with a sink is published into the unit's
+ * {@link FaultPipeline} (what happens to a record is {@link FaultPolicy}'s to say), carrying the
+ * sink and the handle's token. The unit owns every pipeline counter: records published, those its
+ * full ingress lost (the hardware queue's overflow), and what the fds answered for each batch, so
+ * {@code published = inFlight + delivered + lost} holds exactly ({@link FaultPipelineStats}). The
+ * modeled report time of a record includes queueing at the unit's reporting hardware: faults and
+ * page requests each go through one {@link ContendedResource} (fault recording, page request
+ * queue) of {@code faultReport} / {@code pageRequest} service.
+ *
  * <p>Metrics (Kamon, tagged by unit name): {@code iommulab.unit.translations},
- * {@code iommulab.unit.faults}, {@code iommulab.unit.page-requests}, {@code iommulab.unit.msi-writes}.
+ * {@code iommulab.unit.faults}, {@code iommulab.unit.page-requests}, {@code iommulab.unit.msi-writes},
+ * {@code iommulab.fault.published} and {@code iommulab.fault.lost} (unit, cause: ingress-fault,
+ * ingress-page-request, queue-full, handle-gone, unacknowledged), {@code
+ * iommulab.fault.ingress.depth} (unit, queue).
  */
 abstract class UnitActorBase extends AbstractBehavior<Command> {
 
@@ -91,7 +114,12 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       CostModel cost,
       ModeledClock clock,
       ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {}
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      FaultPipelineSettings pipeline,
+      LongSupplier wallNanos) {}
+
+  /** An attach handle's fault sink and the token its owner gave it. */
+  private record Handle(ActorRef<FaultEvent> sink, long token) {}
 
   /** One function behind the unit. Mutable, confined to the unit actor. */
   static final class DeviceEntry {
@@ -127,7 +155,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected final DeviceEntry[] devices = new DeviceEntry[MAX_RID + 1];
   private int deviceCount;
   private final Map<Integer, IommuGroup> groups = new TreeMap<>();
-  private final Map<Long, ActorRef<FaultEvent>> handles = new HashMap<>();
+  private final Map<Long, Handle> handles = new HashMap<>();
   private final Set<Long> pendingPageGroups = new HashSet<>();
   private final List<DmaFault> faultLog = new ArrayList<>();
 
@@ -148,6 +176,33 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private final Counter pageRequestCounter;
   protected final Counter msiCounter;
 
+  // Fault publishing: the pipeline, the modeled reporting hardware, and every pipeline counter.
+  private final FaultPipeline pipeline;
+  private final LongSupplier wallNanos;
+  private final ContendedResource faultReporting = new ContendedResource("fault-recording");
+  private final ContendedResource pageRequestReporting = new ContendedResource("page-request-queue");
+  /** Sinks still owed a partials-discarded marker after the page-request ingress overflowed. */
+  private final Set<ActorRef<FaultEvent>> owedDiscardMarkers = new LinkedHashSet<>();
+  private long publishedFaults;
+  private long publishedPageRequests;
+  private long lostIngressFaults;
+  private long lostIngressPageRequests;
+  private long ingressLastPagesAnswered;
+  private long deliveredFaults;
+  private long lostQueueFull;
+  private long lostHandleGone;
+  private long lostUnacknowledged;
+  private long settledRecords;
+  private long batches;
+  private final Counter publishedCounter;
+  private final Counter lostIngressFaultCounter;
+  private final Counter lostIngressPageRequestCounter;
+  private final Counter lostQueueFullCounter;
+  private final Counter lostHandleGoneCounter;
+  private final Counter lostUnacknowledgedCounter;
+  private final Gauge faultIngressGauge;
+  private final Gauge pageRequestIngressGauge;
+
   protected UnitActorBase(ActorContext<Command> context, Wiring w) {
     super(context);
     this.unitId = w.unitId();
@@ -161,6 +216,35 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     this.faultCounter = Kamon.counter("iommulab.unit.faults").withTag("unit", name);
     this.pageRequestCounter = Kamon.counter("iommulab.unit.page-requests").withTag("unit", name);
     this.msiCounter = Kamon.counter("iommulab.unit.msi-writes").withTag("unit", name);
+    this.wallNanos = w.wallNanos();
+    ActorRef<Command> self = context.getSelf();
+    this.pipeline =
+        FaultPipeline.start(
+            unitId,
+            name,
+            w.pipeline(),
+            Materializer.createMaterializer(context),
+            context.getSystem().scheduler(),
+            w.wallNanos(),
+            s -> self.tell(new FaultsAccounted(s.records(), s.delivered(), s.lostQueueFull(),
+                s.lostHandleGone(), s.lostUnacknowledged())));
+    this.publishedCounter = Kamon.counter("iommulab.fault.published").withTag("unit", name);
+    this.lostIngressFaultCounter = lostCounter("ingress-fault");
+    this.lostIngressPageRequestCounter = lostCounter("ingress-page-request");
+    this.lostQueueFullCounter = lostCounter("queue-full");
+    this.lostHandleGoneCounter = lostCounter("handle-gone");
+    this.lostUnacknowledgedCounter = lostCounter("unacknowledged");
+    this.faultIngressGauge =
+        Kamon.gauge("iommulab.fault.ingress.depth")
+            .withTags(TagSet.of("unit", name).withTag("queue", "fault"));
+    this.pageRequestIngressGauge =
+        Kamon.gauge("iommulab.fault.ingress.depth")
+            .withTags(TagSet.of("unit", name).withTag("queue", "page-request"));
+  }
+
+  private Counter lostCounter(String cause) {
+    return Kamon.counter("iommulab.fault.lost")
+        .withTags(TagSet.of("unit", name).withTag("cause", cause));
   }
 
   // ---------------------------------------------------------------- what a kind provides
@@ -213,6 +297,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(AtcInvalidationAcked.class, this::onAtcInvalidationAcked)
         .onMessage(BankLearned.class, this::onBankLearned)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(GetFaultStats.class, this::onGetFaultStats)
+        .onMessage(FaultsAccounted.class, this::onFaultsAccounted)
         .onSignal(Terminated.class, this::onTerminated);
   }
 
@@ -478,10 +564,18 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   }
 
   protected void setHandle(int rid, int pasid, ActorRef<FaultEvent> sink) {
+    setHandle(rid, pasid, sink, 0L);
+  }
+
+  /**
+   * Installs (or, with a null sink, removes) the fault sink of (rid, pasid) and the token its
+   * owner gave this attachment: records raised from now on carry both.
+   */
+  protected void setHandle(int rid, int pasid, ActorRef<FaultEvent> sink, long token) {
     if (sink == null) {
       handles.remove(handleKey(rid, pasid));
     } else {
-      handles.put(handleKey(rid, pasid), sink);
+      handles.put(handleKey(rid, pasid), new Handle(sink, token));
     }
   }
 
@@ -591,18 +685,34 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         new long[] {hpa}, new int[] {length}, 1, timeNs));
   }
 
-  /** Routes an unrecoverable fault to the attach handle's sink, or keeps it in the unit's log. */
+  /**
+   * An unrecoverable fault, {@code f.timeNs()} being its arrival plus {@code faultReport}:
+   * recorded through the unit's fault-recording hardware (queueing included) and published to
+   * the attach handle's sink, or kept in the unit's log ({@link FaultPolicy#atUnit}).
+   */
   protected void fault(DmaFault f) {
     faults++;
     faultCounter.increment();
-    ActorRef<FaultEvent> sink = handles.get(handleKey(f.rid(), f.pasid()));
-    if (sink != null) {
-      sink.tell(new DmaFaulted(f));
+    Handle h = handles.get(handleKey(f.rid(), f.pasid()));
+    if (FaultPolicy.atUnit(false, h != null) == FaultPolicy.AtUnit.LOG_UNHANDLED) {
+      unhandledFaults++;
+      if (faultLog.size() < FAULT_LOG) {
+        faultLog.add(f);
+      }
       return;
     }
-    unhandledFaults++;
-    if (faultLog.size() < FAULT_LOG) {
-      faultLog.add(f);
+    long service = cost.faultReport();
+    long reported = faultReporting.acquire(f.timeNs() - service, service);
+    DmaFault record = reported == f.timeNs() ? f
+        : new DmaFault(f.unitId(), f.rid(), f.pasid(), f.iova(), f.access(), f.reason(), reported);
+    publishedFaults++;
+    publishedCounter.increment();
+    PublishedFault p = new PublishedFault(h.sink(), h.token(), record, null,
+        reported - clock.nanos(), wallNanos.getAsLong());
+    if (!pipeline.offerFault(p)) {
+      // VT-d PFO / SMMUv3 EVTQ overflow: the record is dropped by the hardware, counted here.
+      lostIngressFaults++;
+      lostIngressFaultCounter.increment();
     }
   }
 
@@ -617,8 +727,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
           rid(r.rid()), name);
       return this;
     }
-    ActorRef<FaultEvent> sink = handles.get(handleKey(r.rid(), r.pasid()));
-    if (sink == null) {
+    Handle h = handles.get(handleKey(r.rid(), r.pasid()));
+    if (FaultPolicy.atUnit(true, h != null) == FaultPolicy.AtUnit.ANSWER_INVALID) {
       // No handler: io-pgfault answers the group when its last page arrives; the others are
       // partial and need no answer.
       if (r.lastPage()) {
@@ -626,9 +736,88 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       }
       return this;
     }
-    pendingPageGroups.add(pageGroupKey(r.rid(), r.pasid(), r.groupId()));
-    sink.tell(new PageRequested(new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(),
-        r.address(), r.perm(), r.lastPage(), clock.nanos() + cost.pageRequest())));
+    long now = clock.nanos();
+    long reported = pageRequestReporting.acquire(now, cost.pageRequest());
+    long groupKey = pageGroupKey(r.rid(), r.pasid(), r.groupId());
+    pendingPageGroups.add(groupKey);
+    publishedPageRequests++;
+    publishedCounter.increment();
+    long wall = wallNanos.getAsLong();
+    if (!owedDiscardMarkers.isEmpty()) {
+      offerDiscardMarkers(wall);
+    }
+    PublishedFault p = new PublishedFault(h.sink(), h.token(), null,
+        new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(), r.address(), r.perm(),
+            r.lastPage(), reported),
+        reported - now, wall);
+    if (!pipeline.offerPageRequest(p)) {
+      pageRequestIngressOverflowed(e, r, groupKey);
+    }
+    return this;
+  }
+
+  /**
+   * The page request queue was full (VT-d PRS.PRO, SMMUv3 PRIQ overflow): the request is lost and
+   * counted. A lost last page is answered by the unit itself ({@link
+   * FaultPolicy#lastPageLostAtIngress}); every sink is owed a marker telling it to drop the unit's
+   * partial groups once the queue has room again, as the kernel discards partials when it clears
+   * PRO.
+   */
+  private void pageRequestIngressOverflowed(DeviceEntry e, ReportPageRequest r, long groupKey) {
+    lostIngressPageRequests++;
+    lostIngressPageRequestCounter.increment();
+    if (r.lastPage()) {
+      pendingPageGroups.remove(groupKey);
+      ingressLastPagesAnswered++;
+      e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(),
+          FaultPolicy.lastPageLostAtIngress()));
+    }
+    for (Handle h : handles.values()) {
+      owedDiscardMarkers.add(h.sink());
+    }
+  }
+
+  /** Offers the owed partials-discarded markers in order, as far as the ingress has room. */
+  private void offerDiscardMarkers(long wall) {
+    Iterator<ActorRef<FaultEvent>> it = owedDiscardMarkers.iterator();
+    while (it.hasNext()) {
+      if (!pipeline.offerPageRequest(PublishedFault.partialsDiscarded(it.next(), wall))) {
+        return;
+      }
+      it.remove();
+    }
+  }
+
+  private Behavior<Command> onFaultsAccounted(FaultsAccounted a) {
+    batches++;
+    settledRecords += a.records();
+    deliveredFaults += a.delivered();
+    lostQueueFull += a.lostQueueFull();
+    lostHandleGone += a.lostHandleGone();
+    lostUnacknowledged += a.lostUnacknowledged();
+    if (a.lostQueueFull() > 0) {
+      lostQueueFullCounter.increment(a.lostQueueFull());
+    }
+    if (a.lostHandleGone() > 0) {
+      lostHandleGoneCounter.increment(a.lostHandleGone());
+    }
+    if (a.lostUnacknowledged() > 0) {
+      lostUnacknowledgedCounter.increment(a.lostUnacknowledged());
+      getContext().getLog().warn("Unit [{}]: {} fault records never acknowledged by their fd",
+          name, a.lostUnacknowledged());
+    }
+    faultIngressGauge.update(pipeline.faultIngressDepth());
+    pageRequestIngressGauge.update(pipeline.pageRequestIngressDepth());
+    return this;
+  }
+
+  private Behavior<Command> onGetFaultStats(GetFaultStats msg) {
+    long published = publishedFaults + publishedPageRequests;
+    long inFlight = published - lostIngressFaults - lostIngressPageRequests - settledRecords;
+    msg.replyTo().tell(new FaultPipelineStats(unitId, name, publishedFaults, publishedPageRequests,
+        lostIngressFaults, lostIngressPageRequests, deliveredFaults, lostQueueFull, lostHandleGone,
+        lostUnacknowledged, inFlight, batches, ingressLastPagesAnswered,
+        pipeline.faultIngressDepth(), pipeline.pageRequestIngressDepth()));
     return this;
   }
 

@@ -1,5 +1,6 @@
 package io.iommulab.actors.unit;
 
+import io.iommulab.actors.pipeline.FaultSinks;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -242,7 +243,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(NIC, 5, 1, nic);
     int d = h.pagingDomain();
-    h.attach(NIC, NONE, d, sink.getRef());
+    h.attach(NIC, NONE, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.burst(NIC, NONE, new long[] {IOVA}, Access.READ, false);
     DmaFaulted f = sink.expectMessageClass(DmaFaulted.class);
     assertEquals(FaultReason.NOT_PRESENT, f.fault().reason());
@@ -398,7 +399,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(GPU, 5, 1, gpu);
     int d = h.pagingDomain();
-    h.attach(GPU, 3, d, sink.getRef());
+    h.attach(GPU, 3, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.unit.tell(new ReportPageRequest(GPU, 3, 9, IOVA, Access.READ, false));
     h.unit.tell(new ReportPageRequest(GPU, 3, 9, IOVA + PAGE, Access.READ, true));
     PageRequested first = sink.expectMessageClass(PageRequested.class);
@@ -434,7 +435,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(GPU, 5, 1, gpu);
     int d = h.pagingDomain();
-    h.attach(GPU, 3, d, sink.getRef());
+    h.attach(GPU, 3, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.unit.tell(new ReportPageRequest(GPU, 3, 2, IOVA, Access.READ, true));
     sink.expectMessageClass(PageRequested.class);
     h.unit.tell(new Detach(GPU, 3, h.replies.getRef()));
