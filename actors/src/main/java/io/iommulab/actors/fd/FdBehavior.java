@@ -1291,52 +1291,20 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
+  /**
+   * A fault event of one of the fd's attach handles: a pipeline batch, or a single record (the
+   * pipeline-less form test doubles send, handled as a batch of one without an answer).
+   */
   private Behavior<Command> onFaultEvent(FaultEventReceived m) {
     if (m.event() instanceof FaultsPublished batch) {
       return onFaultsPublished(batch);
     }
-    if (closed) {
-      return this;
-    }
     if (m.event() instanceof IommuUnitActor.PageRequested pr) {
-      PageRequest req = pr.request();
-      IommufdCtx.PageRequestRoute route = model.routePageRequest(req.unitId(), req.rid(), req.pasid());
-      if (route == null) {
-        if (req.lastPage() && units.containsKey(req.unitId())) {
-          unit(req.unitId())
-              .tell(new IommuUnitActor.RespondPageRequest(req.rid(), req.pasid(), req.groupId(), IommuUnitActor.PageResponseCode.INVALID));
-        }
-        return this;
-      }
-      Fault fault = route.hwpt().fault();
-      Fault.Reported r =
-          fault.report(route.device(), route.hwpt(), route.pasid(), req.groupId(), req.addr(), req.perm(), req.lastPage());
-      switch (r) {
-        case QUEUED_AND_READABLE, LOST_AND_READABLE ->
-            events.tell(new IoasidFdActor.FaultQueueReadable(ictxId, fault.id()));
-        default -> {}
-      }
-      switch (r) {
-        case FAILED -> {
-          Fault.Group g = fault.takeFailedGroup();
-          if (req.lastPage()) {
-            respond(List.of(new Fault.Response(g, Fault.RESP_FAILURE)));
-          }
-        }
-        case LOST, LOST_AND_READABLE -> {
-          Fault.Group g = fault.takeFailedGroup();
-          if (g != null) {
-            respond(List.of(new Fault.Response(g, Uapi.PAGE_RESP_INVALID)));
-          }
-        }
-        default -> {}
-      }
+      PageRequest r = pr.request();
+      process(r.unitId(), List.of(new PublishedFault(faultSink, 0L, null, r, 0L, 0L)));
     } else if (m.event() instanceof IommuUnitActor.DmaFaulted df) {
       DmaFault f = df.fault();
-      Veventq q = model.reportDmaFault(f.unitId(), f.rid(), f.pasid(), f.reason().name(), f.iova(), f.access());
-      if (q != null) {
-        events.tell(new IoasidFdActor.VeventqReadable(ictxId, q.id()));
-      }
+      process(f.unitId(), List.of(new PublishedFault(faultSink, 0L, f, null, 0L, 0L)));
     }
     return this;
   }
@@ -1364,7 +1332,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
     if (h == null) {
       h = d.attachments().get(Device.NO_PASID);
     }
-    return h == null ? null : new HandleRoute(d, pasid, h);
+    // A bound device's fault without a token: its binding fd is the owner, attached or not
+    // (a PAMU LIODN is attached through VFIO-PAMU, not through an fd HWPT).
+    return new HandleRoute(d, pasid, h);
   }
 
   /**
@@ -1374,27 +1344,35 @@ final class FdBehavior extends AbstractBehavior<Command> {
    */
   private Behavior<Command> onFaultsPublished(FaultsPublished batch) {
     faultBatches++;
+    int[] outcome = process(batch.unitId(), batch.records());
+    batch.replyTo().tell(
+        new IommuUnitActor.FaultsSettled(outcome[0], outcome[1], outcome[2], vmId));
+    return this;
+  }
+
+  /** Every record in order; returns {delivered, lost queue full, lost handle gone}. */
+  private int[] process(int unitId, List<PublishedFault> records) {
     int delivered = 0;
     int lostFull = 0;
     int gone = 0;
     Fault lastFault = null;
     Veventq lastVeventq = null;
-    for (PublishedFault p : batch.records()) {
+    for (PublishedFault p : records) {
       if (p.discardsPartials()) {
         if (!closed) {
-          discardPartials(batch.unitId());
+          discardPartials(unitId);
         }
         continue;
       }
-      HandleRoute route = closed ? null : routeOf(batch.unitId(), p);
+      HandleRoute route = closed ? null : routeOf(unitId, p);
       if (p.request() != null) {
         PageRequest req = p.request();
         Fault fault = route == null ? null : route.hwpt().fault();
         if (fault == null) {
           pageRequestsHandleGone++;
           gone++;
-          if (req.lastPage() && units.containsKey(batch.unitId())) {
-            unit(batch.unitId()).tell(new IommuUnitActor.RespondPageRequest(
+          if (req.lastPage() && units.containsKey(unitId)) {
+            unit(unitId).tell(new IommuUnitActor.RespondPageRequest(
                 req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner()));
           }
           continue;
@@ -1484,8 +1462,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
     if (gone > 0) {
       handleGoneCounter.increment(gone);
     }
-    batch.replyTo().tell(new IommuUnitActor.FaultsSettled(delivered, lostFull, gone, vmId));
-    return this;
+    return new int[] {delivered, lostFull, gone};
   }
 
   /** The unit's page request queue overflowed and drained: drop its devices' partial groups. */
@@ -1496,7 +1473,11 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   private Behavior<Command> onGetFaultStats(IoasidFdActor.GetFaultStats m) {
-    m.replyTo().tell(new IoasidFdActor.FaultStats(ictxId, vmId, pageRequestsQueued,
+    long held = 0;
+    for (Fault f : model.objects().live(Fault.class)) {
+      held += f.held();
+    }
+    m.replyTo().tell(new IoasidFdActor.FaultStats(ictxId, vmId, held, pageRequestsQueued,
         pageRequestsLostQueueFull, pageRequestsHandleGone, pageRequestsFailed, dmaFaultsToVeventq,
         dmaFaultsLostVeventqFull, dmaFaultsRecorded, dmaFaultsOwnerTold, dmaFaultsHandleGone,
         partialsDiscarded, faultBatches));

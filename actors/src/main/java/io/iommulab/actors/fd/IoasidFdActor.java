@@ -513,11 +513,13 @@ public final class IoasidFdActor {
    * counted here only, {@code dmaFaultsOwnerTold} PAMU violations the VM was told of, {@code
    * dmaFaultsHandleGone}. {@code partialsDiscarded}: queued requests dropped unread later (a failed
    * group, detach, an overflowed unit's partials); {@code batches}: pipeline messages received.
-   * {@code delivered()} and {@code lost()} match the units' pipeline counters.
+   * {@code pageRequestsHeld}: requests in the fd's FAULT queues now (partial or unread). {@code
+   * delivered()} and {@code lost()} match the units' pipeline counters.
    */
   public record FaultStats(
       int ictxId,
       int vmId,
+      long pageRequestsHeld,
       long pageRequestsQueued,
       long pageRequestsLostQueueFull,
       long pageRequestsHandleGone,

@@ -739,7 +739,6 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     long now = clock.nanos();
     long reported = pageRequestReporting.acquire(now, cost.pageRequest());
     long groupKey = pageGroupKey(r.rid(), r.pasid(), r.groupId());
-    pendingPageGroups.add(groupKey);
     publishedPageRequests++;
     publishedCounter.increment();
     long wall = wallNanos.getAsLong();
@@ -751,7 +750,12 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
             r.lastPage(), reported),
         reported - now, wall);
     if (!pipeline.offerPageRequest(p)) {
-      pageRequestIngressOverflowed(e, r, groupKey);
+      pageRequestIngressOverflowed(e, r);
+    } else if (r.lastPage()) {
+      // A group awaits software's response once complete; partials of a handle that goes away
+      // are dropped unanswered (iopf_queue_remove_device), and the device's later last page is
+      // answered then.
+      pendingPageGroups.add(groupKey);
     }
     return this;
   }
@@ -763,11 +767,10 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
    * partial groups once the queue has room again, as the kernel discards partials when it clears
    * PRO.
    */
-  private void pageRequestIngressOverflowed(DeviceEntry e, ReportPageRequest r, long groupKey) {
+  private void pageRequestIngressOverflowed(DeviceEntry e, ReportPageRequest r) {
     lostIngressPageRequests++;
     lostIngressPageRequestCounter.increment();
     if (r.lastPage()) {
-      pendingPageGroups.remove(groupKey);
       ingressLastPagesAnswered++;
       e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(),
           FaultPolicy.lastPageLostAtIngress()));
