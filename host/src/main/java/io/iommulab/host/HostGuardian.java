@@ -1150,7 +1150,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     String role = roles.getOrDefault(failed.getRef(), failed.getRef().path().name());
     Kamon.counter("iommulab.host.actor.failures").withTag("role", role.substring(0, role.indexOf(' '))).increment();
     recordFailure(role + " stopped on a bug: " + failed.getCause());
-    forgetChild(failed.getRef());
+    forgetChild(failed.getRef(), true);
     return this;
   }
 
@@ -1158,12 +1158,10 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     ActorRef<Void> ref = terminated.getRef();
     String role = roles.get(ref);
     VmSlot vm = vmOf(ref);
-    if (vm != null && vm.phase != VmPhase.STOPPING && vm.phase != VmPhase.STARTING) {
-      recordFailure(role + " stopped unexpectedly");
-    } else if (vm == null && role != null && !role.startsWith("vm ")) {
+    if (vm != null ? vm.phase == VmPhase.RUNNING : role != null && !role.startsWith("vm ")) {
       recordFailure(role + " stopped unexpectedly");
     }
-    forgetChild(ref);
+    forgetChild(ref, false);
     return this;
   }
 
@@ -1177,17 +1175,16 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   }
 
   /**
-   * A child is gone. A VM that dies without its shutdown answer is dropped: its devices return to
-   * the pool, its memory stays allocated (the report shows it), and whoever waits is answered.
+   * A child is gone. A VM that stopped after answering its shutdown is kept until that answer
+   * arrives (an ask's answer is piped to the guardian and may come after the Terminated signal).
+   * A VM that failed is dropped: its devices return to the pool, its memory stays allocated (the
+   * report shows it), and whoever waits is answered.
    */
-  private void forgetChild(ActorRef<?> ref) {
+  private void forgetChild(ActorRef<?> ref, boolean failed) {
     roles.remove(ref);
     VmSlot vm = vmOf(ref);
-    if (vm == null) {
+    if (vm == null || (vm.phase == VmPhase.STOPPING && !failed)) {
       return;
-    }
-    if (vm.phase == VmPhase.STARTING && vm.createReplyTo == null) {
-      return; // refused its start and stopped: already dropped
     }
     dropVm(vm);
     if (vm.createReplyTo != null) {

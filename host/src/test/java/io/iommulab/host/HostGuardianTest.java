@@ -1,0 +1,337 @@
+package io.iommulab.host;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.actors.vm.VmActor;
+import io.iommulab.config.DeviceSettings;
+import io.iommulab.config.IommuUnitSettings;
+import io.iommulab.config.IommulabSettings;
+import io.iommulab.hardware.Access;
+import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.FaultInjector;
+import io.iommulab.hardware.ManualClock;
+import io.iommulab.hardware.ModeledClock;
+import io.iommulab.hardware.PageSize;
+import io.iommulab.hardware.cost.CostModel;
+import io.iommulab.host.HostGuardian.CreateVmReply;
+import io.iommulab.host.HostGuardian.DestroyVmReply;
+import io.iommulab.host.HostGuardian.HotplugReply;
+import io.iommulab.host.HostGuardian.Presence;
+import io.iommulab.host.HostGuardian.Refused;
+import io.iommulab.host.HostGuardian.Topology;
+import java.util.List;
+import java.util.Map;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+class HostGuardianTest {
+  static final ActorTestKit testKit = ActorTestKit.create();
+  static final IommulabSettings SETTINGS = IommulabSettings.defaults();
+  static final long GIB = 1L << 30;
+
+  @AfterAll
+  static void cleanup() {
+    testKit.shutdownTestKit();
+  }
+
+  private static ActorRef<HostGuardian.Command> host(HostParts parts) {
+    return testKit.spawn(
+        HostGuardian.create(SETTINGS, HostSettings.defaults(), new ManualClock(), FaultInjector.NONE, parts));
+  }
+
+  private static Topology topology(ActorRef<HostGuardian.Command> host) {
+    TestProbe<Topology> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.GetTopology(probe.ref()));
+    return probe.receiveMessage();
+  }
+
+  private static CreateVmReply createVm(ActorRef<HostGuardian.Command> host, int vmId, long bytes, String... devices) {
+    TestProbe<CreateVmReply> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.CreateVm(vmId, bytes, PageSize.SIZE_2M, List.of(devices), probe.ref()));
+    return probe.receiveMessage();
+  }
+
+  private static HostGuardian.VmCreated created(ActorRef<HostGuardian.Command> host, int vmId, String... devices) {
+    return assertInstanceOf(HostGuardian.VmCreated.class, createVm(host, vmId, GIB, devices));
+  }
+
+  private static HotplugReply hotplug(ActorRef<HostGuardian.Command> host, String name, boolean plug) {
+    TestProbe<HotplugReply> probe = testKit.createTestProbe();
+    host.tell(plug ? new HostGuardian.PlugDevice(name, probe.ref()) : new HostGuardian.UnplugDevice(name, probe.ref()));
+    return probe.receiveMessage();
+  }
+
+  private static HostMemoryActor.MemoryReport memoryReport(Topology topology) {
+    TestProbe<HostMemoryActor.MemoryReport> probe = testKit.createTestProbe();
+    topology.memory().tell(new HostMemoryActor.GetReport(probe.ref()));
+    return probe.receiveMessage();
+  }
+
+  private static VmActor.VmReply ask(ActorRef<VmActor.Command> vm, java.util.function.Function<ActorRef<VmActor.VmReply>, VmActor.Command> cmd) {
+    TestProbe<VmActor.VmReply> probe = testKit.createTestProbe();
+    vm.tell(cmd.apply(probe.ref()));
+    return probe.receiveMessage();
+  }
+
+  private static void assertRefused(Errno errno, Object reply) {
+    Refused refused = assertInstanceOf(Refused.class, reply);
+    assertEquals(errno, refused.errno(), refused.message());
+  }
+
+  @Test
+  void guardianBuildsTheDefaultTopologyAndRegistersEveryDeviceWithItsOwnUnit() {
+    TestProbe<String> registrations = testKit.createTestProbe();
+    ActorRef<HostGuardian.Command> host =
+        host(
+            new FakeHardware() {
+              @Override
+              public Behavior<IommuUnitActor.Command> unit(
+                  int unitId, IommuUnitSettings settings, CostModel cost, ModeledClock clock, long seed,
+                  FaultInjector injector, ActorRef<HostMemoryActor.Command> memory,
+                  Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
+                return Behaviors.receive(IommuUnitActor.Command.class)
+                    .onMessage(
+                        IommuUnitActor.RegisterDevice.class,
+                        m -> {
+                          registrations.ref().tell(settings.name() + "#" + unitId + " rid " + m.rid());
+                          m.replyTo().tell(IommuUnitActor.Done.INSTANCE);
+                          return Behaviors.same();
+                        })
+                    .build();
+              }
+            });
+
+    Topology topology = topology(host);
+
+    List<String> expected =
+        SETTINGS.topology().devices().stream()
+            .map(d -> d.unit() + "#" + unitIndex(d) + " rid " + d.ridValue())
+            .sorted()
+            .toList();
+    List<String> seen =
+        registrations.receiveSeveralMessages(expected.size()).stream().sorted().toList();
+    assertEquals(expected, seen);
+    assertEquals(SETTINGS.topology().devices().size(), topology.devices().size());
+    topology.devices().values().forEach(d -> assertEquals(Presence.PRESENT, d.presence(), d.handle().name()));
+    assertEquals(List.of("vtd0", "vtd1", "smmu0", "pamu0"), topology.units().stream().map(HostGuardian.UnitEntry::name).toList());
+    assertEquals(List.of(0, 1, 2, 3), topology.units().stream().map(HostGuardian.UnitEntry::unitId).toList());
+    assertEquals(3, topology.msiBanks().size());
+    assertFalse(topology.device("nic1").handle().enforcedCoherent(), "vtd1 cannot force snoop");
+    assertTrue(topology.device("nic0").handle().enforcedCoherent());
+    assertEquals(1, topology.device("dpaa0").handle().liodn());
+    assertTrue(topology.failures().isEmpty());
+  }
+
+  private static int unitIndex(DeviceSettings d) {
+    List<IommuUnitSettings> units = SETTINGS.topology().units();
+    for (int i = 0; i < units.size(); i++) {
+      if (units.get(i).name().equals(d.unit())) {
+        return i;
+      }
+    }
+    throw new AssertionError(d.unit());
+  }
+
+  @Test
+  void createVmBacksItsMemoryAndDestroyVmReturnsEveryByte() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    HostGuardian.VmCreated vm = created(host, 1, "nic0");
+    assertEquals(GIB, vm.layout().bytes());
+    assertEquals(List.of("nic0"), vm.devices().stream().map(d -> d.name()).toList());
+    Topology topology = topology(host);
+    assertEquals(GIB, memoryReport(topology).allocatedBytesByOwner().get(1));
+    assertEquals(1, topology.device("nic0").assignedVmId());
+
+    TestProbe<DestroyVmReply> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.DestroyVm(1, probe.ref()));
+    HostGuardian.VmDestroyed destroyed = assertInstanceOf(HostGuardian.VmDestroyed.class, probe.receiveMessage());
+
+    assertEquals(GIB, destroyed.memoryReleasedBytes());
+    assertTrue(destroyed.leaks().isEmpty());
+    Topology after = topology(host);
+    assertEquals(0L, memoryReport(after).allocatedBytesByOwner().getOrDefault(1, 0L));
+    assertEquals(0, after.device("nic0").assignedVmId());
+    assertTrue(after.vms().isEmpty());
+  }
+
+  @Test
+  void unknownDevicesAndVmsAreRefusedWithEnoentAndChangeNothing() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    created(host, 1, "nic0");
+    Topology before = topology(host);
+
+    assertRefused(Errno.ENOENT, createVm(host, 2, GIB, "nvme0", "no-such-nic"));
+    TestProbe<DestroyVmReply> destroy = testKit.createTestProbe();
+    host.tell(new HostGuardian.DestroyVm(9, destroy.ref()));
+    assertRefused(Errno.ENOENT, destroy.receiveMessage());
+    assertRefused(Errno.ENOENT, hotplug(host, "no-such-nic", false));
+    assertRefused(Errno.ENOENT, hotplug(host, "no-such-nic", true));
+
+    Topology after = topology(host);
+    assertEquals(before.devices(), after.devices());
+    assertEquals(before.vms(), after.vms());
+    assertEquals(GIB, memoryReport(after).allocatedBytesByOwner().get(1));
+    assertEquals(1, memoryReport(after).allocatedBytesByOwner().size());
+  }
+
+  @Test
+  void aDeviceOrAGroupMemberHeldByAnotherVmIsRefusedWithEbusyAndChangesNothing() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    created(host, 1, "nic0", "gpu0");
+    Topology before = topology(host);
+
+    assertRefused(Errno.EBUSY, createVm(host, 2, GIB, "nic0"));
+    // gpu0-audio shares IOMMU group 3 with gpu0: the group has one owner.
+    assertRefused(Errno.EBUSY, createVm(host, 2, GIB, "nvme0", "gpu0-audio"));
+    assertRefused(Errno.EEXIST, createVm(host, 1, GIB, "nvme0"));
+    assertRefused(Errno.EINVAL, createVm(host, 2, GIB, "nvme0", "nvme0"));
+
+    Topology after = topology(host);
+    assertEquals(before.devices(), after.devices());
+    assertEquals(before.vms(), after.vms());
+    assertEquals(Map.of(1, GIB), memoryReport(after).allocatedBytesByOwner());
+    assertInstanceOf(HostGuardian.VmCreated.class, createVm(host, 2, GIB, "nvme0"));
+  }
+
+  @Test
+  void aVmTheHostCannotBackIsRefusedWithEnomemAndItsDevicesStayFree() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    long tooMuch = SETTINGS.topology().hostMemoryBytes() * 2;
+
+    assertRefused(Errno.ENOMEM, createVm(host, 1, tooMuch, "nic0"));
+
+    Topology after = topology(host);
+    assertEquals(0, after.device("nic0").assignedVmId());
+    assertTrue(after.vms().isEmpty());
+    assertInstanceOf(HostGuardian.VmCreated.class, createVm(host, 1, GIB, "nic0"));
+  }
+
+  @Test
+  void unplugMakesTheOwningVmReleaseTheDeviceAndLaterDmaOnItCompletesAborted() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    HostGuardian.VmCreated vm = created(host, 1, "nic0", "nvme0");
+
+    HostGuardian.DeviceUnplugged unplugged =
+        assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "nic0", false));
+
+    assertEquals(1, unplugged.formerVmId());
+    VmActor.VmState state = assertInstanceOf(VmActor.VmState.class, ask(vm.vm(), VmActor.GetVmState::new));
+    assertEquals(Map.of("nic0", true, "nvme0", false), state.devicesReleased());
+    Topology topology = topology(host);
+    assertEquals(Presence.ABSENT, topology.device("nic0").presence());
+    assertEquals(0, topology.device("nic0").assignedVmId());
+    // The guest can no longer program it...
+    VmActor.VmReply viaVm =
+        ask(vm.vm(), r -> new VmActor.RunDma("nic0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, r));
+    assertEquals(Errno.ENODEV, assertInstanceOf(VmActor.Refused.class, viaVm).errno());
+    // ...and DMA the function still issues is aborted.
+    TestProbe<DeviceActor.DmaCompleted> dma = testKit.createTestProbe();
+    topology.device("nic0").handle().device()
+        .tell(new DeviceActor.DmaBurst(-1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, 7, dma.ref()));
+    assertEquals(DeviceActor.STATUS_ABORTED, dma.receiveMessage().status()[0]);
+    assertRefused(Errno.ENODEV, hotplug(host, "nic0", false));
+    assertRefused(Errno.ENODEV, createVm(host, 2, GIB, "nic0"));
+  }
+
+  @Test
+  void replugMakesTheDeviceAssignableAgain() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    created(host, 1, "nic0");
+    assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "nic0", false));
+
+    assertInstanceOf(HostGuardian.DevicePlugged.class, hotplug(host, "nic0", true));
+
+    assertRefused(Errno.EEXIST, hotplug(host, "nic0", true));
+    assertEquals(Presence.PRESENT, topology(host).device("nic0").presence());
+    HostGuardian.VmCreated vm2 = created(host, 2, "nic0");
+    VmActor.DmaDone done =
+        assertInstanceOf(
+            VmActor.DmaDone.class,
+            ask(vm2.vm(), r -> new VmActor.RunDma("nic0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, r)));
+    assertEquals(DeviceActor.STATUS_OK, done.status()[0]);
+  }
+
+  @Test
+  void unplugOfAnUnassignedDeviceQuiescesAndUnregistersIt() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+
+    HostGuardian.DeviceUnplugged unplugged =
+        assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "accel0", false));
+
+    assertEquals(0, unplugged.formerVmId());
+    assertEquals(Presence.ABSENT, topology(host).device("accel0").presence());
+  }
+
+  @Test
+  void shutdownPowersEveryVmOffAndReportsNoLeaks() {
+    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    created(host, 1, "nic0");
+    created(host, 2, "nvme0", "nic1");
+
+    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    HostGuardian.HostReport report = probe.receiveMessage();
+
+    assertTrue(report.clean(), () -> "leaks " + report.leaks() + " failures " + report.failures());
+    assertEquals(List.of(1, 2), report.vms().stream().map(VmActor.VmShutDown::vmId).toList());
+    assertEquals(0, report.memory().pinnedFrames());
+    assertTrue(report.memory().allocatedBytesByOwner().values().stream().allMatch(b -> b == 0));
+    assertEquals(4, report.units().size());
+    assertEquals(3, report.msiBanks().size());
+    assertRefused(Errno.EBUSY, createVm(host, 3, GIB, "nvme0"));
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    assertEquals(report, probe.receiveMessage());
+  }
+
+  @Test
+  void aDeviceActorThatThrowsIsStoppedRecordedAndMakesTheReportUnclean() {
+    ActorRef<HostGuardian.Command> host =
+        host(
+            new FakeHardware() {
+              @Override
+              public Behavior<DeviceActor.Command> device(
+                  DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
+                  ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
+                if (!settings.name().equals("nvme0")) {
+                  return super.device(settings, unitId, unit, memory, clock, seed);
+                }
+                return Behaviors.receive(DeviceActor.Command.class)
+                    .onMessage(
+                        DeviceActor.DmaBurst.class,
+                        m -> {
+                          throw new IllegalStateException("ATC invariant broken");
+                        })
+                    .build();
+              }
+            });
+    HostGuardian.VmCreated vm = created(host, 1, "nvme0");
+    vm.vm().tell(new VmActor.RunDma("nvme0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, testKit.<VmActor.VmReply>createTestProbe().ref()));
+
+    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
+    TestProbe<Topology> topo = testKit.createTestProbe();
+    topo.awaitAssert(
+        () -> {
+          host.tell(new HostGuardian.GetTopology(topo.ref()));
+          Topology t = topo.receiveMessage();
+          assertEquals(1, t.failures().size(), t.failures().toString());
+          assertTrue(t.failures().get(0).contains("device-nvme0") && t.failures().get(0).contains("ATC invariant broken"), t.failures().get(0));
+          return null;
+        });
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    HostGuardian.HostReport report = probe.receiveMessage();
+    assertFalse(report.clean());
+    assertEquals(1, report.failures().size());
+  }
+}
