@@ -107,6 +107,11 @@ public final class IovaAllocator {
     return allocatedBytes;
   }
 
+  /** Free ranges: 1 for an empty allocator (they are coalesced). */
+  public int freeRanges() {
+    return free.size();
+  }
+
   public int allocations() {
     return allocated.size();
   }
