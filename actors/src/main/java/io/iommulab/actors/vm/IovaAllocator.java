@@ -12,9 +12,12 @@ import java.util.TreeMap;
  * starts at a multiple of the smallest power of two ≥ n (capped at 1 GiB), so large buffers can be
  * mapped with large pages. First fit from the low end, so runs replay without a random source.
  *
+ * <p>Ranges the IOMMU reserves (the MSI windows of {@code ReservedRegion}) are carved out with
+ * {@link #reserve} and never handed out.
+ *
  * <p>Vocabulary as iommufd: {@code end} is exclusive. The space is {@code [base, limit)} with
  * {@code limit <= 2^57} (57-bit address width at most), so no arithmetic here reaches 2^63.
- * Invariants: free and allocated ranges are disjoint, cover the space, free ranges are coalesced
+ * Invariants: free, allocated and reserved ranges are disjoint, cover the space, free ranges are coalesced
  * (no two touch), every range is granule-aligned. Cost: O(free fragments) per allocation,
  * O(log n) per free. A refused call changes nothing.
  */
@@ -27,6 +30,7 @@ public final class IovaAllocator {
   private final long granule;
   private final TreeMap<Long, Long> free = new TreeMap<>(); // start -> end
   private final TreeMap<Long, Long> allocated = new TreeMap<>(); // start -> length
+  private final TreeMap<Long, Long> reserved = new TreeMap<>(); // start -> end, carved from free
   private long allocatedBytes;
 
   /**
@@ -97,6 +101,31 @@ public final class IovaAllocator {
     return Outcome.ok(length);
   }
 
+  /**
+   * Never hands out {@code [start, last]} (inclusive, unsigned): the parts of it that are free now
+   * leave the free list for good. Parts already allocated stay with their buffer. Idempotent.
+   */
+  public void reserve(long start, long last) {
+    if (Long.compareUnsigned(start, last) > 0) {
+      throw new IllegalArgumentException("reserve: start above last");
+    }
+    if (Long.compareUnsigned(start, limit) >= 0 || Long.compareUnsigned(last, base) < 0) {
+      return;
+    }
+    long from = Math.max(start & -granule, base);
+    long to = Long.compareUnsigned(last, limit - 1) >= 0 ? limit : ((last | (granule - 1)) + 1);
+    Map.Entry<Long, Long> e = free.lowerEntry(to);
+    while (e != null && e.getValue() > from) {
+      long fStart = e.getKey();
+      long fEnd = e.getValue();
+      long cutStart = Math.max(fStart, from);
+      long cutEnd = Math.min(fEnd, to);
+      take(fStart, fEnd, cutStart, cutEnd);
+      reserved.put(cutStart, cutEnd);
+      e = free.lowerEntry(cutStart);
+    }
+  }
+
   /** The length allocated at {@code iova}, or -1. */
   public long lengthAt(long iova) {
     Long length = allocated.get(iova);
@@ -143,6 +172,9 @@ public final class IovaAllocator {
         throw new IllegalStateException("allocation at 0x" + Long.toHexString(a.getKey()) + " is free");
       }
       covered += a.getValue();
+    }
+    for (Map.Entry<Long, Long> r : reserved.entrySet()) {
+      covered += r.getValue() - r.getKey();
     }
     if (covered != limit - base) {
       throw new IllegalStateException("free + allocated do not cover the space");

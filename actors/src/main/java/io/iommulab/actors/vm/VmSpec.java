@@ -18,6 +18,8 @@ import java.util.Objects;
  *     an IOVA whose unmap returned before the DMA was issued is a violation
  * @param pasidBits width of the VM's PASID space, 1 to 20
  * @param pasidQuota PASIDs the VM may hold at once (the ioasid_set quota)
+ * @param askTimeoutMillis how long the VM waits for a unit's answer before treating the silence
+ *     as a bug (answered EIO and reported)
  */
 public record VmSpec(
     int vmId,
@@ -27,7 +29,8 @@ public record VmSpec(
     long seed,
     boolean strictOracle,
     int pasidBits,
-    int pasidQuota)
+    int pasidQuota,
+    long askTimeoutMillis)
     implements CborSerializable {
 
   public static final String DEFAULT_TENANT = "default";
@@ -38,18 +41,26 @@ public record VmSpec(
     if (vmId < 1) {
       throw new IllegalArgumentException("vmId must be at least 1: " + vmId);
     }
+    if (askTimeoutMillis < 1) {
+      throw new IllegalArgumentException("askTimeoutMillis must be positive: " + askTimeoutMillis);
+    }
   }
 
-  /** A strict VM of the default tenant with a 20-bit PASID space and a quota of 1024. */
+  /**
+   * A strict VM of the default tenant with a 20-bit PASID space, a quota of 1024 and a 30 s ask
+   * timeout.
+   */
   public static VmSpec of(int vmId, long memoryBytes, PageSize backing, long seed) {
-    return new VmSpec(vmId, DEFAULT_TENANT, memoryBytes, backing, seed, true, 20, 1024);
+    return new VmSpec(vmId, DEFAULT_TENANT, memoryBytes, backing, seed, true, 20, 1024, 30_000);
   }
 
   public VmSpec withTenant(String newTenant) {
-    return new VmSpec(vmId, newTenant, memoryBytes, backing, seed, strictOracle, pasidBits, pasidQuota);
+    return new VmSpec(
+        vmId, newTenant, memoryBytes, backing, seed, strictOracle, pasidBits, pasidQuota, askTimeoutMillis);
   }
 
   public VmSpec withStrictOracle(boolean strict) {
-    return new VmSpec(vmId, tenant, memoryBytes, backing, seed, strict, pasidBits, pasidQuota);
+    return new VmSpec(
+        vmId, tenant, memoryBytes, backing, seed, strict, pasidBits, pasidQuota, askTimeoutMillis);
   }
 }
