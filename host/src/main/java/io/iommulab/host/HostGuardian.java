@@ -637,7 +637,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
             vmSeed(cmd.vmId()),
             hostSettings.strictUnmap(),
             20,
-            hostSettings.vmPasidQuota());
+            hostSettings.vmPasidQuota(),
+            askTimeout.toMillis());
     List<DeviceHandle> handles = new ArrayList<>();
     for (String name : cmd.devices()) {
       DeviceSlot slot = devices.get(name);
@@ -658,9 +659,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     if (shutDown()) {
       return new Refused(Errno.EBUSY, "host is shut down");
     }
-    if (cmd.vmId() < 1 || cmd.vmId() > HostMemory.MAX_OWNER) {
-      return new Refused(
-          Errno.EINVAL, "vmId " + cmd.vmId() + ": must be from 1 to " + HostMemory.MAX_OWNER);
+    if (cmd.vmId() < 1 || cmd.vmId() > VmActor.MAX_VM_ID) {
+      return new Refused(Errno.EINVAL, "vmId " + cmd.vmId() + ": must be from 1 to " + VmActor.MAX_VM_ID);
     }
     if (vms.containsKey(cmd.vmId())) {
       return new Refused(Errno.EEXIST, "vm " + cmd.vmId() + ": already exists");

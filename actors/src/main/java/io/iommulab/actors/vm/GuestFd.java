@@ -20,12 +20,15 @@ import org.apache.pekko.actor.typed.ActorRef;
  */
 final class GuestFd {
   final int fd;
+  /** The context id units record as the DMA owner: unique on the host. */
+  final int ictxId;
   final Map<Integer, Ioas> ioas = new TreeMap<>();
   final Map<String, Binding> bound = new LinkedHashMap<>();
   private int nextObjectId = 1;
 
-  GuestFd(int fd) {
+  GuestFd(int fd, int ictxId) {
     this.fd = fd;
+    this.ictxId = ictxId;
   }
 
   int nextObjectId() {

@@ -93,6 +93,16 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   static final long PAGE = 4096;
 
+  /**
+   * IOMMU fds a VM may hold open at once. Each fd's context id ({@code ictxId}, which units record
+   * as the DMA owner) is {@code vmId * MAX_FDS + slot}: unique on the host for VM ids below
+   * {@link #MAX_VM_ID}.
+   */
+  public static final int MAX_FDS = 1024;
+
+  /** The largest VM id whose context ids fit in an int. */
+  public static final int MAX_VM_ID = Integer.MAX_VALUE / MAX_FDS - 1;
+
   /** {@link MapBuffer#iova()} asking the VM's allocator for the IOVA. */
   public static final long AUTO_IOVA = -1;
 
@@ -128,7 +138,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   /** Frees a PASID; replies {@link PasidFreed}, ENOENT when the VM does not hold it. */
   public record FreePasid(int pasid, ActorRef<VmReply> replyTo) implements Command {}
 
-  /** Opens an IOMMU fd ({@code open("/dev/iommu")}); replies {@link FdOpened}. */
+  /**
+   * Opens an IOMMU fd ({@code open("/dev/iommu")}); replies {@link FdOpened}; ENOSPC with {@link
+   * #MAX_FDS} open.
+   */
   public record OpenFd(ActorRef<VmReply> replyTo) implements Command {}
 
   /**
@@ -523,6 +536,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final StaleDmaOracle oracle;
   private final Map<Long, InFlight> inFlight = new HashMap<>();
   private final ArrayDeque<Command> queued = new ArrayDeque<>();
+  private final java.util.BitSet ictxSlotsInUse = new java.util.BitSet();
   private final List<String> failures = new ArrayList<>();
   private final ActorRef<DeviceActor.DmaCompleted> dmaAdapter;
   private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
@@ -566,6 +580,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     this.clock = clock;
     this.layout = layout;
     this.askTimeout = Duration.ofMillis(spec.askTimeoutMillis());
+    if (spec.vmId() > MAX_VM_ID) {
+      throw new IllegalArgumentException("vm id " + spec.vmId() + " above " + MAX_VM_ID);
+    }
     for (DeviceHandle h : handles) {
       if (devices.put(h.name(), new AssignedDevice(h)) != null) {
         throw new IllegalArgumentException("vm " + spec.vmId() + ": device " + h.name() + " assigned twice");
@@ -733,8 +750,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (shuttingDown) {
       return refuseShuttingDown(cmd);
     }
+    int slot = 0;
+    while (slot < MAX_FDS && ictxSlotsInUse.get(slot)) {
+      slot++;
+    }
+    if (slot == MAX_FDS) {
+      cmd.replyTo().tell(new Refused(Errno.ENOSPC, "vm " + spec.vmId() + ": " + MAX_FDS + " IOMMU fds open"));
+      return this;
+    }
+    ictxSlotsInUse.set(slot);
     int fd = nextFd++;
-    fds.put(fd, new GuestFd(fd));
+    fds.put(fd, new GuestFd(fd, spec.vmId() * MAX_FDS + slot));
     oracle.note(clock.nanos(), "fd " + fd + " opened");
     cmd.replyTo().tell(new FdOpened(fd));
     return this;
@@ -768,7 +794,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already bound to fd %d", cmd.device(), boundIn.get(cmd.device()));
     }
     DeviceHandle h = device.value().handle;
-    int ictx = f.fd;
+    int ictx = f.ictxId;
     return askUnit(
         h.unit(),
         r -> new IommuUnitActor.ClaimDmaOwner(h.rid(), ictx, spec.vmId(), r),
@@ -786,7 +812,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           }
           // QEMU adds the device file to the KVM VFIO device (KVM_DEV_VFIO_FILE_ADD).
           kvm.addFile(h.name(), h.enforcedCoherent()).value();
-          h.device().tell(new DeviceActor.OwnerChanged(spec.vmId(), ictx));
           oracle.note(clock.nanos(), "device " + h.name() + " bound to fd " + f.fd);
           return reply(cmd.replyTo(), new DeviceBound(f.fd, h.name(), b.devId, claimed.info()));
         });
@@ -810,7 +835,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         () ->
             askUnit(
                 b.handle.unit(),
-                r -> new IommuUnitActor.ReleaseDmaOwner(b.handle.rid(), f.fd, r),
+                r -> new IommuUnitActor.ReleaseDmaOwner(b.handle.rid(), f.ictxId, r),
                 reply -> {
                   if (!ok(reply)) {
                     failure("unit refused to release the DMA ownership of " + b.handle.name() + ": " + reply);
@@ -818,7 +843,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   f.bound.remove(b.handle.name());
                   boundIn.remove(b.handle.name());
                   kvm.deleteFile(b.handle.name()).value();
-                  b.handle.device().tell(new DeviceActor.OwnerChanged(0, 0));
                   oracle.note(clock.nanos(), "device " + b.handle.name() + " unbound from fd " + f.fd);
                   return then.run();
                 });
@@ -1536,6 +1560,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       oracle.forgetSpace(f.space(ioas.id));
     }
     fds.remove(f.fd);
+    ictxSlotsInUse.clear(f.ictxId - spec.vmId() * MAX_FDS);
     oracle.note(clock.nanos(), "fd " + f.fd + " closed");
     return then.run();
   }
