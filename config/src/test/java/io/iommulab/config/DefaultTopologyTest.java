@@ -138,8 +138,7 @@ class DefaultTopologyTest {
   }
 
   @Test
-  void theCostModelEqualsTheHardwareModulesDefaults() {
-    // The literal numbers of io.iommulab.hardware.cost.CostModel.defaults().
+  void theCostModelHasTheDocumentedDefaultLatencies() {
     assertEquals(
         new CostModelSettings(5, 25, 3, 400, 20, 150, 1_000, 2_000, 300, 10, 8),
         settings.costModel());

@@ -11,6 +11,8 @@ import java.util.List;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
 import io.iommulab.config.IommuUnitSettings;
+import io.iommulab.config.PagingUnitSettings;
+import io.iommulab.config.PamuUnitSettings;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
@@ -19,11 +21,13 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.ActorRef;
 
 /**
- * PROTOCOL (implementation pending). One IOMMU unit: owns its hardware model (a paging
+ * Protocol of one IOMMU unit and its factory. A unit actor owns its hardware model (a paging
  * {@code IommuUnit} for VT-d-like and SMMUv3-like units, or a {@code PamuUnit}), the IOMMU groups
  * behind it and their DMA owners, the RID → {@link DeviceActor} map used to fan out device-TLB
  * invalidations, and the attach handles ((rid, pasid) → fault sink). One protocol serves every
  * kind: a command a kind cannot perform is refused (EOPNOTSUPP), as a driver op it lacks would be.
+ * The behaviours are {@link PagingUnitActor} and {@link PamuUnitActor}; what they share (devices,
+ * groups, attach handles, page-request routing, DMA checks) is in {@link UnitActorBase}.
  *
  * <p>Every command that a guest can get wrong answers {@link Refused} with the errno and a message
  * naming the argument; a refused command changes nothing. Replies go to {@code replyTo}.
@@ -35,7 +39,7 @@ public final class IommuUnitActor {
    * A unit of any kind: a paging unit for {@code PagingUnitSettings}, a PAMU for
    * {@code PamuUnitSettings}. Modeled time comes from {@code clock}, replacement randomness from
    * {@code seed}; completed DMA is checked by {@code memory}; PAMU MSI writes reach
-   * {@code msiBanks} (by bank index).
+   * {@code msiBanks} (by bank index), which are also told when a group's DMA owner changes.
    */
   public static Behavior<Command> create(
       int unitId,
@@ -46,7 +50,13 @@ public final class IommuUnitActor {
       FaultInjector injector,
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
-    throw new UnsupportedOperationException("pending");
+    UnitActorBase.Wiring wiring =
+        new UnitActorBase.Wiring(unitId, settings.name(), settings.kind(), cost, clock, memory,
+            Map.copyOf(msiBanks));
+    if (settings instanceof PagingUnitSettings paging) {
+      return PagingUnitActor.create(wiring, paging, seed, injector);
+    }
+    return PamuUnitActor.create(wiring, (PamuUnitSettings) settings, injector);
   }
 
   /** Request id meaning "no PASID" (the RID's own address space). Same as FaultRecord.NO_PASID. */
@@ -81,13 +91,19 @@ public final class IommuUnitActor {
           MsiWrite,
           AtcInvalidationAcked,
           GetSnapshot,
-          GetStats {}
+          GetStats,
+          DeviceStopped,
+          BankLearned {}
 
   // ---------------------------------------------------------------- topology (guardian)
 
   /**
    * A function appears behind this unit (boot or hotplug): probe its context entry / STE (PASID
-   * table) or, on PAMU, its LIODN. Replies {@link Done}; EEXIST if the RID is present.
+   * table) or, on PAMU, its LIODN, and add it to IOMMU group {@code group}. {@code ats}: the
+   * function has ATS enabled (device-TLB invalidations are sent to it); {@code pri}: it can issue
+   * page requests (reported by GET_HW_INFO). Replies {@link Done}; EEXIST if the RID is present,
+   * EINVAL for a RID outside 16 bits, a negative group, a PASID width outside [0, 20] or, on PAMU,
+   * a LIODN beyond the PPAACT.
    */
   public record RegisterDevice(
       int rid,
@@ -95,9 +111,23 @@ public final class IommuUnitActor {
       int group,
       int pasidBits,
       boolean ats,
+      boolean pri,
       ActorRef<DeviceActor.Command> device,
       ActorRef<UnitReply> replyTo)
-      implements Command {}
+      implements Command {
+
+    /** A function without PRI (the original form of the command). */
+    public RegisterDevice(
+        int rid,
+        int liodn,
+        int group,
+        int pasidBits,
+        boolean ats,
+        ActorRef<DeviceActor.Command> device,
+        ActorRef<UnitReply> replyTo) {
+      this(rid, liodn, group, pasidBits, ats, false, device, replyTo);
+    }
+  }
 
   /** The function leaves (hot-unplug); EBUSY while it is attached or owned. Replies Done. */
   public record UnregisterDevice(int rid, ActorRef<UnitReply> replyTo) implements Command {}
@@ -113,7 +143,10 @@ public final class IommuUnitActor {
   public record ClaimDmaOwner(int rid, int ictxId, int vmId, ActorRef<UnitReply> replyTo)
       implements Command {}
 
-  /** Releases the claim; the device returns to blocked DMA. Replies Done. */
+  /**
+   * Releases the claim; the device returns to blocked DMA. Replies Done; ENODEV for an unknown
+   * RID, EINVAL when {@code ictxId} holds no claim on it, EBUSY while it is still attached.
+   */
   public record ReleaseDmaOwner(int rid, int ictxId, ActorRef<UnitReply> replyTo)
       implements Command {}
 
@@ -294,7 +327,14 @@ public final class IommuUnitActor {
       boolean atsRequest,
       long burstId,
       ActorRef<BurstTranslated> replyTo)
-      implements Command {}
+      implements Command {
+    public TranslateBurst {
+      if (iovas == null || lengths == null || access == null
+          || lengths.length != iovas.length || access.length != iovas.length) {
+        throw new IllegalArgumentException("TranslateBurst: iovas, lengths, access of one length");
+      }
+    }
+  }
 
   /**
    * A PRI page request from {@code rid}: routed to the fault sink of the (rid, pasid) attach handle,
@@ -316,12 +356,20 @@ public final class IommuUnitActor {
 
   /**
    * An MSI write by {@code rid} at {@code address} with {@code data}: interrupt remapping (VT-d,
-   * SMMUv3 with an ITS) or, on PAMU, a write through a window to an MSI bank's MSIIR.
+   * SMMUv3 with an ITS: delivered to the owner when the unit isolates MSIs, else counted as
+   * unisolated) or, on PAMU, a write through the LIODN's windows: onto an MSI bank's MSIIR it is
+   * delivered to that bank's actor; elsewhere it is a 4-byte DMA write (checked, or a fault).
    */
   public record MsiWrite(int rid, long address, int data) implements Command {}
 
   /** A device acknowledges the device-TLB invalidation {@code token}. */
   public record AtcInvalidationAcked(int rid, long token) implements Command {}
+
+  /** A registered function's actor stopped (watched): its pending ATC acks count as done. */
+  record DeviceStopped(int rid) implements Command {}
+
+  /** An MSI bank told its MSIIR address (the unit asks every bank at start). */
+  record BankLearned(int bankIndex, long msiirAddress) implements Command {}
 
   // ---------------------------------------------------------------- inspection
 
@@ -427,12 +475,26 @@ public final class IommuUnitActor {
 
   public record PageRequested(PageRequest request) implements FaultEvent {}
 
-  /** The model's snapshot: one of the two is non-null, per the unit's kind. */
+  /**
+   * The model's snapshot: one of {@code paging}, {@code pamu} is non-null, per the unit's kind;
+   * {@code groups} is the state of every IOMMU group behind the unit, {@code attachHandles} the
+   * (rid, pasid) pairs with a fault sink, {@code devices} the registered RIDs.
+   */
   public record UnitSnapshotted(
       io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
-      io.iommulab.hardware.pamu.PamuSnapshot pamu)
+      io.iommulab.hardware.pamu.PamuSnapshot pamu,
+      List<String> groups,
+      List<String> attachHandles,
+      List<Integer> devices)
       implements CborSerializable {}
 
+  /**
+   * Counters of the unit. {@code unhandledFaults}: faults with no attach handle or sink to receive
+   * them, the first of which are in {@code faultLog} (bounded); {@code staleResponses}: page
+   * responses for groups no longer pending (answered already, e.g. at detach);
+   * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
+   * {@code pendingInvalidations}: unmaps, detaches etc. waiting for device-TLB acknowledgements.
+   */
   public record UnitStats(
       int unitId,
       String unitName,
@@ -445,6 +507,13 @@ public final class IommuUnitActor {
       long syncs,
       long atcInvalidations,
       int iotlbSize,
-      int domains)
+      int domains,
+      long unhandledFaults,
+      List<DmaFault> faultLog,
+      long pageResponses,
+      long staleResponses,
+      long msiWrites,
+      long msiUnisolated,
+      int pendingInvalidations)
       implements CborSerializable {}
 }

@@ -77,8 +77,8 @@ public final class CostModel {
     return s.pamuLookupNs();
   }
 
-  /** Defaults for tests that do not read a config: the values of {@code reference.conf}. */
+  /** The costs of the shipped {@code reference.conf} ({@code iommulab.cost-model}). */
   public static CostModel defaults() {
-    return new CostModel(new CostModelSettings(5, 25, 3, 400, 20, 150, 1_000, 2_000, 300, 10, 8));
+    return new CostModel(CostModelSettings.defaults());
   }
 }

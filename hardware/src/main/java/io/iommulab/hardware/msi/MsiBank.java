@@ -197,8 +197,14 @@ public final class MsiBank {
     }
   }
 
-  /** Re-owns every vector of {@code group}: the group was assigned to (or taken from) a VM. */
-  void retagOwner(int group, int newOwner) {
+  /**
+   * Re-owns every vector of {@code group}: the group was assigned to (or taken from) a VM. Called
+   * by {@link MsiBankSet#setGroupOwner} for a set of banks, and by the owner of a lone bank.
+   */
+  public void retagOwner(int group, int newOwner) {
+    if (newOwner < HOST) {
+      throw new IllegalArgumentException("owner " + newOwner + " below HOST (-1)");
+    }
     for (int v = 0; v < vectors; v++) {
       if (rid[v] != FREE && this.group[v] == group && owner[v] != newOwner) {
         decrement(ownerVectors, owner[v]);

@@ -753,7 +753,30 @@ public final class PamuDomain {
    *     count, and the errors of {@link #windowEnable} (EBUSY for a window in use)
    */
   public Outcome<Void> mapMsiBank(MsiBank bank, long iova, int prot) {
+    return mapMsiBank(bank.index(), bank.msiirAddress(), iova, prot);
+  }
+
+  /**
+   * {@link #mapMsiBank(MsiBank, long, int)} for a bank known only by its index and MSIIR address,
+   * with WRITE permission: the bank model belongs to another owner (the bank's actor), which this
+   * domain never reads.
+   *
+   * @return EINVAL for a negative bank index or an MSIIR address that is negative, and the errors
+   *     of {@link #mapMsiBank(MsiBank, long, int)}
+   */
+  public Outcome<Void> mapMsiBank(int bankIndex, long msiirAddress, long iova) {
+    return mapMsiBank(bankIndex, msiirAddress, iova, Access.WRITE);
+  }
+
+  private Outcome<Void> mapMsiBank(int bankIndex, long msiirAddress, long iova, int prot) {
     live();
+    if (bankIndex < 0) {
+      return Outcome.err(Errno.EINVAL, "bank %d: negative index", bankIndex);
+    }
+    if (msiirAddress < 0) {
+      return Outcome.err(Errno.EINVAL, "msiirAddress 0x%x: not a physical address", msiirAddress);
+    }
+    long page = msiirAddress & ~(MSI_REGION_SIZE - 1);
     if ((prot & Access.READ_WRITE) == 0) {
       return Outcome.err(Errno.EINVAL, "prot 0x%x: neither READ nor WRITE", prot);
     }
@@ -764,12 +787,12 @@ public final class PamuDomain {
       return Outcome.err(Errno.EINVAL, "iova 0x%x: outside the aperture [0x%x, +0x%x)", iova, apertureStart, apertureSize);
     }
     int w = windowOf(iova);
-    Outcome<Void> refused = checkWindowEnable(w, bank.msiirPage(), MSI_REGION_SIZE);
+    Outcome<Void> refused = checkWindowEnable(w, page, MSI_REGION_SIZE);
     if (refused != null) {
       return refused;
     }
-    enableWindow(w, bank.msiirPage(), MSI_REGION_SIZE, prot, WindowUse.MSI);
-    msiBank[w] = bank.index();
+    enableWindow(w, page, MSI_REGION_SIZE, prot, WindowUse.MSI);
+    msiBank[w] = bankIndex;
     msiMapIova[w] = iova;
     return Outcome.OK;
   }
@@ -798,13 +821,19 @@ public final class PamuDomain {
    * @return EINVAL when no window maps the page
    */
   public Outcome<Long> msiIova(MsiBank bank) {
+    return msiIova(bank.index(), bank.msiirAddress());
+  }
+
+  /** {@link #msiIova(MsiBank)} for a bank known by its index and MSIIR address. */
+  public Outcome<Long> msiIova(int bankIndex, long msiirAddress) {
     live();
+    long page = msiirAddress & ~(MSI_REGION_SIZE - 1);
     for (int w = 0; w < count; w++) {
-      if (valid[w] && paddr[w] == bank.msiirPage()) {
-        return Outcome.ok(windowIova(w) + (bank.msiirAddress() & 0xfffL));
+      if (valid[w] && paddr[w] == page) {
+        return Outcome.ok(windowIova(w) + (msiirAddress & (MSI_REGION_SIZE - 1)));
       }
     }
-    return Outcome.err(Errno.EINVAL, "bank %d: its MSIIR page is not mapped in domain %d", bank.index(), id);
+    return Outcome.err(Errno.EINVAL, "bank %d: its MSIIR page is not mapped in domain %d", bankIndex, id);
   }
 
   private static boolean wraps(long start, long len) {

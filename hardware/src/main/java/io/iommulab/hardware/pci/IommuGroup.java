@@ -1,9 +1,9 @@
 package io.iommulab.hardware.pci;
 
+import io.iommulab.config.Rids;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.Outcome;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Objects;
 
@@ -30,17 +30,25 @@ import java.util.Objects;
  * Viability (VFIO): a group is viable for user ownership when no member is driven by a kernel
  * DMA-API driver. A refused call changes nothing.
  *
- * <p>Invariants ({@link #checkInvariants()}): members have distinct RIDs and this group's id; with
- * a user owner, no member has a kernel driver and {@code owner_cnt} counts the members owned by
- * that user (1 when claimed as a group, all members owned); without one, {@code owner_cnt} counts
- * the members with a kernel driver and no member has a user owner.
+ * <p>Members are requester ids, not {@link PciDevice} objects: a function's model belongs to its
+ * own owner (the device actor), and the group belongs to the unit behind which it sits, so the
+ * group records each member's {@link DmaOwner} itself ({@link #memberOwner}) and whoever owns the
+ * group tells the function when that changes ({@link PciDevice#setOwner}).
+ *
+ * <p>Invariants ({@link #checkInvariants()}): member RIDs are distinct 16-bit values; with a user
+ * owner, no member has a kernel driver and {@code owner_cnt} counts the members owned by that
+ * user (1 when claimed as a group, all members owned); without one, {@code owner_cnt} counts the
+ * members with a kernel driver and no member has a user owner. Single-threaded: the owning actor
+ * is the lock.
  */
 public final class IommuGroup {
   /** {@link #owner()} of a group used by kernel drivers through the DMA API. */
   public static final DmaOwner.KernelDriver DMA_API = new DmaOwner.KernelDriver("dma-api");
 
   private final int id;
-  private final List<PciDevice> members = new ArrayList<>();
+  /** Member RIDs in join order; {@code owners.get(i)} is the owner of {@code rids.get(i)}. */
+  private final List<Integer> rids = new ArrayList<>();
+  private final List<DmaOwner> owners = new ArrayList<>();
   private DmaOwner.User userOwner;
   private int ownerCount;
   private boolean claimedAsGroup;
@@ -55,43 +63,40 @@ public final class IommuGroup {
     return id;
   }
 
-  /** Members in the order they joined. */
-  public List<PciDevice> members() {
-    return Collections.unmodifiableList(members);
+  /** Member RIDs in the order they joined. */
+  public List<Integer> members() {
+    return List.copyOf(rids);
   }
 
-  /** The member with {@code rid}, or null. */
-  public PciDevice member(int rid) {
-    for (PciDevice d : members) {
-      if (d.rid() == rid) {
-        return d;
-      }
-    }
-    return null;
+  public int size() {
+    return rids.size();
+  }
+
+  public boolean isMember(int rid) {
+    return rids.indexOf(rid) >= 0;
+  }
+
+  /** The DMA owner of member {@code rid}; asking for a non-member is a bug. */
+  public DmaOwner memberOwner(int rid) {
+    return owners.get(requireMember(rid));
   }
 
   /**
-   * A function joins the group (probe, hotplug). A device of a group claimed as a whole is owned
-   * by the group's owner from the start (it lands in the owner's domain).
+   * A function joins the group (probe, hotplug). A function joining a group claimed as a whole
+   * is owned by the group's owner from the start (it lands in the owner's domain); the caller
+   * tells the function ({@link #memberOwner}).
    *
-   * @return EEXIST when a member already has its RID
+   * @return EEXIST when a member already has {@code rid}; EINVAL for a RID outside 16 bits
    */
-  public Outcome<Void> addDevice(PciDevice device) {
-    Objects.requireNonNull(device, "device");
-    if (device.group() != id) {
-      throw new IllegalArgumentException(device + " does not belong to group " + id);
+  public Outcome<Void> addDevice(int rid) {
+    if (rid < 0 || rid > 0xFFFF) {
+      return Outcome.err(Errno.EINVAL, "group %d: rid %d outside 16 bits", id, rid);
     }
-    if (member(device.rid()) != null) {
-      return Outcome.err(
-          Errno.EEXIST, "group %d: a member already has rid %s", id, device.ridText());
+    if (isMember(rid)) {
+      return Outcome.err(Errno.EEXIST, "group %d: a member already has rid %s", id, Rids.format(rid));
     }
-    if (device.dmaOwner() != DmaOwner.NONE) {
-      throw new IllegalStateException(device + " joins group " + id + " with an owner");
-    }
-    members.add(device);
-    if (claimedAsGroup) {
-      device.setOwner(userOwner);
-    }
+    rids.add(rid);
+    owners.add(claimedAsGroup ? userOwner : DmaOwner.NONE);
     return Outcome.OK;
   }
 
@@ -101,15 +106,17 @@ public final class IommuGroup {
    * @return ENOENT when it is not a member; EBUSY while it is owned (a driver bound or a user
    *     claim held: unbind first)
    */
-  public Outcome<Void> removeDevice(PciDevice device) {
-    if (!members.contains(device)) {
-      return Outcome.err(Errno.ENOENT, "group %d: %s is not a member", id, device);
+  public Outcome<Void> removeDevice(int rid) {
+    int i = rids.indexOf(rid);
+    if (i < 0) {
+      return Outcome.err(Errno.ENOENT, "group %d: rid %s is not a member", id, fmt(rid));
     }
-    if (device.dmaOwner() != DmaOwner.NONE) {
+    if (owners.get(i) != DmaOwner.NONE) {
       return Outcome.err(
-          Errno.EBUSY, "group %d: %s is still owned by %s", id, device, device.dmaOwner());
+          Errno.EBUSY, "group %d: rid %s is still owned by %s", id, fmt(rid), owners.get(i));
     }
-    members.remove(device);
+    rids.remove(i);
+    owners.remove(i);
     return Outcome.OK;
   }
 
@@ -162,48 +169,49 @@ public final class IommuGroup {
     return attachedPasids;
   }
 
-  /** {@code iommu_device_use_default_domain}: a kernel driver binds to {@code device}. */
-  public Outcome<Void> bindKernelDriver(PciDevice device, String driver) {
+  /** {@code iommu_device_use_default_domain}: a kernel driver binds to member {@code rid}. */
+  public Outcome<Void> bindKernelDriver(int rid, String driver) {
     Objects.requireNonNull(driver, "driver");
-    requireMember(device);
-    if (device.dmaOwner() != DmaOwner.NONE) {
+    int i = requireMember(rid);
+    if (owners.get(i) != DmaOwner.NONE) {
       return Outcome.err(
-          Errno.EBUSY, "group %d: %s already owned by %s", id, device, device.dmaOwner());
+          Errno.EBUSY, "group %d: rid %s already owned by %s", id, fmt(rid), owners.get(i));
     }
     if (ownerCount > 0 && (userOwner != null || foreignDomain || attachedPasids > 0)) {
       return Outcome.err(
           Errno.EBUSY,
-          "group %d: driver %s for %s: the group is %s",
+          "group %d: driver %s for rid %s: the group is %s",
           id,
           driver,
-          device,
+          fmt(rid),
           userOwner != null ? "owned by " + userOwner : "not in its default domain");
     }
     ownerCount++;
-    device.setOwner(new DmaOwner.KernelDriver(driver));
+    owners.set(i, new DmaOwner.KernelDriver(driver));
     return Outcome.OK;
   }
 
-  /** {@code iommu_device_unuse_default_domain}: the kernel driver of {@code device} unbinds. */
-  public void unbindKernelDriver(PciDevice device) {
-    requireMember(device);
-    if (!(device.dmaOwner() instanceof DmaOwner.KernelDriver)) {
-      throw new IllegalStateException(device + " has no kernel driver: " + device.dmaOwner());
+  /** {@code iommu_device_unuse_default_domain}: the kernel driver of member {@code rid} unbinds. */
+  public void unbindKernelDriver(int rid) {
+    int i = requireMember(rid);
+    if (!(owners.get(i) instanceof DmaOwner.KernelDriver)) {
+      throw new IllegalStateException(
+          "rid " + fmt(rid) + " has no kernel driver: " + owners.get(i));
     }
     ownerCount--;
-    device.setOwner(DmaOwner.NONE);
+    owners.set(i, DmaOwner.NONE);
   }
 
-  /** {@code iommu_device_claim_dma_owner}: a user (an iommufd context) claims {@code device}. */
-  public Outcome<Void> claimDmaOwner(PciDevice device, DmaOwner.User owner) {
+  /** {@code iommu_device_claim_dma_owner}: a user (an iommufd context) claims member {@code rid}. */
+  public Outcome<Void> claimDmaOwner(int rid, DmaOwner.User owner) {
     Objects.requireNonNull(owner, "owner");
-    requireMember(device);
+    int i = requireMember(rid);
     if (ownerCount > 0 && (userOwner == null || userOwner.ictxId() != owner.ictxId())) {
       return Outcome.err(
           Errno.EPERM,
-          "group %d: claim of %s by %s: the group is owned by %s",
+          "group %d: claim of rid %s by %s: the group is owned by %s",
           id,
-          device,
+          fmt(rid),
           owner,
           userOwner != null ? userOwner : "kernel drivers");
     }
@@ -211,26 +219,30 @@ public final class IommuGroup {
       throw new IllegalArgumentException(
           "context " + owner.ictxId() + " claims for VM " + owner.vmId() + " and " + userOwner);
     }
-    if (device.dmaOwner() != DmaOwner.NONE) {
+    if (owners.get(i) != DmaOwner.NONE) {
       return Outcome.err(
-          Errno.EBUSY, "group %d: %s is already owned by %s", id, device, device.dmaOwner());
+          Errno.EBUSY, "group %d: rid %s is already owned by %s", id, fmt(rid), owners.get(i));
     }
     if (ownerCount == 0 && (foreignDomain || attachedPasids > 0)) {
       return Outcome.err(
-          Errno.EBUSY, "group %d: claim of %s: the group is not in its default domain", id, device);
+          Errno.EBUSY, "group %d: claim of rid %s: the group is not in its default domain", id,
+          fmt(rid));
     }
     userOwner = owner;
     ownerCount++;
-    device.setOwner(owner);
+    owners.set(i, owner);
     return Outcome.OK;
   }
 
-  /** {@code iommu_device_release_dma_owner}; clears the device's bus mastering. */
-  public void releaseDmaOwner(PciDevice device) {
-    requireMember(device);
-    if (claimedAsGroup || !(device.dmaOwner() instanceof DmaOwner.User)) {
+  /**
+   * {@code iommu_device_release_dma_owner}; the function loses its owner (and, when told, its bus
+   * mastering: {@link PciDevice#setOwner}).
+   */
+  public void releaseDmaOwner(int rid) {
+    int i = requireMember(rid);
+    if (claimedAsGroup || !(owners.get(i) instanceof DmaOwner.User)) {
       throw new IllegalStateException(
-          device + " holds no device claim (owner " + device.dmaOwner() + ")");
+          "rid " + fmt(rid) + " holds no device claim (owner " + owners.get(i) + ")");
     }
     if (ownerCount == 1 && attachedPasids > 0) {
       throw new IllegalStateException(
@@ -240,7 +252,7 @@ public final class IommuGroup {
     if (ownerCount == 0) {
       userOwner = null;
     }
-    device.setOwner(DmaOwner.NONE);
+    owners.set(i, DmaOwner.NONE);
   }
 
   /** {@code iommu_group_claim_dma_owner}: a user claims the whole group (VFIO group API). */
@@ -257,13 +269,13 @@ public final class IommuGroup {
     userOwner = owner;
     ownerCount = 1;
     claimedAsGroup = true;
-    for (PciDevice d : members) {
-      d.setOwner(owner);
+    for (int i = 0; i < owners.size(); i++) {
+      owners.set(i, owner);
     }
     return Outcome.OK;
   }
 
-  /** {@code iommu_group_release_dma_owner}; every member loses its owner and bus mastering. */
+  /** {@code iommu_group_release_dma_owner}; every member loses its owner. */
   public void releaseGroupDmaOwner() {
     if (!claimedAsGroup) {
       throw new IllegalStateException("group " + id + " is not claimed as a group");
@@ -272,41 +284,49 @@ public final class IommuGroup {
       throw new IllegalStateException(
           "group " + id + ": released with " + attachedPasids + " PASIDs attached");
     }
-    for (PciDevice d : members) {
-      d.setOwner(DmaOwner.NONE);
+    for (int i = 0; i < owners.size(); i++) {
+      owners.set(i, DmaOwner.NONE);
     }
     userOwner = null;
     ownerCount = 0;
     claimedAsGroup = false;
   }
 
-  private void requireMember(PciDevice device) {
-    Objects.requireNonNull(device, "device");
-    if (!members.contains(device)) {
-      throw new IllegalArgumentException(device + " is not a member of group " + id);
+  private int requireMember(int rid) {
+    int i = rids.indexOf(rid);
+    if (i < 0) {
+      throw new IllegalArgumentException("rid " + fmt(rid) + " is not a member of group " + id);
     }
+    return i;
+  }
+
+  private static String fmt(int rid) {
+    return rid >= 0 && rid <= 0xFFFF ? Rids.format(rid) : Integer.toString(rid);
   }
 
   /** Checks the invariants in the class comment; throws IllegalStateException if one is broken. */
   public void checkInvariants() {
     int kernel = 0;
     int user = 0;
-    for (int i = 0; i < members.size(); i++) {
-      PciDevice d = members.get(i);
-      if (d.group() != id) {
-        fail("%s is in group %d but says %d", d, id, d.group());
+    if (rids.size() != owners.size()) {
+      fail("%d members, %d owners", rids.size(), owners.size());
+    }
+    for (int i = 0; i < rids.size(); i++) {
+      int rid = rids.get(i);
+      if (rid < 0 || rid > 0xFFFF) {
+        fail("rid %d outside 16 bits", rid);
       }
-      for (int j = i + 1; j < members.size(); j++) {
-        if (members.get(j).rid() == d.rid()) {
-          fail("rid %s twice", d.ridText());
+      for (int j = i + 1; j < rids.size(); j++) {
+        if (rids.get(j) == rid) {
+          fail("rid %s twice", fmt(rid));
         }
       }
-      DmaOwner o = d.dmaOwner();
+      DmaOwner o = owners.get(i);
       if (o instanceof DmaOwner.KernelDriver) {
         kernel++;
       } else if (o instanceof DmaOwner.User u) {
         if (!u.equals(userOwner)) {
-          fail("%s owned by %s but the group by %s", d, u, userOwner);
+          fail("rid %s owned by %s but the group by %s", fmt(rid), u, userOwner);
         }
         user++;
       }
@@ -318,9 +338,9 @@ public final class IommuGroup {
       if (kernel > 0) {
         fail("user-owned with %d kernel drivers bound", kernel);
       }
-      if (claimedAsGroup ? ownerCount != 1 || user != members.size() : ownerCount != user) {
+      if (claimedAsGroup ? ownerCount != 1 || user != rids.size() : ownerCount != user) {
         fail("owner_cnt %d with %d user-owned members of %d (group claim %s)", ownerCount, user,
-            members.size(), claimedAsGroup);
+            rids.size(), claimedAsGroup);
       }
       if (ownerCount == 0) {
         fail("user owner %s with owner_cnt 0", userOwner);
@@ -346,15 +366,14 @@ public final class IommuGroup {
     sb.append("owner=").append(userOwner).append(" cnt=").append(ownerCount);
     sb.append(" groupClaim=").append(claimedAsGroup).append(" foreign=").append(foreignDomain);
     sb.append(" pasids=").append(attachedPasids).append(" members=");
-    for (PciDevice d : members) {
-      sb.append(d.ridText()).append(':').append(d.dmaOwner()).append(':').append(d.busMaster())
-          .append(' ');
+    for (int i = 0; i < rids.size(); i++) {
+      sb.append(fmt(rids.get(i))).append(':').append(owners.get(i)).append(' ');
     }
     return sb.append('}').toString();
   }
 
   @Override
   public String toString() {
-    return "IommuGroup[" + id + ", " + members.size() + " members, owner " + owner() + "]";
+    return "IommuGroup[" + id + ", " + rids.size() + " members, owner " + owner() + "]";
   }
 }

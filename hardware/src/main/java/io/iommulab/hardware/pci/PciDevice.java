@@ -37,7 +37,8 @@ import java.util.Objects;
  *       {@link #resetPri()} (PCIe PRI capability, status register).
  *   <li>MSI vectors: {@code [0, msiVectors)}; each is unprogrammed, remapped ({@link
  *       #MSI_REMAPPED}), or aimed at an MSI bank with a data word.
- *   <li>DMA ownership changes go through {@link IommuGroup} (a group is owned as a whole); losing
+ *   <li>DMA ownership is decided by the {@link IommuGroup} (a group is owned as a whole), which
+ *       records members by RID; the group's owner tells this function ({@link #setOwner}). Losing
  *       the owner clears bus mastering ({@code vfio_pci_core_disable} calls {@code
  *       pci_clear_master}).
  * </ul>
@@ -244,7 +245,12 @@ public final class PciDevice {
     return owner.memoryOwner();
   }
 
-  void setOwner(DmaOwner newOwner) {
+  /**
+   * The function's DMA owner changed: its {@link IommuGroup} (held by the unit the function sits
+   * behind) granted or withdrew a claim, and the owner of this model is told. Losing the owner
+   * clears bus mastering ({@code vfio_pci_core_disable} calls {@code pci_clear_master}).
+   */
+  public void setOwner(DmaOwner newOwner) {
     owner = Objects.requireNonNull(newOwner, "owner");
     if (newOwner == DmaOwner.NONE) {
       busMaster = false;

@@ -57,6 +57,25 @@ class PamuVfioTest {
   }
 
   @Test
+  void aBankKnownOnlyByIndexAndAddressMapsLikeTheBankItself() {
+    PamuDomain d = seedDomain(u, 1);
+    MsiBankSettingsView bank = new MsiBankSettingsView(banks.bank(2).index(), banks.bank(2).msiirAddress());
+    ok(d.mapMsiBank(bank.index(), bank.address(), 6 * WIN + 0x2000));
+    assertEquals(PamuDomain.WindowUse.MSI, d.windowUse(6));
+    assertEquals(2, d.windowMsiBank(6));
+    assertEquals(banks.bank(2).msiirPage(), d.windowPaddr(6));
+    assertEquals(d.msiIova(banks.bank(2)).value(), d.msiIova(bank.index(), bank.address()).value());
+    assertEquals(6 * WIN + (bank.address() & 0xfff), d.msiIova(bank.index(), bank.address()).value());
+    assertRefused(u, Errno.EBUSY, () -> d.mapMsiBank(0, banks.bank(0).msiirAddress(), 6 * WIN));
+    assertRefused(u, Errno.EINVAL, () -> d.mapMsiBank(-1, banks.bank(0).msiirAddress(), 5 * WIN));
+    assertRefused(u, Errno.EINVAL, () -> d.mapMsiBank(0, banks.bank(0).msiirAddress(), 8 * WIN));
+    assertEquals(Errno.EINVAL, d.msiIova(0, banks.bank(0).msiirAddress()).errnoOrNull());
+    u.checkInvariants();
+  }
+
+  private record MsiBankSettingsView(int index, long address) {}
+
+  @Test
   void theFirstMapEnablesTheDomainAndUnmappingEverythingDisablesIt() {
     PamuDomain d = seedDomain(u, 1);
     ok(d.mapMsiBank(banks.bank(0), 7 * WIN));

@@ -1,0 +1,685 @@
+package io.iommulab.actors.unit;
+
+import io.iommulab.actors.unit.IommuUnitActor.AllocDomain;
+import io.iommulab.actors.unit.IommuUnitActor.Attach;
+import io.iommulab.actors.unit.IommuUnitActor.Command;
+import io.iommulab.actors.unit.IommuUnitActor.Detach;
+import io.iommulab.actors.unit.IommuUnitActor.DirtyRead;
+import io.iommulab.actors.unit.IommuUnitActor.DomainAllocated;
+import io.iommulab.actors.unit.IommuUnitActor.EnforceCacheCoherency;
+import io.iommulab.actors.unit.IommuUnitActor.FreeDomain;
+import io.iommulab.actors.unit.IommuUnitActor.GetSnapshot;
+import io.iommulab.actors.unit.IommuUnitActor.InvalidateUser;
+import io.iommulab.actors.unit.IommuUnitActor.MapRange;
+import io.iommulab.actors.unit.IommuUnitActor.Mapped;
+import io.iommulab.actors.unit.IommuUnitActor.MsiWrite;
+import io.iommulab.actors.unit.IommuUnitActor.PamuGetGeometry;
+import io.iommulab.actors.unit.IommuUnitActor.PamuMapMsiBank;
+import io.iommulab.actors.unit.IommuUnitActor.PamuSetGeometry;
+import io.iommulab.actors.unit.IommuUnitActor.PamuSetWindowCount;
+import io.iommulab.actors.unit.IommuUnitActor.PamuUnmapMsiBank;
+import io.iommulab.actors.unit.IommuUnitActor.ReadAndClearDirty;
+import io.iommulab.actors.unit.IommuUnitActor.RegisterDevice;
+import io.iommulab.actors.unit.IommuUnitActor.Replace;
+import io.iommulab.actors.unit.IommuUnitActor.SetDirtyTracking;
+import io.iommulab.actors.unit.IommuUnitActor.Stage1Map;
+import io.iommulab.actors.unit.IommuUnitActor.Stage1Unmap;
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
+import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
+import io.iommulab.actors.unit.IommuUnitActor.UnitSnapshotted;
+import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
+import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
+import io.iommulab.actors.unit.IommuUnitActor.Unmapped;
+import io.iommulab.actors.unit.IommuUnitActor.UserInvalidated;
+import io.iommulab.actors.unit.IommuUnitActor.UserInvalidation;
+import io.iommulab.config.PagingUnitSettings;
+import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.FaultInjector;
+import io.iommulab.hardware.Outcome;
+import io.iommulab.hardware.PageSize;
+import io.iommulab.hardware.cache.DeviceAtc;
+import io.iommulab.hardware.cache.InvDescriptor;
+import io.iommulab.hardware.cache.InvalidationPlan;
+import io.iommulab.hardware.cache.Iotlb;
+import io.iommulab.hardware.fault.FaultRecord;
+import io.iommulab.hardware.iommu.ContextEntry;
+import io.iommulab.hardware.iommu.Domain;
+import io.iommulab.hardware.iommu.IommuUnit;
+import io.iommulab.hardware.iommu.NestedDomain;
+import io.iommulab.hardware.iommu.PagingDomain;
+import io.iommulab.hardware.iommu.Translation;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import kamon.Kamon;
+import kamon.metric.Histogram;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+
+/**
+ * A VT-d-like or SMMUv3-like unit: owns one {@link IommuUnit} (domains, context entries and
+ * PASID tables, IOTLB, invalidation queue, page walker) plus what every unit owns
+ * ({@link UnitActorBase}). Commands map one to one onto the model; the model's invalidation
+ * plans (unmap, detach, replace, dirty tracking, user invalidation, caching-mode maps) run
+ * through an {@link InvalidationPath}, and the command is answered when the plan completed:
+ * IOTLB at once, every device TLB once its device acknowledged, then the sync. PAMU commands are
+ * refused EOPNOTSUPP.
+ *
+ * <p>Attaching needs a DMA owner: a RID no iommufd context claimed ({@link
+ * IommuUnitActor.ClaimDmaOwner}) is refused EPERM, as iommufd cannot attach a device it has not
+ * bound. A PASID attach is recorded in the group ({@code group->pasid_array}).
+ *
+ * <p>Metrics: those of {@link UnitActorBase} and {@code iommulab.unit.unmap.latency-ns}
+ * (modeled, tagged by unit).
+ */
+final class PagingUnitActor extends UnitActorBase {
+
+  static Behavior<Command> create(
+      Wiring wiring, PagingUnitSettings settings, long seed, FaultInjector injector) {
+    return Behaviors.setup(
+        context ->
+            new PagingUnitActor(
+                context,
+                wiring,
+                new IommuUnit(wiring.unitId(), settings, wiring.cost(), seed, injector)));
+  }
+
+  private final IommuUnit unit;
+  private final InvalidationPath invalidation;
+  private final long pageSizeBitmap;
+  private final Histogram unmapLatency;
+  /** Tokens of the Waits this actor builds itself (user ATC invalidation, caching-mode maps). */
+  private long ownWaitToken = Long.MIN_VALUE;
+
+  private PagingUnitActor(ActorContext<Command> context, Wiring wiring, IommuUnit unit) {
+    super(context, wiring);
+    this.unit = unit;
+    this.invalidation =
+        new StrictInvalidation(
+            unit,
+            unit.settings().invalidationQueueDepth(),
+            this::deviceRef,
+            context.getSelf(),
+            context.getLog());
+    long bitmap = 0;
+    for (PageSize p : unit.pageSizes()) {
+      bitmap |= p.bytes();
+    }
+    this.pageSizeBitmap = bitmap;
+    this.unmapLatency = Kamon.histogram("iommulab.unit.unmap.latency-ns").withTag("unit", name);
+  }
+
+  @Override
+  public Receive<Command> createReceive() {
+    return commonReceive()
+        .onMessage(AllocDomain.class, this::onAllocDomain)
+        .onMessage(FreeDomain.class, this::onFreeDomain)
+        .onMessage(EnforceCacheCoherency.class, this::onEnforceCacheCoherency)
+        .onMessage(SetDirtyTracking.class, this::onSetDirtyTracking)
+        .onMessage(ReadAndClearDirty.class, this::onReadAndClearDirty)
+        .onMessage(MapRange.class, this::onMapRange)
+        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(Stage1Map.class, this::onStage1Map)
+        .onMessage(Stage1Unmap.class, this::onStage1Unmap)
+        .onMessage(InvalidateUser.class, this::onInvalidateUser)
+        .onMessage(Attach.class, this::onAttach)
+        .onMessage(Replace.class, this::onReplace)
+        .onMessage(Detach.class, this::onDetach)
+        .onMessage(MsiWrite.class, this::onMsiWrite)
+        .onMessage(GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(PamuSetGeometry.class, m -> unsupported(m.replyTo(), "PamuSetGeometry"))
+        .onMessage(PamuSetWindowCount.class, m -> unsupported(m.replyTo(), "PamuSetWindowCount"))
+        .onMessage(PamuGetGeometry.class, m -> unsupported(m.replyTo(), "PamuGetGeometry"))
+        .onMessage(PamuMapMsiBank.class, m -> unsupported(m.replyTo(), "PamuMapMsiBank"))
+        .onMessage(PamuUnmapMsiBank.class, m -> unsupported(m.replyTo(), "PamuUnmapMsiBank"))
+        .build();
+  }
+
+  // ---------------------------------------------------------------- the kind's part of the base
+
+  @Override
+  protected Outcome<Void> probe(RegisterDevice msg) {
+    return unit.addDevice(msg.rid(), msg.pasidBits(), msg.ats());
+  }
+
+  @Override
+  protected Outcome<Void> unprobe(DeviceEntry device) {
+    return unit.removeDevice(device.rid);
+  }
+
+  @Override
+  protected boolean attached(DeviceEntry device) {
+    ContextEntry ctx = unit.contextEntry(device.rid);
+    return ctx != null && ctx.pasidTable().present() > 0;
+  }
+
+  @Override
+  protected void translate(
+      DeviceEntry device, int rid, int pasid, long iova, int access, boolean ats, long now,
+      Translation out) {
+    if (ats) {
+      unit.atsTranslate(rid, pasid, iova, access, now, out);
+    } else {
+      unit.translate(rid, pasid, iova, access, now, out);
+    }
+  }
+
+  @Override
+  protected UnitInfo info(DeviceEntry e) {
+    return new UnitInfo(
+        unitId,
+        name,
+        kind,
+        pageSizeBitmap,
+        unit.addressWidth(),
+        0,
+        (1L << unit.addressWidth()) - 1,
+        Math.min(e.pasidBits, unit.pasidBits()),
+        unit.snoopControl(),
+        unit.dirtyTracking(),
+        unit.nesting(),
+        unit.msiIsolation(),
+        e.ats,
+        e.pri,
+        unit.reservedRegions());
+  }
+
+  @Override
+  protected UnitStats stats(Common c) {
+    return new UnitStats(
+        unitId,
+        name,
+        c.translations(),
+        unit.iotlb().hits(),
+        unit.iotlb().misses(),
+        c.faults(),
+        c.pageRequests(),
+        invalidation.descriptors(),
+        invalidation.syncs(),
+        invalidation.atcInvalidations(),
+        unit.iotlbSize(),
+        unit.domains().size(),
+        c.unhandledFaults(),
+        c.faultLog(),
+        c.pageResponses(),
+        c.staleResponses(),
+        c.msiWrites(),
+        c.msiUnisolated(),
+        invalidation.outstanding());
+  }
+
+  @Override
+  protected void atcAcknowledged(int rid, long token) {
+    invalidation.acknowledged(rid, token);
+  }
+
+  @Override
+  protected void deviceStopped(int rid) {
+    invalidation.deviceStopped(rid);
+  }
+
+  // ---------------------------------------------------------------- domains
+
+  private Domain domainOrNull(int id) {
+    return unit.domain(id);
+  }
+
+  private Behavior<Command> noDomain(ActorRef<UnitReply> replyTo, String arg, int id) {
+    return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
+  }
+
+  private Behavior<Command> onAllocDomain(AllocDomain msg) {
+    if (msg.type() == null) {
+      return refuse(msg.replyTo(), Errno.EINVAL, "type: missing");
+    }
+    switch (msg.type()) {
+      case PAGING -> {
+        Outcome<PagingDomain> d = unit.allocPagingDomain(msg.nestParent(), msg.dirtyTracking());
+        if (!d.isOk()) {
+          return refuse(msg.replyTo(), d);
+        }
+        return allocated(msg.replyTo(), d.value());
+      }
+      case NESTED -> {
+        if (!(domainOrNull(msg.parentDomainId()) instanceof PagingDomain parent)) {
+          return refuse(msg.replyTo(), Errno.EINVAL,
+              "parentDomainId %d: not a paging domain of unit %s", msg.parentDomainId(), name);
+        }
+        Outcome<NestedDomain> d = unit.allocNestedDomain(parent);
+        if (!d.isOk()) {
+          return refuse(msg.replyTo(), d);
+        }
+        return allocated(msg.replyTo(), d.value());
+      }
+      default -> {
+        return unsupported(msg.replyTo(), "AllocDomain(" + msg.type() + ")");
+      }
+    }
+  }
+
+  private Behavior<Command> allocated(ActorRef<UnitReply> replyTo, Domain d) {
+    replyTo.tell(
+        new DomainAllocated(
+            d.id(), pageSizeBitmap, unit.addressWidth(), 0, (1L << unit.addressWidth()) - 1));
+    return this;
+  }
+
+  private Behavior<Command> onFreeDomain(FreeDomain msg) {
+    Domain d = domainOrNull(msg.domainId());
+    if (d == null) {
+      return noDomain(msg.replyTo(), "domainId", msg.domainId());
+    }
+    Outcome<Void> r = unit.freeDomain(d);
+    return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
+  }
+
+  /** The paging domain {@code id}, or a refusal: ENOENT unknown, EINVAL when NESTED. */
+  private PagingDomain pagingDomain(int id, ActorRef<UnitReply> replyTo) {
+    Domain d = domainOrNull(id);
+    if (d == null) {
+      noDomain(replyTo, "domainId", id);
+      return null;
+    }
+    if (!(d instanceof PagingDomain p)) {
+      refuse(replyTo, Errno.EINVAL, "domainId %d: a NESTED domain, not a paging domain", id);
+      return null;
+    }
+    return p;
+  }
+
+  private Behavior<Command> onEnforceCacheCoherency(EnforceCacheCoherency msg) {
+    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+    if (d == null) {
+      return this;
+    }
+    Outcome<Void> r = d.enforceCacheCoherency();
+    return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
+  }
+
+  private Behavior<Command> onSetDirtyTracking(SetDirtyTracking msg) {
+    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+    if (d == null) {
+      return this;
+    }
+    Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, 0, -1L);
+    Outcome<Void> r = d.setDirtyTracking(msg.enabled());
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    // Cached writable translations would write without marking dirty: flush the domain, as
+    // intel_pasid_setup_dirty_tracking flushes the PASID cache and IOTLB.
+    ActorRef<UnitReply> replyTo = msg.replyTo();
+    invalidation.run(plan.value(), clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+    return this;
+  }
+
+  private Behavior<Command> onReadAndClearDirty(ReadAndClearDirty msg) {
+    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+    if (d == null) {
+      return this;
+    }
+    List<InvDescriptor> plan = null;
+    if (msg.clear() && msg.length() != 0) {
+      Outcome<List<InvDescriptor>> p = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
+      if (!p.isOk()) {
+        return refuse(msg.replyTo(), p);
+      }
+      plan = p.value();
+    }
+    LongList leaves = new LongList();
+    Outcome<Long> r = d.readAndClearDirty(msg.iova(), msg.length(), msg.clear(), leaves::add);
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    long[] pages = dirtyPages(d, leaves, msg.iova(), msg.length());
+    ActorRef<UnitReply> replyTo = msg.replyTo();
+    DirtyRead reply = new DirtyRead(pages, PageSize.SIZE_4K.bytes());
+    if (plan == null || pages.length == 0) {
+      replyTo.tell(reply);
+    } else {
+      invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(reply));
+    }
+    return this;
+  }
+
+  /** Expands dirty leaves (clipped to the range) into the 4 KiB pages iommufd's bitmap counts. */
+  private static long[] dirtyPages(PagingDomain d, LongList leaves, long iova, long length) {
+    Translation t = new Translation();
+    LongList pages = new LongList();
+    long grain = PageSize.SIZE_4K.bytes();
+    long rangeLast = iova + (length - 1);
+    for (int i = 0; i < leaves.size; i++) {
+      long first = leaves.values[i];
+      if (!d.iovaToPhys(first, t.reset())) {
+        throw new IllegalStateException(String.format("dirty leaf at 0x%x is not mapped", first));
+      }
+      long leafLast = (first & ~t.pageSize.mask()) + t.pageSize.mask();
+      long last = Long.compareUnsigned(leafLast, rangeLast) < 0 ? leafLast : rangeLast;
+      long lastPage = last & ~(grain - 1);
+      for (long a = first & ~(grain - 1); ; a += grain) {
+        pages.add(a);
+        if (a == lastPage) {
+          break;
+        }
+      }
+    }
+    return pages.toArray();
+  }
+
+  // ---------------------------------------------------------------- mappings
+
+  private Behavior<Command> onMapRange(MapRange msg) {
+    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+    if (d == null) {
+      return this;
+    }
+    long[] hpas = msg.hpas();
+    long[] lengths = msg.lengths();
+    if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
+      return refuse(msg.replyTo(), Errno.EINVAL,
+          "hpas, lengths: one or more runs of equal count needed");
+    }
+    long cur = msg.iova();
+    long total = 0;
+    for (int i = 0; i < hpas.length; i++) {
+      Outcome<Void> r = d.map(cur, hpas[i], lengths[i], msg.prot());
+      if (!r.isOk()) {
+        rollbackMap(d, msg.iova(), total);
+        Outcome.Err<Void> e = (Outcome.Err<Void>) r;
+        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+      }
+      total += lengths[i];
+      cur += lengths[i];
+    }
+    long bytes = total;
+    ActorRef<UnitReply> replyTo = msg.replyTo();
+    if (!unit.cachingMode()) {
+      replyTo.tell(new Mapped(bytes));
+      return this;
+    }
+    // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
+    List<InvDescriptor> plan =
+        InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
+            unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
+    invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(new Mapped(bytes)));
+    return this;
+  }
+
+  /** Undoes the runs a refused MapRange already installed: they were empty before the call. */
+  private static void rollbackMap(PagingDomain d, long iova, long bytes) {
+    if (bytes == 0) {
+      return;
+    }
+    Outcome<Long> r = d.unmap(iova, bytes);
+    if (!r.isOk() || r.value() != bytes) {
+      throw new IllegalStateException("rollback of a partial map failed: " + r);
+    }
+  }
+
+  private Behavior<Command> onUnmapRange(UnmapRange msg) {
+    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+    if (d == null) {
+      return this;
+    }
+    // Plan first: planning changes nothing, and a bad range is refused before the table changes.
+    Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
+    if (!plan.isOk()) {
+      return refuse(msg.replyTo(), plan);
+    }
+    Outcome<Long> r = d.unmap(msg.iova(), msg.length());
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    long bytes = r.value();
+    ActorRef<UnitReply> replyTo = msg.replyTo();
+    if (bytes == 0) {
+      replyTo.tell(new Unmapped(0, 0));
+      return this;
+    }
+    long start = clock.nanos();
+    invalidation.run(
+        plan.value(),
+        start,
+        completedAt -> {
+          long latency = completedAt - start;
+          unmapLatency.record(latency);
+          replyTo.tell(new Unmapped(bytes, latency));
+        });
+    return this;
+  }
+
+  private NestedDomain nestedDomain(int id, ActorRef<UnitReply> replyTo) {
+    Domain d = domainOrNull(id);
+    if (d == null) {
+      noDomain(replyTo, "nestedDomainId", id);
+      return null;
+    }
+    if (!(d instanceof NestedDomain n)) {
+      refuse(replyTo, Errno.EINVAL, "nestedDomainId %d: not a NESTED domain", id);
+      return null;
+    }
+    return n;
+  }
+
+  private Behavior<Command> onStage1Map(Stage1Map msg) {
+    NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
+    if (n == null) {
+      return this;
+    }
+    Outcome<Void> r = n.stage1().map(msg.iova(), msg.gpa(), msg.length(), msg.prot());
+    return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
+  }
+
+  private Behavior<Command> onStage1Unmap(Stage1Unmap msg) {
+    NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
+    if (n == null) {
+      return this;
+    }
+    Outcome<Long> r = n.stage1().unmap(msg.iova(), msg.length());
+    return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
+  }
+
+  private Behavior<Command> onInvalidateUser(InvalidateUser msg) {
+    Domain d = domainOrNull(msg.domainId());
+    if (d == null) {
+      return noDomain(msg.replyTo(), "domainId", msg.domainId());
+    }
+    List<UserInvalidation> entries = msg.entries() == null ? List.of() : msg.entries();
+    List<InvDescriptor> plan = new ArrayList<>();
+    int handled = 0;
+    Errno errno = null;
+    String message = null;
+    for (UserInvalidation e : entries) {
+      handled++;
+      Outcome<List<InvDescriptor>> p = planUser(d, e);
+      if (!p.isOk()) {
+        Outcome.Err<List<InvDescriptor>> err = (Outcome.Err<List<InvDescriptor>>) p;
+        errno = err.errno();
+        message = "entry " + (handled - 1) + ": " + err.message();
+        break;
+      }
+      plan.addAll(p.value());
+    }
+    int n = handled;
+    Errno en = errno;
+    String m = message;
+    ActorRef<UnitReply> replyTo = msg.replyTo();
+    long start = clock.nanos();
+    if (plan.isEmpty()) {
+      replyTo.tell(new UserInvalidated(n, en, m, 0));
+      return this;
+    }
+    invalidation.run(plan, start,
+        completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
+    return this;
+  }
+
+  /** The descriptors of one user invalidation entry, or why it is refused. */
+  private Outcome<List<InvDescriptor>> planUser(Domain d, UserInvalidation e) {
+    if (e == null || e.kind() == null) {
+      return Outcome.err(Errno.EINVAL, "kind: missing");
+    }
+    switch (e.kind()) {
+      case IOTLB_RANGE, IOTLB_ALL -> {
+        if (!(d instanceof NestedDomain)) {
+          return Outcome.err(Errno.EINVAL, "domain %d: stage-1 invalidation needs a NESTED domain",
+              d.id());
+        }
+        int pasid = e.pasid() == FaultRecord.NO_PASID ? Iotlb.ANY_PASID : e.pasid();
+        if (e.kind() == IommuUnitActor.UserInvalidationKind.IOTLB_ALL) {
+          return unit.planRange(d, pasid, 0, -1L);
+        }
+        if ((e.address() & 0xFFF) != 0) {
+          return Outcome.err(Errno.EINVAL, "address 0x%x: not 4 KiB aligned", e.address());
+        }
+        if (e.npages() <= 0 || e.npages() > 1L << 52) {
+          return Outcome.err(Errno.EINVAL, "npages %d: not in [1, 2^52]", e.npages());
+        }
+        long length = e.npages() == 1L << 52 ? -1L : e.npages() << 12;
+        return unit.planRange(d, pasid, e.address(), length);
+      }
+      case ATC -> {
+        DeviceEntry dev = device(e.rid());
+        if (dev == null) {
+          return Outcome.err(Errno.EINVAL, "rid %s: no such device on unit %s", rid(e.rid()), name);
+        }
+        if (!dev.ats) {
+          return Outcome.err(Errno.EINVAL, "rid %s: has no ATS", rid(e.rid()));
+        }
+        if (e.pasid() < FaultRecord.NO_PASID || e.pasid() >= 1 << 20) {
+          return Outcome.err(Errno.EINVAL, "pasid %d: not a PASID", e.pasid());
+        }
+        if ((e.address() & 0xFFF) != 0) {
+          return Outcome.err(Errno.EINVAL, "address 0x%x: not 4 KiB aligned", e.address());
+        }
+        if (e.npages() <= 0) {
+          return Outcome.err(Errno.EINVAL, "npages %d: not positive", e.npages());
+        }
+        int order = e.npages() >= 1L << DeviceAtc.WHOLE_SPACE_ORDER
+            ? DeviceAtc.WHOLE_SPACE_ORDER
+            : 64 - Long.numberOfLeadingZeros(e.npages() - 1);
+        return Outcome.ok(List.of(
+            new InvDescriptor.DevTlb(e.rid(), e.pasid(), e.address(), order),
+            new InvDescriptor.Wait(ownWaitToken++)));
+      }
+      default -> {
+        return Outcome.err(Errno.EOPNOTSUPP, "kind %s: not supported", e.kind());
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- attach
+
+  private Behavior<Command> onAttach(Attach msg) {
+    DeviceEntry e = device(msg.rid());
+    if (e == null) {
+      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
+          rid(msg.rid()), name);
+    }
+    Domain d = domainOrNull(msg.domainId());
+    if (d == null) {
+      return noDomain(msg.replyTo(), "domainId", msg.domainId());
+    }
+    if (!userOwned(e)) {
+      return refuse(msg.replyTo(), Errno.EPERM, "rid %s: no DMA owner claimed it (bind first)",
+          rid(e.rid));
+    }
+    Outcome<List<InvDescriptor>> r = unit.attach(e.rid, msg.pasid(), d);
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    if (msg.pasid() != FaultRecord.NO_PASID) {
+      group(e).pasidAttached();
+    }
+    setHandle(e.rid, msg.pasid(), msg.faultSink());
+    return runThenDone(r.value(), msg.replyTo());
+  }
+
+  private Behavior<Command> onReplace(Replace msg) {
+    DeviceEntry e = device(msg.rid());
+    if (e == null) {
+      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
+          rid(msg.rid()), name);
+    }
+    Domain d = domainOrNull(msg.domainId());
+    if (d == null) {
+      return noDomain(msg.replyTo(), "domainId", msg.domainId());
+    }
+    Domain old = unit.attachedDomain(e.rid, msg.pasid());
+    Outcome<List<InvDescriptor>> r = unit.replace(e.rid, msg.pasid(), d);
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    if (old != d) {
+      abortPendingPageGroups(e.rid, msg.pasid());
+    }
+    setHandle(e.rid, msg.pasid(), msg.faultSink());
+    return runThenDone(r.value(), msg.replyTo());
+  }
+
+  private Behavior<Command> onDetach(Detach msg) {
+    DeviceEntry e = device(msg.rid());
+    if (e == null) {
+      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
+          rid(msg.rid()), name);
+    }
+    Outcome<List<InvDescriptor>> r = unit.detach(e.rid, msg.pasid());
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    if (msg.pasid() != FaultRecord.NO_PASID) {
+      group(e).pasidDetached();
+    }
+    setHandle(e.rid, msg.pasid(), null);
+    abortPendingPageGroups(e.rid, msg.pasid());
+    return runThenDone(r.value(), msg.replyTo());
+  }
+
+  private Behavior<Command> runThenDone(List<InvDescriptor> plan, ActorRef<UnitReply> replyTo) {
+    if (plan.isEmpty()) {
+      return done(replyTo);
+    }
+    invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+    return this;
+  }
+
+  // ---------------------------------------------------------------- MSI, inspection
+
+  private Behavior<Command> onMsiWrite(MsiWrite msg) {
+    // Interrupt remapping: the IRTE routes the write to the owner's vCPU. Without MSI isolation
+    // the device could target any vector: counted, not prevented.
+    msiWrites++;
+    msiCounter.increment();
+    if (!unit.msiIsolation()) {
+      msiUnisolated++;
+    }
+    return this;
+  }
+
+  private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    msg.replyTo().tell(
+        new UnitSnapshotted(unit.snapshot(), null, groupSummaries(), handleSummaries(),
+            registeredRids()));
+    return this;
+  }
+
+  /** A growable long array: dirty reads are not on the DMA path. */
+  private static final class LongList {
+    long[] values = new long[16];
+    int size;
+
+    void add(long v) {
+      if (size == values.length) {
+        values = Arrays.copyOf(values, size * 2);
+      }
+      values[size++] = v;
+    }
+
+    long[] toArray() {
+      return Arrays.copyOf(values, size);
+    }
+  }
+}
