@@ -212,6 +212,65 @@ public final class Host implements AutoCloseable {
       return created.devices();
     }
 
+    /** {@link VmActor.OpenFd}: completes with the fd number. */
+    public CompletionStage<Outcome<Integer>> openFd() {
+      return ask(VmActor.OpenFd::new, VmActor.FdOpened.class)
+          .thenApplyAsync(o -> o.map(VmActor.FdOpened::fd), executor);
+    }
+
+    /** {@link VmActor.CloseFd}. */
+    public CompletionStage<Outcome<VmActor.FdClosed>> closeFd(int fd) {
+      return ask(r -> new VmActor.CloseFd(fd, r), VmActor.FdClosed.class);
+    }
+
+    /** {@link VmActor.BindDevice}: DMA ownership of {@code device} through fd {@code fd}. */
+    public CompletionStage<Outcome<VmActor.DeviceBound>> bind(int fd, String device) {
+      return ask(r -> new VmActor.BindDevice(fd, device, r), VmActor.DeviceBound.class);
+    }
+
+    /** {@link VmActor.UnbindDevice}. */
+    public CompletionStage<Outcome<VmActor.DeviceUnbound>> unbind(int fd, String device) {
+      return ask(r -> new VmActor.UnbindDevice(fd, device, r), VmActor.DeviceUnbound.class);
+    }
+
+    /** {@link VmActor.AllocIoas}: completes with the IOAS id. */
+    public CompletionStage<Outcome<Integer>> allocIoas(int fd) {
+      return ask(r -> new VmActor.AllocIoas(fd, r), VmActor.IoasAllocated.class)
+          .thenApplyAsync(o -> o.map(VmActor.IoasAllocated::ioasId), executor);
+    }
+
+    /** {@link VmActor.AttachDevice}. */
+    public CompletionStage<Outcome<VmActor.DeviceAttached>> attach(int fd, String device, int ioasId) {
+      return ask(r -> new VmActor.AttachDevice(fd, device, ioasId, r), VmActor.DeviceAttached.class);
+    }
+
+    /** {@link VmActor.DetachDevice}. */
+    public CompletionStage<Outcome<VmActor.DeviceDetached>> detach(int fd, String device) {
+      return ask(r -> new VmActor.DetachDevice(fd, device, r), VmActor.DeviceDetached.class);
+    }
+
+    /**
+     * {@link VmActor.MapBuffer}: guest memory {@code [gpa, +length)} at {@code iova} ({@link
+     * VmActor#AUTO_IOVA}: the VM picks it); completes with the IOVA.
+     */
+    public CompletionStage<Outcome<Long>> map(int fd, int ioasId, long gpa, long length, long iova, int prot) {
+      return ask(r -> new VmActor.MapBuffer(fd, ioasId, gpa, length, iova, prot, false, r), VmActor.BufferMapped.class)
+          .thenApplyAsync(o -> o.map(VmActor.BufferMapped::iova), executor);
+    }
+
+    /** As {@link #map}, pages installed on page request (a PRI buffer). */
+    public CompletionStage<Outcome<Long>> mapLazy(int fd, int ioasId, long gpa, long length, int prot) {
+      return ask(
+              r -> new VmActor.MapBuffer(fd, ioasId, gpa, length, VmActor.AUTO_IOVA, prot, true, r),
+              VmActor.BufferMapped.class)
+          .thenApplyAsync(o -> o.map(VmActor.BufferMapped::iova), executor);
+    }
+
+    /** {@link VmActor.UnmapBuffer}: completes once every invalidation is done. */
+    public CompletionStage<Outcome<VmActor.BufferUnmapped>> unmap(int fd, int ioasId, long iova, long length) {
+      return ask(r -> new VmActor.UnmapBuffer(fd, ioasId, iova, length, r), VmActor.BufferUnmapped.class);
+    }
+
     /** {@link VmActor.RunDma}: a burst of {@code iovas.length} accesses on {@code device}. */
     public CompletionStage<Outcome<VmActor.DmaDone>> dma(
         String device, int pasid, long[] iovas, int[] lengths, int[] access) {

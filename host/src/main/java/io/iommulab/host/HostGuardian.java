@@ -544,7 +544,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
             askTimeout,
             replyTo ->
                 new IommuUnitActor.RegisterDevice(
-                    h.rid(), h.liodn(), d.group(), d.pasidBits(), d.ats(), h.device(), replyTo),
+                    h.rid(), h.liodn(), d.group(), d.pasidBits(), d.ats(), d.pri(), h.device(), replyTo),
             (reply, failure) -> message.of(d.name(), reply, describe(failure)));
   }
 

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
-import io.iommulab.actors.msi.MsiBankActor;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.vm.VmActor;
 import io.iommulab.config.DeviceSettings;
@@ -19,7 +18,6 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.PageSize;
-import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.host.HostGuardian.CreateVmReply;
 import io.iommulab.host.HostGuardian.DestroyVmReply;
 import io.iommulab.host.HostGuardian.HotplugReply;
@@ -44,6 +42,10 @@ class HostGuardianTest {
   @AfterAll
   static void cleanup() {
     testKit.shutdownTestKit();
+  }
+
+  private static ActorRef<HostGuardian.Command> host() {
+    return host(HostParts.REAL);
   }
 
   private static ActorRef<HostGuardian.Command> host(HostParts parts) {
@@ -79,6 +81,17 @@ class HostGuardianTest {
     return probe.receiveMessage();
   }
 
+  /** Bytes by VM owner (owner ids above the host's). */
+  private static Map<Integer, Long> vmOwners(HostMemoryActor.MemoryReport report) {
+    Map<Integer, Long> owners = new java.util.TreeMap<>();
+    report.allocatedBytesByOwner().forEach((owner, bytes) -> {
+      if (owner > io.iommulab.hardware.memory.HostMemory.HOST && bytes > 0) {
+        owners.put(owner, bytes);
+      }
+    });
+    return owners;
+  }
+
   private static VmActor.VmReply ask(ActorRef<VmActor.Command> vm, java.util.function.Function<ActorRef<VmActor.VmReply>, VmActor.Command> cmd) {
     TestProbe<VmActor.VmReply> probe = testKit.createTestProbe();
     vm.tell(cmd.apply(probe.ref()));
@@ -92,45 +105,31 @@ class HostGuardianTest {
 
   @Test
   void guardianBuildsTheDefaultTopologyAndRegistersEveryDeviceWithItsOwnUnit() {
-    TestProbe<String> registrations = testKit.createTestProbe();
-    ActorRef<HostGuardian.Command> host =
-        host(
-            new FakeHardware() {
-              @Override
-              public Behavior<IommuUnitActor.Command> unit(
-                  int unitId, IommuUnitSettings settings, CostModel cost, ModeledClock clock, long seed,
-                  FaultInjector injector, ActorRef<HostMemoryActor.Command> memory,
-                  Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
-                return Behaviors.receive(IommuUnitActor.Command.class)
-                    .onMessage(
-                        IommuUnitActor.RegisterDevice.class,
-                        m -> {
-                          registrations.ref().tell(settings.name() + "#" + unitId + " rid " + m.rid());
-                          m.replyTo().tell(IommuUnitActor.Done.INSTANCE);
-                          return Behaviors.same();
-                        })
-                    .build();
-              }
-            });
+    ActorRef<HostGuardian.Command> host = host();
 
     Topology topology = topology(host);
 
-    List<String> expected =
-        SETTINGS.topology().devices().stream()
-            .map(d -> d.unit() + "#" + unitIndex(d) + " rid " + d.ridValue())
-            .sorted()
-            .toList();
-    List<String> seen =
-        registrations.receiveSeveralMessages(expected.size()).stream().sorted().toList();
-    assertEquals(expected, seen);
-    assertEquals(SETTINGS.topology().devices().size(), topology.devices().size());
-    topology.devices().values().forEach(d -> assertEquals(Presence.PRESENT, d.presence(), d.handle().name()));
     assertEquals(List.of("vtd0", "vtd1", "smmu0", "pamu0"), topology.units().stream().map(HostGuardian.UnitEntry::name).toList());
     assertEquals(List.of(0, 1, 2, 3), topology.units().stream().map(HostGuardian.UnitEntry::unitId).toList());
+    for (HostGuardian.UnitEntry unit : topology.units()) {
+      TestProbe<IommuUnitActor.UnitSnapshotted> probe = testKit.createTestProbe();
+      unit.unit().tell(new IommuUnitActor.GetSnapshot(probe.ref()));
+      List<Integer> registered = probe.receiveMessage().devices().stream().sorted().toList();
+      List<Integer> expected =
+          SETTINGS.topology().devices().stream()
+              .filter(d -> unitIndex(d) == unit.unitId())
+              .map(DeviceSettings::ridValue)
+              .sorted()
+              .toList();
+      assertEquals(expected, registered, unit.name());
+    }
+    assertEquals(SETTINGS.topology().devices().size(), topology.devices().size());
+    topology.devices().values().forEach(d -> assertEquals(Presence.PRESENT, d.presence(), d.handle().name()));
     assertEquals(3, topology.msiBanks().size());
     assertFalse(topology.device("nic1").handle().enforcedCoherent(), "vtd1 cannot force snoop");
     assertTrue(topology.device("nic0").handle().enforcedCoherent());
     assertEquals(1, topology.device("dpaa0").handle().liodn());
+    assertEquals(3, topology.device("dpaa0").handle().unitId());
     assertTrue(topology.failures().isEmpty());
   }
 
@@ -146,7 +145,7 @@ class HostGuardianTest {
 
   @Test
   void createVmBacksItsMemoryAndDestroyVmReturnsEveryByte() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     HostGuardian.VmCreated vm = created(host, 1, "nic0");
     assertEquals(GIB, vm.layout().bytes());
     assertEquals(List.of("nic0"), vm.devices().stream().map(d -> d.name()).toList());
@@ -168,7 +167,7 @@ class HostGuardianTest {
 
   @Test
   void unknownDevicesAndVmsAreRefusedWithEnoentAndChangeNothing() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     created(host, 1, "nic0");
     Topology before = topology(host);
 
@@ -182,13 +181,12 @@ class HostGuardianTest {
     Topology after = topology(host);
     assertEquals(before.devices(), after.devices());
     assertEquals(before.vms(), after.vms());
-    assertEquals(GIB, memoryReport(after).allocatedBytesByOwner().get(1));
-    assertEquals(1, memoryReport(after).allocatedBytesByOwner().size());
+    assertEquals(Map.of(1, GIB), vmOwners(memoryReport(after)));
   }
 
   @Test
   void aDeviceOrAGroupMemberHeldByAnotherVmIsRefusedWithEbusyAndChangesNothing() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     created(host, 1, "nic0", "gpu0");
     Topology before = topology(host);
 
@@ -201,13 +199,13 @@ class HostGuardianTest {
     Topology after = topology(host);
     assertEquals(before.devices(), after.devices());
     assertEquals(before.vms(), after.vms());
-    assertEquals(Map.of(1, GIB), memoryReport(after).allocatedBytesByOwner());
+    assertEquals(Map.of(1, GIB), vmOwners(memoryReport(after)));
     assertInstanceOf(HostGuardian.VmCreated.class, createVm(host, 2, GIB, "nvme0"));
   }
 
   @Test
   void aVmTheHostCannotBackIsRefusedWithEnomemAndItsDevicesStayFree() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     long tooMuch = SETTINGS.topology().hostMemoryBytes() * 2;
 
     assertRefused(Errno.ENOMEM, createVm(host, 1, tooMuch, "nic0"));
@@ -220,7 +218,7 @@ class HostGuardianTest {
 
   @Test
   void unplugMakesTheOwningVmReleaseTheDeviceAndLaterDmaOnItCompletesAborted() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     HostGuardian.VmCreated vm = created(host, 1, "nic0", "nvme0");
 
     HostGuardian.DeviceUnplugged unplugged =
@@ -247,7 +245,7 @@ class HostGuardianTest {
 
   @Test
   void replugMakesTheDeviceAssignableAgain() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     created(host, 1, "nic0");
     assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "nic0", false));
 
@@ -256,16 +254,24 @@ class HostGuardianTest {
     assertRefused(Errno.EEXIST, hotplug(host, "nic0", true));
     assertEquals(Presence.PRESENT, topology(host).device("nic0").presence());
     HostGuardian.VmCreated vm2 = created(host, 2, "nic0");
+    ActorRef<VmActor.Command> vm = vm2.vm();
+    int fd = assertInstanceOf(VmActor.FdOpened.class, ask(vm, VmActor.OpenFd::new)).fd();
+    int ioas = assertInstanceOf(VmActor.IoasAllocated.class, ask(vm, r -> new VmActor.AllocIoas(fd, r))).ioasId();
+    assertInstanceOf(VmActor.DeviceBound.class, ask(vm, r -> new VmActor.BindDevice(fd, "nic0", r)));
+    assertInstanceOf(VmActor.DeviceAttached.class, ask(vm, r -> new VmActor.AttachDevice(fd, "nic0", ioas, r)));
+    long iova =
+        assertInstanceOf(VmActor.BufferMapped.class,
+            ask(vm, r -> new VmActor.MapBuffer(fd, ioas, 0, 2L << 20, VmActor.AUTO_IOVA, Access.READ_WRITE, false, r))).iova();
     VmActor.DmaDone done =
         assertInstanceOf(
             VmActor.DmaDone.class,
-            ask(vm2.vm(), r -> new VmActor.RunDma("nic0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, r)));
+            ask(vm, r -> new VmActor.RunDma("nic0", -1, new long[] {iova}, new int[] {64}, new int[] {Access.READ}, r)));
     assertEquals(DeviceActor.STATUS_OK, done.status()[0]);
   }
 
   @Test
   void unplugOfAnUnassignedDeviceQuiescesAndUnregistersIt() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
 
     HostGuardian.DeviceUnplugged unplugged =
         assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "accel0", false));
@@ -276,7 +282,7 @@ class HostGuardianTest {
 
   @Test
   void shutdownPowersEveryVmOffAndReportsNoLeaks() {
-    ActorRef<HostGuardian.Command> host = host(new FakeHardware());
+    ActorRef<HostGuardian.Command> host = host();
     created(host, 1, "nic0");
     created(host, 2, "nvme0", "nic1");
 
@@ -299,13 +305,13 @@ class HostGuardianTest {
   void aDeviceActorThatThrowsIsStoppedRecordedAndMakesTheReportUnclean() {
     ActorRef<HostGuardian.Command> host =
         host(
-            new FakeHardware() {
+            new HostParts() {
               @Override
               public Behavior<DeviceActor.Command> device(
                   DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
                   ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
                 if (!settings.name().equals("nvme0")) {
-                  return super.device(settings, unitId, unit, memory, clock, seed);
+                  return HostParts.super.device(settings, unitId, unit, memory, clock, seed);
                 }
                 return Behaviors.receive(DeviceActor.Command.class)
                     .onMessage(

@@ -28,14 +28,24 @@ class HostTest {
   @Test
   void theFacadeCreatesVmsRunsTheirDmaHotplugsAndShutsDownCleanly() throws Exception {
     try (Host host =
-        Host.start("HostTest", Host.config(Map.of("iommulab.host.seed", 7)), new ManualClock(), FaultInjector.NONE, new FakeHardware())) {
+        Host.start("HostTest", Host.config(Map.of("iommulab.host.seed", 7)), new ManualClock(), FaultInjector.NONE, HostParts.REAL)) {
       assertEquals(7, host.hostSettings().seed());
       Host.Vm vm = await(host.createVm(1, GIB, PageSize.SIZE_2M, List.of("nic0", "nvme0"))).value();
       assertEquals(GIB, vm.layout().bytes());
 
+      int fd = await(vm.openFd()).value();
+      int ioas = await(vm.allocIoas(fd)).value();
+      assertTrue(await(vm.bind(fd, "nvme0")).isOk());
+      assertTrue(await(vm.attach(fd, "nvme0", ioas)).isOk());
+      long iova = await(vm.map(fd, ioas, 0, 2L << 20, VmActor.AUTO_IOVA, Access.READ_WRITE)).value();
       VmActor.DmaDone done =
-          await(vm.dma("nvme0", -1, new long[] {0x10_0000}, new int[] {512}, new int[] {Access.WRITE})).value();
+          await(vm.dma("nvme0", -1, new long[] {iova}, new int[] {512}, new int[] {Access.WRITE})).value();
       assertEquals(DeviceActor.STATUS_OK, done.status()[0]);
+      assertEquals(2L << 20, await(vm.unmap(fd, ioas, iova, 2L << 20)).value().bytes());
+      VmActor.DmaDone afterUnmap =
+          await(vm.dma("nvme0", -1, new long[] {iova}, new int[] {512}, new int[] {Access.WRITE})).value();
+      assertTrue(afterUnmap.status()[0] != DeviceActor.STATUS_OK, "the unmapped IOVA faults");
+      assertEquals(0, afterUnmap.staleViolations());
       assertEquals(Errno.EBUSY, await(host.createVm(2, GIB, PageSize.SIZE_2M, List.of("nic0"))).errnoOrNull());
       assertEquals(1, await(vm.allocPasid()).value());
 
@@ -55,7 +65,7 @@ class HostTest {
 
   @Test
   void closingTheFacadeTerminatesItsActorSystem() {
-    Host host = Host.start("HostClose", Host.config(Map.of()), new ManualClock(), FaultInjector.NONE, new FakeHardware());
+    Host host = Host.start("HostClose", Host.config(Map.of()), new ManualClock(), FaultInjector.NONE, HostParts.REAL);
     host.close();
     assertTrue(host.system().whenTerminated().isCompleted());
   }
