@@ -205,7 +205,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    * {@code iovas[i]} with {@code access[i]} ({@code Access} bits), tagged with {@code pasid} or
    * {@link IommuUnitActor#NO_PASID}. Replies {@link DmaDone} when the device reports completion.
    * ENOENT for a device not assigned to this VM, ENODEV for one the VM released, EINVAL for empty
-   * or mismatched arrays. A PASID the VM does not hold is not refused: a guest may program anything
+   * or mismatched arrays, an access that is empty or crosses a 4 KiB page (each access is one PCIe
+   * request), or access bits outside READ|WRITE|EXEC|PRIV. A PASID the VM does not hold is not refused: a guest may program anything
    * into its device, and it is the IOMMU's job to stop it.
    */
   public record RunDma(
@@ -1416,10 +1417,22 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                       n, cmd.lengths().length, cmd.access().length)));
       return this;
     }
+    int bits = Access.READ | Access.WRITE | Access.EXEC | Access.PRIV;
     for (int i = 0; i < n; i++) {
-      if (cmd.lengths()[i] <= 0) {
+      long offset = cmd.iovas()[i] & (PAGE - 1);
+      if (cmd.lengths()[i] <= 0 || offset + cmd.lengths()[i] > PAGE) {
         cmd.replyTo()
-            .tell(new Refused(Errno.EINVAL, String.format("burst: lengths[%d] = %d: must be positive", i, cmd.lengths()[i])));
+            .tell(
+                new Refused(
+                    Errno.EINVAL,
+                    String.format(
+                        "burst: access %d of %d bytes at 0x%x: empty or crossing a 4 KiB page (one TLP each)",
+                        i, cmd.lengths()[i], cmd.iovas()[i])));
+        return this;
+      }
+      if (cmd.access()[i] == 0 || (cmd.access()[i] & ~bits) != 0) {
+        cmd.replyTo()
+            .tell(new Refused(Errno.EINVAL, String.format("burst: access[%d] = 0x%x: not a subset of rwxp", i, cmd.access()[i])));
         return this;
       }
     }

@@ -156,6 +156,8 @@ class VmActorTest {
     assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.RunDma("nic0", NO_PASID, new long[] {1, 2}, new int[] {64}, new int[] {1, 1}, r)));
     assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.RunDma("nic0", NO_PASID, new long[0], new int[0], new int[0], r)));
     assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.RunDma("nic0", NO_PASID, new long[] {1}, new int[] {0}, new int[] {1}, r)));
+    assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.RunDma("nic0", NO_PASID, new long[] {0xff0}, new int[] {32}, new int[] {1}, r)));
+    assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.RunDma("nic0", NO_PASID, new long[] {0}, new int[] {32}, new int[] {0x10}, r)));
 
     assertEquals(0, rig.state().burstsIssued());
     rig.vm.tell(read("nic0", 0x4000, testKit.<VmActor.VmReply>createTestProbe().ref()));
