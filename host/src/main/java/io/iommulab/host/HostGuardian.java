@@ -98,6 +98,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
           DeviceReRegistered,
           MemoryReported,
           UnitReported,
+          UnitSnapshotReported,
           BankReported {}
 
   /**
@@ -187,6 +188,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       implements Command {}
 
   private record UnitReported(int unitId, IommuUnitActor.UnitStats stats, String failure)
+      implements Command {}
+
+  private record UnitSnapshotReported(int unitId, IommuUnitActor.UnitSnapshotted snapshot, String failure)
       implements Command {}
 
   private record BankReported(int bankIndex, MsiBankActor.BankReply reply, String failure)
@@ -279,7 +283,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    * @param units each unit's counters after every VM went away
    * @param msiBanks each MSI bank's state: groups, owners, isolation
    * @param leaks everything that should have been returned and was not: pinned frames, memory
-   *     still owned by a VM, domains left in units, VM leaks
+   *     still owned by a VM, domains and attach handles left in units, device-TLB invalidations
+   *     never acknowledged, what VMs could not return
    * @param failures children that stopped on a bug, and actors that did not answer
    */
   public record HostReport(
@@ -328,6 +333,12 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   }
 
   // ================================================================ construction
+
+  /** A host of the real actors with the default host settings and {@code seed}. */
+  public static Behavior<Command> create(
+      IommulabSettings settings, ModeledClock clock, long seed, FaultInjector injector) {
+    return create(settings, HostSettings.defaults().withSeed(seed), clock, injector);
+  }
 
   /** A host of the real actors. */
   public static Behavior<Command> create(
@@ -429,6 +440,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     final List<VmActor.VmShutDown> vmReports = new ArrayList<>();
     final List<IommuUnitActor.UnitStats> unitStats = new ArrayList<>();
     final List<MsiBankActor.BankState> bankStates = new ArrayList<>();
+    final List<String> snapshotLeaks = new ArrayList<>();
     HostMemoryActor.MemoryReport memoryReport;
     boolean vmsStopped;
     int reportsPending;
@@ -570,6 +582,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
         .onMessage(DeviceReRegistered.class, this::onDeviceReRegistered)
         .onMessage(MemoryReported.class, this::onMemoryReported)
         .onMessage(UnitReported.class, this::onUnitReported)
+        .onMessage(UnitSnapshotReported.class, this::onUnitSnapshotReported)
         .onMessage(BankReported.class, this::onBankReported)
         .onSignal(ChildFailed.class, this::onChildFailed)
         .onSignal(Terminated.class, this::onTerminated)
@@ -1041,7 +1054,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return;
     }
     shutdown.vmsStopped = true;
-    shutdown.reportsPending = 1 + units.size() + banks.size();
+    shutdown.reportsPending = 1 + 2 * units.size() + banks.size();
     getContext()
         .ask(
             HostMemoryActor.MemoryReport.class,
@@ -1058,6 +1071,13 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
               askTimeout,
               IommuUnitActor.GetStats::new,
               (reply, failure) -> new UnitReported(unitId, reply, describe(failure)));
+      getContext()
+          .ask(
+              IommuUnitActor.UnitSnapshotted.class,
+              unit.unit(),
+              askTimeout,
+              IommuUnitActor.GetSnapshot::new,
+              (reply, failure) -> new UnitSnapshotReported(unitId, reply, describe(failure)));
     }
     for (int i = 0; i < banks.size(); i++) {
       int bank = i;
@@ -1084,6 +1104,16 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       recordFailure("unit " + units.get(msg.unitId()).name() + " did not report: " + msg.failure());
     } else {
       shutdown.unitStats.add(msg.stats());
+    }
+    return reportArrived();
+  }
+
+  private Behavior<Command> onUnitSnapshotReported(UnitSnapshotReported msg) {
+    String unit = units.get(msg.unitId()).name();
+    if (msg.snapshot() == null) {
+      recordFailure("unit " + unit + " did not give its snapshot: " + msg.failure());
+    } else if (!msg.snapshot().attachHandles().isEmpty()) {
+      shutdown.snapshotLeaks.add("unit " + unit + ": attach handles left " + msg.snapshot().attachHandles());
     }
     return reportArrived();
   }
@@ -1123,7 +1153,11 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       if (s.domains() != 0) {
         allLeaks.add("unit " + s.unitName() + ": " + s.domains() + " domains left");
       }
+      if (s.pendingInvalidations() != 0) {
+        allLeaks.add("unit " + s.unitName() + ": " + s.pendingInvalidations() + " invalidations never acknowledged");
+      }
     }
+    allLeaks.addAll(shutdown.snapshotLeaks);
     shutdown.bankStates.sort((a, b) -> Integer.compare(a.bankIndex(), b.bankIndex()));
     shutdown.vmReports.sort((a, b) -> Integer.compare(a.vmId(), b.vmId()));
     finalReport =

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.actors.vm.StaleDmaOracle;
 import io.iommulab.actors.vm.VmActor;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
@@ -339,5 +340,118 @@ class HostGuardianTest {
     HostGuardian.HostReport report = probe.receiveMessage();
     assertFalse(report.clean());
     assertEquals(1, report.failures().size());
+  }
+
+  /** Opens an fd, binds and attaches {@code devices} to one IOAS, maps 2 MiB; returns fd, ioas, iova. */
+  private static long[] wire(ActorRef<VmActor.Command> vm, String... devices) {
+    int fd = assertInstanceOf(VmActor.FdOpened.class, ask(vm, VmActor.OpenFd::new)).fd();
+    int ioas = assertInstanceOf(VmActor.IoasAllocated.class, ask(vm, r -> new VmActor.AllocIoas(fd, r))).ioasId();
+    for (String d : devices) {
+      assertInstanceOf(VmActor.DeviceBound.class, ask(vm, r -> new VmActor.BindDevice(fd, d, r)));
+      assertInstanceOf(VmActor.DeviceAttached.class, ask(vm, r -> new VmActor.AttachDevice(fd, d, ioas, r)));
+    }
+    long iova =
+        assertInstanceOf(VmActor.BufferMapped.class,
+            ask(vm, r -> new VmActor.MapBuffer(fd, ioas, 0, 2L << 20, VmActor.AUTO_IOVA, Access.READ_WRITE, false, r))).iova();
+    return new long[] {fd, ioas, iova};
+  }
+
+  private static VmActor.DmaDone write(ActorRef<VmActor.Command> vm, String device, long iova) {
+    return assertInstanceOf(VmActor.DmaDone.class,
+        ask(vm, r -> new VmActor.RunDma(device, -1, new long[] {iova}, new int[] {256}, new int[] {Access.WRITE}, r)));
+  }
+
+  @Test
+  void shutdownWithFdsMappingsAndFaultsStillLiveTearsEverythingDownAndReportsNoLeak() {
+    ActorRef<HostGuardian.Command> host = host();
+    HostGuardian.VmCreated vm1 = created(host, 1, "nic0", "nvme0", "nic1");
+    HostGuardian.VmCreated vm2 = created(host, 2, "nic2", "accel0");
+    long[] w1 = wire(vm1.vm(), "nic0", "nvme0", "nic1");
+    wire(vm2.vm(), "nic2", "accel0");
+    assertEquals(DeviceActor.STATUS_OK, write(vm1.vm(), "nvme0", w1[2]).status()[0]);
+    assertEquals(DeviceActor.STATUS_OK, write(vm1.vm(), "nic1", w1[2] + 0x1000).status()[0]);
+    assertTrue(write(vm2.vm(), "accel0", 0x7000_0000L).status()[0] != DeviceActor.STATUS_OK);
+
+    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    HostGuardian.HostReport report = probe.receiveMessage();
+
+    assertTrue(report.clean(), () -> "leaks " + report.leaks() + " failures " + report.failures());
+    assertEquals(0, report.memory().pinnedFrames());
+    assertEquals(Map.of(), vmOwners(report.memory()));
+    assertEquals(2, report.memory().checks().get(io.iommulab.hardware.memory.DmaCheck.OK));
+    report.units().forEach(u -> assertEquals(0, u.domains(), u.unitName()));
+    assertEquals(List.of(1, 2), report.vms().stream().map(VmActor.VmShutDown::vmId).toList());
+    assertEquals(1, report.vms().get(0).kvm().registrations(), "nic1 made vm 1 register non-coherent DMA");
+    assertEquals(1, report.vms().get(0).kvm().unregistrations());
+  }
+
+  @Test
+  void aDeviceThatCompletesDmaAfterItsUnmapReturnedIsAStaleViolationInTheReport() {
+    ActorRef<HostGuardian.Command> host =
+        host(
+            new HostParts() {
+              @Override
+              public Behavior<DeviceActor.Command> device(
+                  DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
+                  ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
+                if (!settings.name().equals("nvme0")) {
+                  return HostParts.super.device(settings, unitId, unit, memory, clock, seed);
+                }
+                // Planted: a function whose ATC is never invalidated would do exactly this.
+                return Behaviors.receive(DeviceActor.Command.class)
+                    .onMessage(
+                        DeviceActor.DmaBurst.class,
+                        m -> {
+                          m.replyTo().tell(new DeviceActor.DmaCompleted(m.tag(), new byte[m.iovas().length], 0, 0, 0));
+                          return Behaviors.same();
+                        })
+                    .onMessage(
+                        DeviceActor.AtcInvalidate.class,
+                        m -> {
+                          m.replyTo().tell(new IommuUnitActor.AtcInvalidationAcked(0x18, m.token()));
+                          return Behaviors.same();
+                        })
+                    .onAnyMessage(m -> Behaviors.same())
+                    .build();
+              }
+            });
+    HostGuardian.VmCreated vm = created(host, 1, "nvme0");
+    long[] w = wire(vm.vm(), "nvme0");
+    VmActor.DmaDone legal = write(vm.vm(), "nvme0", w[2]);
+    assertInstanceOf(VmActor.BufferUnmapped.class, ask(vm.vm(), r -> new VmActor.UnmapBuffer((int) w[0], (int) w[1], w[2], 2L << 20, r)));
+
+    VmActor.DmaDone stale = write(vm.vm(), "nvme0", w[2]);
+
+    assertEquals(0, legal.staleViolations());
+    assertEquals(1, stale.staleViolations());
+    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    HostGuardian.HostReport report = probe.receiveMessage();
+    assertEquals(1, report.staleViolations());
+    assertFalse(report.clean());
+    StaleDmaOracle.StaleViolation v = report.staleViolationRecords().get(0);
+    assertEquals(w[2], v.iova());
+    assertEquals("nvme0", v.device());
+    assertEquals(report.vms().get(0).oracle().recorded().get(0).seed(), v.seed());
+  }
+
+  @Test
+  void unpluggingTheLastNonCoherentDeviceOfAVmTurnsItsWbinvdEmulationOff() {
+    ActorRef<HostGuardian.Command> host = host();
+    HostGuardian.VmCreated vm = created(host, 1, "nic0", "nic1");
+    wire(vm.vm(), "nic0", "nic1");
+    assertTrue(assertInstanceOf(VmActor.WbinvdHandled.class, ask(vm.vm(), VmActor.GuestWbinvd::new)).emulated());
+
+    assertInstanceOf(HostGuardian.DeviceUnplugged.class, hotplug(host, "nic1", false));
+
+    VmActor.WbinvdHandled after = assertInstanceOf(VmActor.WbinvdHandled.class, ask(vm.vm(), VmActor.GuestWbinvd::new));
+    assertFalse(after.emulated());
+    assertEquals(1, after.kvm().registrations());
+    assertEquals(1, after.kvm().unregistrations());
+    assertEquals(2, after.kvm().wbinvdExits());
+    assertEquals(1, after.kvm().wbinvdEmulated());
+    VmActor.VmState state = assertInstanceOf(VmActor.VmState.class, ask(vm.vm(), VmActor.GetVmState::new));
+    assertEquals(List.of("nic0"), state.devicesBound());
   }
 }

@@ -120,6 +120,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           DetachDevice,
           MapBuffer,
           UnmapBuffer,
+          WriteStage1,
+          ClearStage1,
+          InvalidateStage1,
           RunDma,
           GuestWbinvd,
           ReleaseDevice,
@@ -199,6 +202,39 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    */
   public record UnmapBuffer(int fd, int ioasId, long iova, long length, ActorRef<VmReply> replyTo)
       implements Command {}
+
+  /**
+   * The guest IOMMU driver writes its stage-1 table of nested domain {@code nestedDomainId} (on
+   * the unit of {@code device}): {@code [iova, +length)} → guest physical {@code [gpa, +length)}
+   * with {@code prot}. As on hardware nothing is invalidated: the guest must invalidate ({@link
+   * InvalidateStage1}) before a changed entry is sure to be seen. Replies {@link Stage1Written};
+   * ENOENT / ENODEV (device), EINVAL (alignment, prot), EFAULT (outside guest memory), or the
+   * unit's refusal (EINVAL: not a nested domain of the unit).
+   */
+  public record WriteStage1(
+      String device, int nestedDomainId, long iova, long gpa, long length, int prot, ActorRef<VmReply> replyTo)
+      implements Command {}
+
+  /** Clears stage-1 entries of {@code [iova, +length)}; replies {@link Stage1Written}. */
+  public record ClearStage1(
+      String device, int nestedDomainId, long iova, long length, ActorRef<VmReply> replyTo)
+      implements Command {}
+
+  /**
+   * The guest's stage-1 invalidation of nested domain {@code nestedDomainId} (what a vIOMMU's
+   * invalidation queue carries; iommufd HWPT_INVALIDATE). Replies {@link Stage1Invalidated} with
+   * the entries handled and the first error, if any.
+   */
+  public record InvalidateStage1(
+      String device,
+      int nestedDomainId,
+      List<IommuUnitActor.UserInvalidation> entries,
+      ActorRef<VmReply> replyTo)
+      implements Command {
+    public InvalidateStage1 {
+      entries = List.copyOf(entries);
+    }
+  }
 
   /**
    * The guest programs {@code device} to perform a burst of DMA: {@code lengths[i]} bytes at
@@ -284,6 +320,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           DeviceDetached,
           BufferMapped,
           BufferUnmapped,
+          Stage1Written,
+          Stage1Invalidated,
           DmaDone,
           WbinvdHandled,
           DeviceReleased,
@@ -322,6 +360,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    */
   public record BufferUnmapped(long iova, long bytes, long returnedAtNs, long modeledLatencyNs)
       implements VmReply {}
+
+  /** A stage-1 write or clear of {@code [iova, +length)} in nested domain {@code nestedDomainId}. */
+  public record Stage1Written(int nestedDomainId, long iova, long length) implements VmReply {}
+
+  /** {@code handled} entries ran; {@code errno} of the one that stopped them, null when none. */
+  public record Stage1Invalidated(int handled, Errno errno, String message) implements VmReply {}
 
   /**
    * A burst finished: {@code status[i]} per {@link DeviceActor.DmaCompleted}; {@code staleAtIssue}
@@ -506,6 +550,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return c.replyTo();
     } else if (cmd instanceof UnmapBuffer c) {
       return c.replyTo();
+    } else if (cmd instanceof WriteStage1 c) {
+      return c.replyTo();
+    } else if (cmd instanceof ClearStage1 c) {
+      return c.replyTo();
+    } else if (cmd instanceof InvalidateStage1 c) {
+      return c.replyTo();
     } else if (cmd instanceof RunDma c) {
       return c.replyTo();
     } else if (cmd instanceof GuestWbinvd c) {
@@ -620,6 +670,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .onMessage(DetachDevice.class, this::enqueue)
         .onMessage(MapBuffer.class, this::enqueue)
         .onMessage(UnmapBuffer.class, this::enqueue)
+        .onMessage(WriteStage1.class, this::enqueue)
+        .onMessage(ClearStage1.class, this::enqueue)
+        .onMessage(InvalidateStage1.class, this::enqueue)
         .onMessage(ReleaseDevice.class, this::enqueue)
         .onMessage(ResolvePageRequest.class, this::enqueue)
         .onMessage(Shutdown.class, this::enqueue)
@@ -666,6 +719,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return startMap(c);
     } else if (cmd instanceof UnmapBuffer c) {
       return startUnmap(c);
+    } else if (cmd instanceof WriteStage1 c) {
+      return startWriteStage1(c);
+    } else if (cmd instanceof ClearStage1 c) {
+      return startClearStage1(c);
+    } else if (cmd instanceof InvalidateStage1 c) {
+      return startInvalidateStage1(c);
     } else if (cmd instanceof ReleaseDevice c) {
       return startRelease(c);
     } else if (cmd instanceof ResolvePageRequest c) {
@@ -1296,6 +1355,71 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     long[] p = pieces.get(i);
     return unmapFrom(
         domains, p[0], p[1], l -> unmapPiecesFrom(domains, pieces, i + 1, Math.max(latency, l), done));
+  }
+
+  // ================================================================ stage 1 (nested domains)
+
+  private Behavior<Command> startWriteStage1(WriteStage1 cmd) {
+    Outcome<AssignedDevice> device = usableDevice(cmd.device());
+    if (device instanceof Outcome.Err<AssignedDevice> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
+    }
+    if (cmd.length() <= 0 || cmd.length() % PAGE != 0 || cmd.iova() % PAGE != 0 || cmd.gpa() % PAGE != 0
+        || cmd.iova() < 0) {
+      return refused(cmd.replyTo(), Errno.EINVAL, "stage 1 [0x%x, +0x%x) -> gpa 0x%x: must be 4 KiB aligned", cmd.iova(), cmd.length(), cmd.gpa());
+    }
+    if ((cmd.prot() & Access.READ_WRITE) == 0 || (cmd.prot() & ~(Access.READ_WRITE | Access.EXEC | Access.PRIV)) != 0) {
+      return refused(cmd.replyTo(), Errno.EINVAL, "prot 0x%x: needs READ or WRITE, only rwxp", cmd.prot());
+    }
+    if (cmd.gpa() < 0 || cmd.gpa() > layout.bytes() - cmd.length()) {
+      return refused(cmd.replyTo(), Errno.EFAULT, "gpa [0x%x, +0x%x): outside guest memory", cmd.gpa(), cmd.length());
+    }
+    DeviceHandle h = device.value().handle;
+    return askUnit(
+        h.unit(),
+        r -> new IommuUnitActor.Stage1Map(cmd.nestedDomainId(), cmd.iova(), cmd.gpa(), cmd.length(), cmd.prot(), r),
+        reply -> {
+          if (!ok(reply)) {
+            return reply(cmd.replyTo(), asRefused(reply, "stage 1 of domain " + cmd.nestedDomainId()));
+          }
+          oracle.note(clock.nanos(), String.format("stage 1 of domain %d: [0x%x, +0x%x) -> gpa 0x%x", cmd.nestedDomainId(), cmd.iova(), cmd.length(), cmd.gpa()));
+          return reply(cmd.replyTo(), new Stage1Written(cmd.nestedDomainId(), cmd.iova(), cmd.length()));
+        });
+  }
+
+  private Behavior<Command> startClearStage1(ClearStage1 cmd) {
+    Outcome<AssignedDevice> device = usableDevice(cmd.device());
+    if (device instanceof Outcome.Err<AssignedDevice> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
+    }
+    if (cmd.length() <= 0 || cmd.length() % PAGE != 0 || cmd.iova() % PAGE != 0 || cmd.iova() < 0) {
+      return refused(cmd.replyTo(), Errno.EINVAL, "stage 1 [0x%x, +0x%x): must be 4 KiB aligned", cmd.iova(), cmd.length());
+    }
+    DeviceHandle h = device.value().handle;
+    return askUnit(
+        h.unit(),
+        r -> new IommuUnitActor.Stage1Unmap(cmd.nestedDomainId(), cmd.iova(), cmd.length(), r),
+        reply ->
+            ok(reply)
+                ? reply(cmd.replyTo(), new Stage1Written(cmd.nestedDomainId(), cmd.iova(), cmd.length()))
+                : reply(cmd.replyTo(), asRefused(reply, "stage 1 of domain " + cmd.nestedDomainId())));
+  }
+
+  private Behavior<Command> startInvalidateStage1(InvalidateStage1 cmd) {
+    Outcome<AssignedDevice> device = usableDevice(cmd.device());
+    if (device instanceof Outcome.Err<AssignedDevice> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
+    }
+    DeviceHandle h = device.value().handle;
+    return askUnit(
+        h.unit(),
+        r -> new IommuUnitActor.InvalidateUser(cmd.nestedDomainId(), cmd.entries(), r),
+        reply -> {
+          if (reply instanceof IommuUnitActor.UserInvalidated u) {
+            return reply(cmd.replyTo(), new Stage1Invalidated(u.handled(), u.errno(), u.message()));
+          }
+          return reply(cmd.replyTo(), asRefused(reply, "stage-1 invalidation of domain " + cmd.nestedDomainId()));
+        });
   }
 
   // ================================================================ faults and page requests

@@ -84,6 +84,10 @@ final class FakeUnit {
       return c.replyTo();
     } else if (cmd instanceof IommuUnitActor.Detach c) {
       return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Stage1Map c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Stage1Unmap c) {
+      return c.replyTo();
     }
     return null;
   }

@@ -377,4 +377,22 @@ class VmGuestDriverTest {
     rig.memory.tell(new HostMemoryActor.GetReport(report.ref()));
     assertEquals(0, report.receiveMessage().pinnedFrames());
   }
+
+  @Test
+  void stageOneWritesGoToTheDevicesUnitAsTheGuestWroteThemAndBadOnesAreRefusedFirst() {
+    Rig rig = new Rig();
+
+    VmActor.Stage1Written written =
+        rig.ok(VmActor.Stage1Written.class, r -> new VmActor.WriteStage1("nic0", 7, 0x4000_0000L, 8 * MIB, 2 * MIB, Access.READ_WRITE, r));
+
+    assertEquals(new VmActor.Stage1Written(7, 0x4000_0000L, 2 * MIB), written);
+    IommuUnitActor.Stage1Map map = (IommuUnitActor.Stage1Map) rig.unitLog.receiveMessage();
+    assertEquals(List.of(7L, 0x4000_0000L, 8 * MIB, 2 * MIB, (long) Access.READ_WRITE),
+        List.of((long) map.nestedDomainId(), map.iova(), map.gpa(), map.length(), (long) map.prot()));
+    assertRefused(Errno.EFAULT, rig.ask(r -> new VmActor.WriteStage1("nic0", 7, 0, 63 * MIB, 2 * MIB, Access.READ, r)));
+    assertRefused(Errno.EINVAL, rig.ask(r -> new VmActor.WriteStage1("nic0", 7, 0x100, 0, 4096, Access.READ, r)));
+    assertRefused(Errno.ENOENT, rig.ask(r -> new VmActor.WriteStage1("gpu0", 7, 0, 0, 4096, Access.READ, r)));
+    rig.ok(VmActor.Stage1Written.class, r -> new VmActor.ClearStage1("nic0", 7, 0x4000_0000L, 2 * MIB, r));
+    assertEquals(IommuUnitActor.Stage1Unmap.class, rig.unitLog.receiveMessage().getClass(), "refusals never reached the unit");
+  }
 }
