@@ -245,7 +245,25 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       long msiRaised,
       long msiDropped,
       int burstsInFlight)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    /** The original fields; the later ones zero. */
+    public DeviceState(
+        String name,
+        int rid,
+        int ownerVmId,
+        boolean quiesced,
+        boolean atsEnabled,
+        int atcEntries,
+        int outstandingPageRequests,
+        long dmaAccesses,
+        long dmaFaults,
+        long atcHits,
+        long atcInvalidations) {
+      this(name, rid, ownerVmId, quiesced, atsEnabled, atcEntries, outstandingPageRequests,
+          dmaAccesses, dmaFaults, atcHits, atcInvalidations, false, 0, 0, 0, 0);
+    }
+  }
 
   // ================================================================ implementation
 
@@ -274,7 +292,10 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
   }
 
-  /** A translation burst sent to the unit: which accesses of which burst, and which attempt. */
+  /**
+   * A translation burst sent to the unit: which accesses of which burst ({@code accesses[j]} is
+   * the burst index of request j; null when request j is access j), and which attempt.
+   */
   private record Sent(Burst burst, int[] accesses, boolean ats, boolean retry) {}
 
   /** One page-request group to issue: its pages, their permissions, the accesses waiting on it. */
@@ -435,6 +456,9 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
     if (missCount == 0) {
       complete(burst);
+    } else if (missCount == n) {
+      // A cold ATC: the request carries the burst's own arrays.
+      send(burst, null, b.iovas(), b.lengths(), b.access(), true, false);
     } else {
       requestTranslations(burst, java.util.Arrays.copyOf(misses, missCount), false);
     }
@@ -500,7 +524,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     int[] faulted = null;
     int faultCount = 0;
     for (int j = 0, k = 0; j < status.length; j++) {
-      int i = accesses[j];
+      int i = accesses == null ? j : accesses[j];
       if (status[j] == STATUS_OK) {
         long iova = burst.msg.iovas()[i];
         atc.insert(pasid, iova, r.hpas()[j], pageSize(r.pageShift()[j]), r.prot()[j]);

@@ -92,7 +92,6 @@ public final class IommuUnitActor {
           AtcInvalidationAcked,
           GetSnapshot,
           GetStats,
-          DeviceStopped,
           BankLearned {}
 
   // ---------------------------------------------------------------- topology (guardian)
@@ -138,7 +137,10 @@ public final class IommuUnitActor {
    * {@code iommu_device_claim_dma_owner(dev, ictx)} for an iommufd bind: the device's group is
    * owned by the fd {@code ictxId} of VM {@code vmId}. Replies {@link DmaOwnerClaimed} carrying
    * what iommufd learns about the device's IOMMU (GET_HW_INFO, reserved regions); EPERM when
-   * another owner holds the group, EBUSY when the device is already bound (drivers/iommu/iommu.c).
+   * another owner holds the group, EBUSY when the device is already bound (drivers/iommu/iommu.c),
+   * ENODEV for an unknown RID, EINVAL for a negative context, a VM id out of range, or a context
+   * that already claims the group for another VM. The device is told ({@code OwnerChanged}); DMA
+   * of the group's members is checked against the VM's frames from then on.
    */
   public record ClaimDmaOwner(int rid, int ictxId, int vmId, ActorRef<UnitReply> replyTo)
       implements Command {}
@@ -175,7 +177,10 @@ public final class IommuUnitActor {
       ActorRef<UnitReply> replyTo)
       implements Command {}
 
-  /** Frees a domain; EBUSY while attached or while nested children exist. Replies Done. */
+  /**
+   * Frees a domain; EBUSY while attached or while nested children exist (PAMU: while LIODNs are
+   * attached), ENOENT for an unknown domain. Replies Done.
+   */
   public record FreeDomain(int domainId, ActorRef<UnitReply> replyTo) implements Command {}
 
   /**
@@ -199,7 +204,9 @@ public final class IommuUnitActor {
    * Installs IOAS area pages in a domain: {@code hpas[i]} backs {@code lengths[i]} bytes, the runs
    * laid end to end from {@code iova}. All or nothing. PAMU domains take whole windows (VFIO-PAMU
    * rules) and enable the aperture on the first map. In caching mode the unit also flushes the
-   * not-present entries it may have cached. Replies {@link Mapped}.
+   * not-present entries it may have cached. Replies {@link Mapped}; ENOENT for an unknown
+   * domain, EINVAL for a NESTED domain (map its parent) or runs that are empty or of unequal
+   * count, and the page table's errnos (EINVAL alignment, EEXIST overlap, ENOMEM) naming the run.
    */
   public record MapRange(
       int domainId, long iova, long[] hpas, long[] lengths, int prot, ActorRef<UnitReply> replyTo)
@@ -209,7 +216,8 @@ public final class IommuUnitActor {
    * Removes the leaves of {@code [iova, +length)} from a domain and invalidates every cache that
    * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
    * sync. Replies {@link Unmapped} only when every targeted cache has dropped its entries (strict).
-   * EINVAL when the range cuts a large page. PAMU: disables the windows; the domain when empty.
+   * EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain. PAMU:
+   * disables the windows; the domain when empty.
    */
   public record UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo)
       implements Command {}
@@ -256,7 +264,11 @@ public final class IommuUnitActor {
    * Sets the PASID-table entry of (rid, pasid) — pasid {@link #NO_PASID} for the RID itself; on
    * PAMU the LIODN's PAACE. {@code faultSink} (may be null) receives the DMA faults and page
    * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
-   * object. Replies Done; EBUSY if already attached at that PASID (use Replace).
+   * object. Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
+   * ENOENT for an unknown domain, EPERM when no iommufd context claimed the RID
+   * ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL for a PASID beyond the
+   * device's or unit's width (any PASID on PAMU), EBUSY if already attached at that PASID (use
+   * Replace).
    */
   public record Attach(
       int rid,
@@ -268,7 +280,8 @@ public final class IommuUnitActor {
 
   /**
    * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
-   * then ATC) before {@link Done}. EINVAL when not attached; same domain is a no-op.
+   * then ATC) before {@link Done}. EINVAL when not attached; same domain is a no-op. Page-request
+   * groups still pending at the old domain's sink are answered INVALID. EOPNOTSUPP on PAMU.
    */
   public record Replace(
       int rid,
@@ -281,7 +294,8 @@ public final class IommuUnitActor {
   /**
    * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
    * invalidation (PASID cache, IOTLB, device TLB) has completed: no DMA is served from the old
-   * translation afterwards.
+   * translation afterwards. Page-request groups still pending at the handle's sink are answered
+   * INVALID at once, and a later response for them is dropped. EINVAL when not attached.
    */
   public record Detach(int rid, int pasid, ActorRef<UnitReply> replyTo) implements Command {}
 
@@ -364,9 +378,6 @@ public final class IommuUnitActor {
 
   /** A device acknowledges the device-TLB invalidation {@code token}. */
   public record AtcInvalidationAcked(int rid, long token) implements Command {}
-
-  /** A registered function's actor stopped (watched): its pending ATC acks count as done. */
-  record DeviceStopped(int rid) implements Command {}
 
   /** An MSI bank told its MSIIR address (the unit asks every bank at start). */
   record BankLearned(int bankIndex, long msiirAddress) implements Command {}
@@ -486,7 +497,15 @@ public final class IommuUnitActor {
       List<String> groups,
       List<String> attachHandles,
       List<Integer> devices)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    /** The model's snapshot alone (the original form of the reply). */
+    public UnitSnapshotted(
+        io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
+        io.iommulab.hardware.pamu.PamuSnapshot pamu) {
+      this(paging, pamu, List.of(), List.of(), List.of());
+    }
+  }
 
   /**
    * Counters of the unit. {@code unhandledFaults}: faults with no attach handle or sink to receive
@@ -515,5 +534,25 @@ public final class IommuUnitActor {
       long msiWrites,
       long msiUnisolated,
       int pendingInvalidations)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    /** The original counters; the later ones zero. */
+    public UnitStats(
+        int unitId,
+        String unitName,
+        long translations,
+        long iotlbHits,
+        long iotlbMisses,
+        long faults,
+        long pageRequests,
+        long invalidationDescriptors,
+        long syncs,
+        long atcInvalidations,
+        int iotlbSize,
+        int domains) {
+      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
+          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, 0, List.of(), 0, 0,
+          0, 0, 0);
+    }
+  }
 }

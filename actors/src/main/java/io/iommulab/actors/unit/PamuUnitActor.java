@@ -104,6 +104,8 @@ final class PamuUnitActor extends UnitActorBase {
   private final Map<Integer, Integer> attachedTo = new HashMap<>();
   /** Attached functions per LIODN (functions of a group may share one). */
   private final int[] liodnUsers;
+  /** Reused by MSI writes. */
+  private final Translation msiScratch = new Translation();
 
   private PamuUnitActor(
       ActorContext<Command> context, Wiring wiring, PamuUnitSettings settings, PamuUnit pamu) {
@@ -422,8 +424,6 @@ final class PamuUnitActor extends UnitActorBase {
   }
 
   // ---------------------------------------------------------------- MSI, inspection
-
-  private final Translation msiScratch = new Translation();
 
   private Behavior<Command> onMsiWrite(MsiWrite msg) {
     msiWrites++;

@@ -8,7 +8,6 @@ import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
-import io.iommulab.actors.unit.IommuUnitActor.DeviceStopped;
 import io.iommulab.actors.unit.IommuUnitActor.DmaFaulted;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
@@ -33,7 +32,6 @@ import io.iommulab.hardware.Outcome;
 import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.fault.DmaFault;
-import io.iommulab.hardware.fault.FaultReason;
 import io.iommulab.hardware.fault.FaultRecord;
 import io.iommulab.hardware.fault.PageRequest;
 import io.iommulab.hardware.iommu.Translation;
@@ -52,6 +50,7 @@ import kamon.Kamon;
 import kamon.metric.Counter;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
@@ -212,9 +211,9 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(ReportPageRequest.class, this::onReportPageRequest)
         .onMessage(RespondPageRequest.class, this::onRespondPageRequest)
         .onMessage(AtcInvalidationAcked.class, this::onAtcInvalidationAcked)
-        .onMessage(DeviceStopped.class, this::onDeviceStopped)
         .onMessage(BankLearned.class, this::onBankLearned)
-        .onMessage(GetStats.class, this::onGetStats);
+        .onMessage(GetStats.class, this::onGetStats)
+        .onSignal(Terminated.class, this::onTerminated);
   }
 
   // ---------------------------------------------------------------- replies
@@ -292,7 +291,9 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     e.expectedOwner = memoryOwnerOf(group);
     devices[msg.rid()] = e;
     deviceCount++;
-    getContext().watchWith(msg.device(), new DeviceStopped(msg.rid()));
+    // Watching twice is harmless: one actor may stand for several functions (tests, a multi-
+    // function card).
+    getContext().watch(msg.device());
     return done(msg.replyTo());
   }
 
@@ -321,13 +322,31 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     }
     devices[e.rid] = null;
     deviceCount--;
-    getContext().unwatch(e.ref);
+    if (ridsOf(e.ref).isEmpty()) {
+      getContext().unwatch(e.ref);
+    }
     return done(msg.replyTo());
   }
 
-  private Behavior<Command> onDeviceStopped(DeviceStopped msg) {
-    getContext().getLog().info("Device actor of rid {} on unit [{}] stopped", rid(msg.rid()), name);
-    deviceStopped(msg.rid());
+  /** The registered RIDs whose function is {@code ref}. Scans the table: unplug is rare. */
+  private List<Integer> ridsOf(ActorRef<?> ref) {
+    List<Integer> out = new ArrayList<>(1);
+    for (int r = 0, seen = 0; r <= MAX_RID && seen < deviceCount; r++) {
+      if (devices[r] != null) {
+        seen++;
+        if (devices[r].ref.equals(ref)) {
+          out.add(r);
+        }
+      }
+    }
+    return out;
+  }
+
+  private Behavior<Command> onTerminated(Terminated signal) {
+    for (int rid : ridsOf(signal.getRef())) {
+      getContext().getLog().info("Device actor of rid {} on unit [{}] stopped", rid(rid), name);
+      deviceStopped(rid);
+    }
     return this;
   }
 

@@ -319,6 +319,10 @@ class DeviceActorTest {
     assertEquals(0, s.atcEntries());
     assertEquals(0, s.burstsInFlight());
     assertArrayEquals(new byte[] {DeviceActor.STATUS_ABORTED}, dma(gpu, Access.READ, IOVA + PAGE).status());
+    // A quiesced function still answers its IOMMU: the unit's syncs must not hang on it.
+    TestProbe<IommuUnitActor.Command> fakeUnit = testKit.createTestProbe();
+    gpu.tell(new AtcInvalidate(NONE, IOVA, 0, 5, fakeUnit.getRef()));
+    fakeUnit.expectMessage(new IommuUnitActor.AtcInvalidationAcked(0x0200, 5));
     gpu.tell(new Resume());
     assertArrayEquals(new byte[] {0}, dma(gpu, Access.READ, IOVA + PAGE).status());
   }
@@ -331,8 +335,12 @@ class DeviceActorTest {
     TestProbe<MsiReply> msi = testKit.createTestProbe();
     nic.tell(new ProgramMsiVector(2, -1, 0xFEE0_0000L, 0x41, msi.getRef()));
     assertEquals(new MsiVectorProgrammed(2), msi.receiveMessage());
+    DeviceState before = state(nic);
     nic.tell(new ProgramMsiVector(9, -1, 0xFEE0_0000L, 0x41, msi.getRef()));
     assertEquals(Errno.EINVAL, msi.expectMessageClass(MsiRefused.class).errno());
+    nic.tell(new ProgramMsiVector(1, -5, 0xFEE0_0000L, 0x41, msi.getRef()));
+    assertEquals(Errno.EINVAL, msi.expectMessageClass(MsiRefused.class).errno());
+    assertEquals(before, state(nic));
     nic.tell(new RaiseMsi(2));
     nic.tell(new RaiseMsi(3));
     DeviceState s = state(nic);

@@ -533,6 +533,34 @@ class PagingUnitActorTest {
     assertTrue(h.snapshot().paging().domains().stream().anyMatch(s -> s.id() == a && s.forceSnoop()));
   }
 
+  @Test
+  void commandsOnAMissingOrWrongKindOfDomainAreRefusedAndChangeNothing() {
+    int plain = h.pagingDomain();
+    h.refused(Errno.ENOENT, new Stage1Unmap(99, IOVA, PAGE, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Stage1Unmap(plain, IOVA, PAGE, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new InvalidateUser(99, List.of(), h.replies.getRef()));
+    h.refused(Errno.ENOENT, new SetDirtyTracking(99, true, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new ReadAndClearDirty(99, IOVA, PAGE, true, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new UnmapRange(99, IOVA, PAGE, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Detach(0x0999, NONE, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, h.replies.getRef()));
+    UserInvalidated none = h.ask(new InvalidateUser(plain, List.of(
+        new UserInvalidation(UserInvalidationKind.IOTLB_ALL, NONE, 0, 0, 0, false)),
+        h.replies.getRef()), UserInvalidated.class);
+    assertEquals(1, none.handled());
+    assertEquals(Errno.EINVAL, none.errno(), "stage-1 invalidation of a paging domain");
+  }
+
+  @Test
+  void oneActorMayStandForSeveralFunctions() {
+    TestProbe<DeviceActor.Command> card = testKit.createTestProbe();
+    h.ok(new RegisterDevice(GPU, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new UnregisterDevice(GPU_FN1, h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    assertEquals(List.of(GPU, GPU_FN1), h.snapshot().devices());
+  }
+
   // ---------------------------------------------------------------- other kinds' commands, MSI
 
   @Test

@@ -35,6 +35,23 @@ class MsiBankTest {
   }
 
   @Test
+  void retaggingAGroupMovesItsVectorsToTheNewOwner() {
+    MsiBank b = bank(64);
+    b.allocate(0x100, 7, 3);
+    b.allocate(0x101, 7, 3);
+    b.allocate(0x200, 8, 3);
+    assertFalse(b.isShared());
+    b.retagOwner(8, 4);
+    assertTrue(b.isShared());
+    assertEquals(Set.of(3, 4), b.owners());
+    assertEquals(4, b.ownerOf(2));
+    b.retagOwner(8, 3);
+    assertFalse(b.isShared());
+    assertThrows(IllegalArgumentException.class, () -> b.retagOwner(8, -5));
+    assertEquals(Set.of(3), b.owners());
+  }
+
+  @Test
   void aFullBankRefusesWithEnospcAndChangesNothing() {
     MsiBank b = bank(32);
     for (int i = 0; i < 32; i++) {
