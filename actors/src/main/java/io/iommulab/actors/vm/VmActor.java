@@ -277,8 +277,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private record MemoryReleased(HostMemoryActor.GuestMemoryReply reply, ActorRef<VmReply> replyTo)
       implements Command {}
 
-  /** A unit's answer to one step of an IOMMU operation, with the step that continues it. */
-  private record UnitAnswered(IommuUnitActor.UnitReply reply, Step next) implements Command {}
+  /**
+   * A unit's answer to one step of an IOMMU operation, with the step that continues it. It only
+   * ever travels from an ask of this actor to this actor, so it carries a continuation and is
+   * exempt from serialization checks.
+   */
+  private record UnitAnswered(IommuUnitActor.UnitReply reply, Step next)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record FaultReceived(IommuUnitActor.FaultEvent event) implements Command {}
 
