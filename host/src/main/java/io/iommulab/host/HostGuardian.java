@@ -375,6 +375,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final HostSettings hostSettings;
   private final ModeledClock clock;
   private final HostParts parts;
+  private final FaultInjector injector;
   private final Duration askTimeout;
   private final long vmSeedBase;
 
@@ -460,6 +461,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     this.hostSettings = hostSettings;
     this.clock = clock;
     this.parts = parts;
+    this.injector = injector;
     this.askTimeout = hostSettings.askTimeout();
     SplittableRandom seeds = new SplittableRandom(hostSettings.seed());
     this.vmSeedBase = seeds.split().nextLong();
@@ -661,7 +663,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     ActorRef<VmActor.StartReply> started =
         getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(cmd.vmId(), r));
     ActorRef<VmActor.Command> ref =
-        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started));
+        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);

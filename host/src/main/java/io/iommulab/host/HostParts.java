@@ -11,6 +11,7 @@ import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.MsiBankSettings;
 import io.iommulab.config.TopologySettings;
+import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
@@ -62,8 +63,10 @@ public interface HostParts {
       List<DeviceHandle> devices,
       ActorRef<HostMemoryActor.Command> memory,
       ModeledClock clock,
-      ActorRef<VmActor.StartReply> creator) {
-    return VmActor.create(spec, devices, memory, clock, creator);
+      ActorRef<VmActor.StartReply> creator,
+      UapiSettings uapi,
+      FaultInjector injector) {
+    return VmActor.create(spec, devices, memory, clock, creator, uapi, injector);
   }
 
   /** The real actors. */

@@ -1,6 +1,7 @@
 package io.iommulab.host;
 
 import com.typesafe.config.Config;
+import io.iommulab.config.UapiSettings;
 import java.time.Duration;
 
 /**
@@ -11,12 +12,18 @@ import java.time.Duration;
  * @param askTimeout how long an actor waits for another's answer before treating it as a bug
  * @param vmPasidQuota PASIDs one VM may hold at once
  * @param strictUnmap unmaps return after the invalidation sync; the oracle judges stale DMA
+ * @param uapi the emulated kernel's uAPI settings ({@code iommulab.uapi}): what every VM's fds
+ *     run with
  */
-public record HostSettings(long seed, Duration askTimeout, int vmPasidQuota, boolean strictUnmap) {
+public record HostSettings(
+    long seed, Duration askTimeout, int vmPasidQuota, boolean strictUnmap, UapiSettings uapi) {
 
   public static final String PATH = "iommulab.host";
 
   public HostSettings {
+    if (uapi == null) {
+      throw new IllegalArgumentException("uapi settings must not be null");
+    }
     if (askTimeout == null || askTimeout.isNegative() || askTimeout.isZero()) {
       throw new IllegalArgumentException(PATH + ".ask-timeout = " + askTimeout + ": must be positive");
     }
@@ -26,14 +33,18 @@ public record HostSettings(long seed, Duration askTimeout, int vmPasidQuota, boo
     }
   }
 
-  /** Reads {@code iommulab.host} of a full config (reference.conf of this module as fallback). */
+  /**
+   * Reads {@code iommulab.host} and {@code iommulab.uapi} of a full config (the shipped
+   * reference.conf files as fallback).
+   */
   public static HostSettings fromConfig(Config root) {
     Config c = root.getConfig(PATH);
     return new HostSettings(
         c.getLong("seed"),
         c.getDuration("ask-timeout"),
         c.getInt("vm-pasid-quota"),
-        c.getBoolean("strict-unmap"));
+        c.getBoolean("strict-unmap"),
+        UapiSettings.fromConfig(root.getConfig(UapiSettings.PATH)));
   }
 
   /** The shipped defaults. */
@@ -42,6 +53,6 @@ public record HostSettings(long seed, Duration askTimeout, int vmPasidQuota, boo
   }
 
   public HostSettings withSeed(long newSeed) {
-    return new HostSettings(newSeed, askTimeout, vmPasidQuota, strictUnmap);
+    return new HostSettings(newSeed, askTimeout, vmPasidQuota, strictUnmap, uapi);
   }
 }

@@ -7,7 +7,6 @@ import io.iommulab.hardware.ManualClock;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 class DemoTest {
@@ -16,7 +15,7 @@ class DemoTest {
   void theDemoTourOfTheDefaultTopologyEndsWithACleanVerdict() {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
     boolean clean;
-    try (Host host = Host.start("DemoTest", Host.config(Map.of()), new ManualClock(), FaultInjector.NONE, HostParts.REAL);
+    try (Host host = Host.start("DemoTest", Host.config(Demo.OVERRIDES), new ManualClock(), FaultInjector.NONE, HostParts.REAL);
         PrintStream out = new PrintStream(bytes, true, StandardCharsets.UTF_8)) {
       clean = new Demo(host, out).run();
     }

@@ -1,38 +1,44 @@
 package io.iommulab.actors.vm;
 
+import io.iommulab.actors.fd.IoasidFdActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import java.util.BitSet;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 
 /**
- * The VM's record of one open IOMMU fd while it drives the units directly (the stand-in until the
- * fd actor takes over): the IOASes it allocated with their areas, the devices it bound (DMA
- * ownership claimed with this fd as the context) and where each is attached, and the paging
- * domain each IOAS has on each unit (one per unit, as iommufd's auto domains: devices of one unit
- * attached to one IOAS share it).
+ * What the guest driver of a VM remembers of one of its open IOMMU fds (an {@link IoasidFdActor}
+ * child): the IOASes it allocated and the buffers it mapped in each (the guest's view, kept for
+ * its IOVA allocator, its lazily mapped buffers and the stale-translation oracle: the fd's object
+ * table is the authority), the devices it bound with their DEVICE object ids and where each is
+ * attached, the FAULT queue of the fd and the fault-capable HWPT of each (IOAS, unit).
  *
- * <p>Invariants: an area is in its IOAS only once every domain of the IOAS maps it (the map
- * finished); areas of an IOAS are disjoint; a binding's {@code ioasId} names an IOAS of this fd
- * and the domain of that IOAS on the device's unit exists with the binding counted in its {@code
- * attached}. Plain data: the VM actor owns it and keeps the invariants.
+ * <p>Invariants: an area is recorded only once the fd mapped it (eager) or its IOVA was reserved
+ * (lazy: pages are mapped one by one as page requests arrive, each a 4 KiB area of the fd);
+ * areas of an IOAS are disjoint; a binding's {@code hwptId} is non-zero exactly while attached.
+ * Plain data: the VM actor owns it and keeps the invariants.
  */
 final class GuestFd {
   final int fd;
   /** The context id units record as the DMA owner: unique on the host. */
   final int ictxId;
+
+  final ActorRef<IoasidFdActor.Command> ref;
   final Map<Integer, Ioas> ioas = new TreeMap<>();
   final Map<String, Binding> bound = new LinkedHashMap<>();
-  private int nextObjectId = 1;
+  /** (ioasId, unitId) → the HWPT_PAGING allocated with this fd's FAULT queue (PRI devices). */
+  final Map<Long, Integer> faultHwpts = new HashMap<>();
+  /** The FAULT object, 0 until a PRI device is attached. */
+  int faultId;
+  boolean readingFaults;
 
-  GuestFd(int fd, int ictxId) {
+  GuestFd(int fd, int ictxId, ActorRef<IoasidFdActor.Command> ref) {
     this.fd = fd;
     this.ictxId = ictxId;
-  }
-
-  int nextObjectId() {
-    return nextObjectId++;
+    this.ref = ref;
   }
 
   /** The oracle's address-space key of an IOAS of this fd. */
@@ -40,12 +46,23 @@ final class GuestFd {
     return ((long) fd << 32) | (ioasId & 0xffffffffL);
   }
 
+  static long faultHwptKey(int ioasId, int unitId) {
+    return ((long) ioasId << 32) | (unitId & 0xffffffffL);
+  }
+
+  Binding bindingOf(int devId) {
+    for (Binding b : bound.values()) {
+      if (b.devId == devId) {
+        return b;
+      }
+    }
+    return null;
+  }
+
   static final class Ioas {
     final int id;
-    /** iova → area; only finished maps. */
+    /** iova → area. */
     final TreeMap<Long, Area> areas = new TreeMap<>();
-    /** unitId → the IOAS's domain on that unit. */
-    final Map<Integer, Domain> domains = new TreeMap<>();
 
     Ioas(int id) {
       this.id = id;
@@ -65,10 +82,9 @@ final class GuestFd {
   }
 
   /**
-   * A mapped buffer: {@code [iova, iova + length)} → guest physical {@code [gpa, gpa + length)}.
-   * {@code lazy}: pages are installed on page request (a PRI buffer) rather than at map time;
-   * {@code installed} counts the pages installed so far. {@code ownIova}: the VM's IOVA allocator
-   * handed the IOVA out (freed on unmap).
+   * A buffer: {@code [iova, iova + length)} → guest physical {@code [gpa, gpa + length)}. {@code
+   * lazy}: pages are mapped on page request; {@code installed} marks those mapped so far. {@code
+   * ownIova}: the VM's IOVA allocator handed the IOVA out (freed on unmap).
    */
   static final class Area {
     final long iova;
@@ -77,7 +93,7 @@ final class GuestFd {
     final int prot;
     final boolean lazy;
     final boolean ownIova;
-    final java.util.BitSet installed = new java.util.BitSet();
+    final BitSet installed = new BitSet();
 
     Area(long iova, long length, long gpa, int prot, boolean lazy, boolean ownIova) {
       this.iova = iova;
@@ -89,29 +105,21 @@ final class GuestFd {
     }
   }
 
-  static final class Domain {
-    final int unitId;
-    final int domainId;
-    final ActorRef<IommuUnitActor.Command> unit;
-    int attached;
-
-    Domain(int unitId, int domainId, ActorRef<IommuUnitActor.Command> unit) {
-      this.unitId = unitId;
-      this.domainId = domainId;
-      this.unit = unit;
-    }
-  }
-
   static final class Binding {
     final DeviceHandle handle;
     final int devId;
     final IommuUnitActor.UnitInfo info;
-    Integer ioasId;
+    int ioasId;
+    int hwptId;
 
     Binding(DeviceHandle handle, int devId, IommuUnitActor.UnitInfo info) {
       this.handle = handle;
       this.devId = devId;
       this.info = info;
+    }
+
+    boolean attached() {
+      return hwptId != 0;
     }
   }
 }

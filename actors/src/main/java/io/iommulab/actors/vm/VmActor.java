@@ -2,18 +2,22 @@ package io.iommulab.actors.vm;
 
 import io.iommulab.actors.CborSerializable;
 import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.actors.fd.IoasidFdActor;
+import io.iommulab.actors.fd.model.HwptPageResponse;
+import io.iommulab.actors.fd.model.HwptPgfault;
+import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.vm.GuestFd.Area;
 import io.iommulab.actors.vm.GuestFd.Binding;
-import io.iommulab.actors.vm.GuestFd.Domain;
 import io.iommulab.actors.vm.GuestFd.Ioas;
-import io.iommulab.config.UnitKind;
+import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.Outcome;
-import io.iommulab.hardware.fault.PageRequest;
+import io.iommulab.hardware.fault.FaultReason;
 import io.iommulab.hardware.iommu.ReservedRegion;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.time.Duration;
@@ -29,6 +33,8 @@ import kamon.Kamon;
 import kamon.metric.Counter;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.ChildFailed;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -43,31 +49,33 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  *       HostMemoryActor} when the VM starts and released when it shuts down;
  *   <li>its assigned devices ({@link DeviceHandle}s handed in by the host) and which of them the
  *       guest has released (hot-unplug);
- *   <li>its IOMMU fds: what it bound, allocated, attached and mapped through each ({@link GuestFd});
+ *   <li>its IOMMU fds: {@link IoasidFdActor} children, one per {@link OpenFd}, and what the guest
+ *       bound, allocated, attached and mapped through each ({@link GuestFd});
  *   <li>its guest IOMMU driver state: the VM's PASID set ({@link PasidAllocator}, per VM as in the
- *       2021 /dev/ioasid series), the IOVA allocator of its DMA buffers ({@link IovaAllocator});
+ *       2021 /dev/ioasid series), the IOVA allocator of its DMA buffers ({@link IovaAllocator}),
+ *       its stage-1 writes to nested domains;
  *   <li>its KVM side ({@link KvmVfio}): the device files on the KVM VFIO device, the non-coherent
- *       DMA registration and the WBINVD emulation it switches;
+ *       DMA registrations its fds report and the WBINVD emulation they switch;
  *   <li>the stale-translation oracle ({@link StaleDmaOracle}) over the DMA it issues.
  * </ul>
  *
- * <p><b>The guest-driver API</b> (for scenarios and tests): open an fd, bind a device to it
- * (DMA ownership), allocate an IOAS, attach a device to it, map a buffer (a GPA range at an IOVA,
- * chosen by the VM's allocator or fixed), unmap it, run a DMA burst on a device, release a device
- * (unplug), shut down. Until the fd actor takes over, an fd here drives the IOMMU units directly
- * with iommufd's rules in a simplified form: one paging domain per IOAS per unit (iommufd's auto
- * domains), force-snoop set on it when the unit can ({@code iommufd_hwpt_paging_enforce_cc}),
- * existing areas replayed into a new domain before the attach, pins reported to the host memory
- * (pin then map; unmap then unpin), whole-area unmaps (a cut is ENOENT), a fixed IOVA inside a
- * reserved region EINVAL, an area over a region of a device being attached EADDRINUSE, a
- * conflicting area EEXIST. PAMU devices are bound here but their domains are set up with the PAMU
- * unit commands. The guest's IOMMU operations run one at a time (queued in arrival order); DMA,
- * WBINVD and inspection are not queued behind them.
+ * <p><b>The guest-driver API</b> (for scenarios and tests) is a thin, correct VMM: open an fd,
+ * bind a device to it ({@code VFIO_DEVICE_BIND_IOMMUFD}), allocate an IOAS, attach a device (a PRI
+ * device through a HWPT with the fd's FAULT queue, others through the IOAS's auto domain), map a
+ * buffer (a GPA range at an IOVA the VM's allocator picks, or fixed: {@code IOMMU_IOAS_MAP} with
+ * FIXED_IOVA at the buffer's user VA), unmap it, run a DMA burst, release a device (unplug), shut
+ * down. The fd enforces iommufd's rules and answers with its errno; the VM adds only what a
+ * guest driver knows (which device, which buffer). The guest's IOMMU operations run one at a time
+ * (queued in arrival order); DMA, WBINVD and inspection are not queued behind them.
  *
- * <p><b>Faults:</b> every attach routes the device's faults here. A DMA fault is counted; a page
- * request is resolved: inside a lazily mapped buffer the page is installed (pinned and mapped in
- * every domain) and the group answered SUCCESS once its last request is resolved; inside a mapped
- * buffer it is answered SUCCESS; elsewhere INVALID.
+ * <p><b>KVM:</b> the VMM adds every bound device's file to the KVM VFIO device; the fd tells when
+ * a device whose IOMMU cannot enforce cache coherency joins or leaves it ({@link
+ * IoasidFdActor.NonCoherentDmaAppeared}), and KVM's WBINVD emulation follows ({@link KvmVfio}).
+ *
+ * <p><b>Faults:</b> when the fd says a FAULT queue became readable, the VM reads whole page
+ * request groups, resolves each request (inside a lazily mapped buffer it maps the page; inside a
+ * mapped buffer nothing is needed; elsewhere it fails) and answers each group by its cookie,
+ * then reads again until the queue is empty. Unrecoverable DMA faults show in the burst's status.
  *
  * <p><b>Oracle hooks:</b> the VM knows when each of its unmaps returned; each burst it issues
  * carries the set of its accesses whose IOVA had been unmapped (and the unmap had returned) at
@@ -77,9 +85,9 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  *
  * <p>Guest mistakes are answered {@link Refused} (errno and a message naming the argument) and
  * change nothing; a broken invariant is a bug and throws, and the host's supervisor stops the VM.
- * A unit that does not answer is a bug of the unit: the operation is answered EIO and the failure
- * kept for the shutdown report. Until the VM's memory is allocated commands are stashed; if
- * allocation is refused the VM tells its creator and stops.
+ * An fd or unit that does not answer, or an fd that fails, is a bug of that actor: the operation
+ * is answered EIO and the failure kept for the shutdown report. Until the VM's memory is
+ * allocated commands are stashed; if allocation is refused the VM tells its creator and stops.
  */
 public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
@@ -102,6 +110,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   /** The largest VM id whose context ids fit in an int. */
   public static final int MAX_VM_ID = Integer.MAX_VALUE / MAX_FDS - 1;
+
+  /** Status values 1..this of a completed access are fault reasons ({@code ordinal() + 1}). */
+  private static final int FAULT_REASONS = FaultReason.values().length;
 
   /** {@link MapBuffer#iova()} asking the VM's allocator for the IOVA. */
   public static final long AUTO_IOVA = -1;
@@ -132,8 +143,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           DmaAnswered,
           MemoryReleased,
           UnitAnswered,
-          FaultReceived,
-          ResolvePageRequest {}
+          FdAnswered,
+          FdEventReceived,
+          ReadFaults {}
 
   /** Allocates a PASID from the VM's set; replies {@link PasidAllocated}, ENOSPC at the quota. */
   public record AllocPasid(ActorRef<VmReply> replyTo) implements Command {}
@@ -142,22 +154,22 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   public record FreePasid(int pasid, ActorRef<VmReply> replyTo) implements Command {}
 
   /**
-   * Opens an IOMMU fd ({@code open("/dev/iommu")}); replies {@link FdOpened}; ENOSPC with {@link
-   * #MAX_FDS} open.
+   * Opens an IOMMU fd ({@code open("/dev/iommu")}): spawns its {@link IoasidFdActor}. Replies
+   * {@link FdOpened}; ENOSPC with {@link #MAX_FDS} open.
    */
   public record OpenFd(ActorRef<VmReply> replyTo) implements Command {}
 
   /**
-   * Closes fd {@code fd}: detaches and unbinds its devices, destroys its domains, unmaps and unpins
-   * every area. Replies {@link FdClosed}; EBADF for an fd that is not open.
+   * Closes fd {@code fd}: the fd detaches and unbinds its devices and destroys every object, leaf
+   * first, unpinning everything. Replies {@link FdClosed}; EBADF for an fd that is not open.
    */
   public record CloseFd(int fd, ActorRef<VmReply> replyTo) implements Command {}
 
   /**
-   * Binds {@code device} to fd {@code fd} ({@code VFIO_DEVICE_BIND_IOMMUFD}): claims DMA ownership
-   * of its group with the fd as context, and adds its file to the KVM VFIO device. Replies {@link
+   * Binds {@code device} to fd {@code fd} ({@code VFIO_DEVICE_BIND_IOMMUFD}): the fd claims DMA
+   * ownership of its group, and the device's file joins the KVM VFIO device. Replies {@link
    * DeviceBound}; EBADF, ENOENT (not this VM's), ENODEV (released), EBUSY (already bound), or the
-   * unit's refusal (EPERM: another owner holds the group).
+   * fd's refusal (EPERM: another owner holds the group, or its MSIs are not isolated).
    */
   public record BindDevice(int fd, String device, ActorRef<VmReply> replyTo) implements Command {}
 
@@ -167,14 +179,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    */
   public record UnbindDevice(int fd, String device, ActorRef<VmReply> replyTo) implements Command {}
 
-  /** {@code IOMMU_IOAS_ALLOC} on fd {@code fd}; replies {@link IoasAllocated}; EBADF. */
+  /** {@code IOMMU_IOAS_ALLOC} on fd {@code fd}; replies {@link IoasAllocated}; EBADF, ENOMEM. */
   public record AllocIoas(int fd, ActorRef<VmReply> replyTo) implements Command {}
 
   /**
-   * Attaches bound {@code device} to IOAS {@code ioasId} of fd {@code fd} (through the IOAS's domain
-   * on the device's unit, allocated on first use). Replies {@link DeviceAttached}; EBADF; ENOENT
-   * (not bound, no such IOAS); EBUSY (attached already); EOPNOTSUPP (a PAMU device); EADDRINUSE
-   * (an area of the IOAS covers a region the device's unit reserves); the unit's refusal.
+   * Attaches bound {@code device} to IOAS {@code ioasId} of fd {@code fd}: a PRI-capable device
+   * through a HWPT_PAGING allocated with the fd's FAULT queue (one per IOAS and unit, so its page
+   * requests reach this VM), others through the IOAS (the fd's auto domain). Replies {@link
+   * DeviceAttached}; EBADF; ENOENT (not bound, no such IOAS); EBUSY (attached already); the fd's
+   * refusal (EADDRINUSE: an area covers a region the device's unit reserves; EOPNOTSUPP: a PAMU).
    */
   public record AttachDevice(int fd, String device, int ioasId, ActorRef<VmReply> replyTo)
       implements Command {}
@@ -187,16 +200,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    * allocator picks a size-aligned IOVA) in IOAS {@code ioasId} of fd {@code fd}, with {@code
    * prot} ({@link Access#READ}, {@link Access#WRITE}). {@code lazy}: pages are installed on page
    * request. Replies {@link BufferMapped}; EBADF; ENOENT (no IOAS); EINVAL (length or address not
-   * 4 KiB aligned, no access bit, IOVA in a reserved region); EFAULT (outside guest memory); EEXIST
-   * (IOVA in use); ENOSPC (no IOVA left); a unit's refusal, after undoing what was done.
+   * 4 KiB aligned, no access bit); EFAULT (outside guest memory); EEXIST (IOVA in use); ENOSPC (no
+   * IOVA left); the fd's refusal (EINVAL: IOVA in a reserved region; ENOMEM: over RLIMIT_MEMLOCK).
    */
   public record MapBuffer(
       int fd, int ioasId, long gpa, long length, long iova, int prot, boolean lazy, ActorRef<VmReply> replyTo)
       implements Command {}
 
   /**
-   * Unmaps every area inside {@code [iova, iova + length)} of IOAS {@code ioasId} of fd {@code fd}
-   * and waits for each domain's invalidation to complete (strict). Replies {@link BufferUnmapped};
+   * Unmaps every buffer inside {@code [iova, iova + length)} of IOAS {@code ioasId} of fd {@code
+   * fd}, one {@code IOMMU_IOAS_UNMAP} per buffer; each returns once every domain's invalidation has
+   * completed (strict), and the oracle is told. Replies {@link BufferUnmapped};
    * EBADF; ENOENT (no IOAS, nothing there, or an area only partly inside: areas are never split);
    * EINVAL (length 0).
    */
@@ -254,8 +268,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   /**
    * Hot-unplug request from the host: the guest driver lets {@code device} go — the VM stops
-   * issuing DMA to it, the fd that bound it detaches and unbinds it (its file leaves the KVM VFIO
-   * device). Replies {@link DeviceReleased}; ENOENT for a device not assigned to this VM, ENODEV
+   * issuing DMA to it, the fd that bound it detaches and unbinds it ({@link
+   * IoasidFdActor.DeviceUnbind}, the close of the device fd), its file leaves the KVM VFIO device. Replies {@link DeviceReleased}; ENOENT for a device not assigned to this VM, ENODEV
    * when already released.
    */
   public record ReleaseDevice(String device, ActorRef<VmReply> replyTo) implements Command {}
@@ -285,9 +299,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private record UnitAnswered(IommuUnitActor.UnitReply reply, Step next)
       implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
-  private record FaultReceived(IommuUnitActor.FaultEvent event) implements Command {}
+  /** An fd's answer to one step of an operation, with its continuation (local, as above). */
+  private record FdAnswered(IoasidFdActor.Reply reply, FdStep next)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
-  private record ResolvePageRequest(PageRequest request) implements Command {}
+  private record FdEventReceived(IoasidFdActor.FdEvent event) implements Command {}
+
+  /** Drain the FAULT queue of fd {@code fd} (queued like any IOMMU operation). */
+  private record ReadFaults(int fd) implements Command {}
 
   /** The continuation of an IOMMU operation after a unit's answer (local, never serialized). */
   @FunctionalInterface
@@ -295,11 +314,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Behavior<Command> next(IommuUnitActor.UnitReply reply);
   }
 
-  /** The continuation of a multi-step procedure. */
+  /** The continuation of an IOMMU operation after an fd's answer (local, never serialized). */
   @FunctionalInterface
-  private interface Then {
-    Behavior<Command> run();
+  private interface FdStep {
+    Behavior<Command> next(IoasidFdActor.Reply reply);
   }
+
 
   // ---------------------------------------------------------------- lifecycle (to the creator)
 
@@ -340,9 +360,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   public record PasidFreed(int pasid) implements VmReply {}
 
-  public record FdOpened(int fd) implements VmReply {}
+  /**
+   * {@code ref}: the fd's actor, for callers that speak the uAPI directly ({@code
+   * io.iommulab.host.uapi.IommuFd}); what they do there bypasses the VM's oracle.
+   */
+  public record FdOpened(int fd, ActorRef<IoasidFdActor.Command> ref) implements VmReply {}
 
-  public record FdClosed(int fd) implements VmReply {}
+  /** {@code objectsDestroyed} and {@code pagesUnpinned}: as the fd reported its close. */
+  public record FdClosed(int fd, int objectsDestroyed, long pagesUnpinned) implements VmReply {}
 
   /** {@code info}: what the unit told at the ownership claim (GET_HW_INFO, reserved regions). */
   public record DeviceBound(int fd, String device, int devId, IommuUnitActor.UnitInfo info)
@@ -352,19 +377,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   public record IoasAllocated(int fd, int ioasId) implements VmReply {}
 
-  /** {@code domainId}: the IOAS's domain on the device's unit. */
-  public record DeviceAttached(int fd, String device, int ioasId, int domainId) implements VmReply {}
+  /** {@code hwptId}: the HWPT the device is attached through (the IOAS's auto one, or a fault one). */
+  public record DeviceAttached(int fd, String device, int ioasId, int hwptId) implements VmReply {}
 
   public record DeviceDetached(int fd, String device) implements VmReply {}
 
   public record BufferMapped(long iova, long length) implements VmReply {}
 
   /**
-   * {@code returnedAtNs}: the modeled time the unmap returned (every invalidation done); {@code
-   * modeledLatencyNs}: the units' modeled cost of it.
+   * {@code returnedAtNs}: the modeled time the last unmap returned (every invalidation done).
    */
-  public record BufferUnmapped(long iova, long bytes, long returnedAtNs, long modeledLatencyNs)
-      implements VmReply {}
+  public record BufferUnmapped(long iova, long bytes, long returnedAtNs) implements VmReply {}
 
   /** A stage-1 write or clear of {@code [iova, +length)} in nested domain {@code nestedDomainId}. */
   public record Stage1Written(int nestedDomainId, long iova, long length) implements VmReply {}
@@ -461,14 +484,19 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   /**
    * A VM with {@code spec}, owning {@code devices}. It asks {@code memory} for its guest memory and
-   * tells {@code creator} {@link Started} or {@link StartRefused} (then stops).
+   * tells {@code creator} {@link Started} or {@link StartRefused} (then stops). Its fds run with
+   * {@code uapi} and fail their allocations when {@code injector} says so.
    */
   public static Behavior<Command> create(
       VmSpec spec,
       List<DeviceHandle> devices,
       ActorRef<HostMemoryActor.Command> memory,
       ModeledClock clock,
-      ActorRef<StartReply> creator) {
+      ActorRef<StartReply> creator,
+      UapiSettings uapi,
+      FaultInjector injector) {
+    Objects.requireNonNull(uapi, "uapi");
+    Objects.requireNonNull(injector, "injector");
     Objects.requireNonNull(spec, "spec");
     List<DeviceHandle> assigned = List.copyOf(devices);
     return Behaviors.withStash(
@@ -482,7 +510,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   memory.tell(
                       new HostMemoryActor.AllocateGuestMemory(
                           spec.vmId(), spec.memoryBytes(), spec.backing(), adapter));
-                  return starting(context, stash, spec, assigned, memory, clock, creator);
+                  return starting(context, stash, spec, assigned, memory, clock, creator, uapi, injector);
                 }));
   }
 
@@ -493,7 +521,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       List<DeviceHandle> devices,
       ActorRef<HostMemoryActor.Command> memory,
       ModeledClock clock,
-      ActorRef<StartReply> creator) {
+      ActorRef<StartReply> creator,
+      UapiSettings uapi,
+      FaultInjector injector) {
     return Behaviors.receive(Command.class)
         .onMessage(
             MemoryAnswered.class,
@@ -506,7 +536,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 }
                 creator.tell(new Started(spec.vmId(), allocated.layout()));
                 return stash.unstashAll(
-                    new VmActor(context, spec, devices, memory, clock, allocated.layout()));
+                    new VmActor(context, spec, devices, memory, clock, allocated.layout(), uapi, injector));
               }
               if (answered.reply() instanceof HostMemoryActor.MemoryRefused refused) {
                 context.getLog()
@@ -581,6 +611,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final ActorRef<HostMemoryActor.Command> memory;
   private final ModeledClock clock;
   private final GuestMemoryLayout layout;
+  private final UapiSettings uapi;
+  private final FaultInjector injector;
   private final Duration askTimeout;
   private final Map<String, AssignedDevice> devices = new LinkedHashMap<>();
   private final Map<Integer, GuestFd> fds = new LinkedHashMap<>();
@@ -595,7 +627,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final java.util.BitSet ictxSlotsInUse = new java.util.BitSet();
   private final List<String> failures = new ArrayList<>();
   private final ActorRef<DeviceActor.DmaCompleted> dmaAdapter;
-  private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
+  private final ActorRef<IoasidFdActor.FdEvent> fdEvents;
+  /** device → the ictx of the fd that reported it non-coherent (KVM file added on its word). */
+  private final Map<String, Integer> noncoherentFrom = new HashMap<>();
   private final Counter wbinvdEmulatedCounter;
   private final Counter wbinvdSkippedCounter;
   private final Counter staleCounter;
@@ -629,12 +663,16 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       List<DeviceHandle> handles,
       ActorRef<HostMemoryActor.Command> memory,
       ModeledClock clock,
-      GuestMemoryLayout layout) {
+      GuestMemoryLayout layout,
+      UapiSettings uapi,
+      FaultInjector injector) {
     super(context);
     this.spec = spec;
     this.memory = memory;
     this.clock = clock;
     this.layout = layout;
+    this.uapi = uapi;
+    this.injector = injector;
     this.askTimeout = Duration.ofMillis(spec.askTimeoutMillis());
     if (spec.vmId() > MAX_VM_ID) {
       throw new IllegalArgumentException("vm id " + spec.vmId() + " above " + MAX_VM_ID);
@@ -651,7 +689,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     iovas.reserve(ReservedRegion.SMMUV3_SW_MSI.start(), ReservedRegion.SMMUV3_SW_MSI.last());
     this.oracle = new StaleDmaOracle(spec.seed(), spec.vmId(), spec.strictOracle());
     this.dmaAdapter = context.messageAdapter(DeviceActor.DmaCompleted.class, DmaAnswered::new);
-    this.faultSink = context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultReceived::new);
+    this.fdEvents = context.messageAdapter(IoasidFdActor.FdEvent.class, FdEventReceived::new);
     String tenant = spec.tenant();
     this.wbinvdEmulatedCounter =
         Kamon.counter("iommulab.vm.wbinvd.exits").withTag("tenant", tenant).withTag("emulated", true);
@@ -667,7 +705,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .onMessage(AllocPasid.class, this::onAllocPasid)
         .onMessage(FreePasid.class, this::onFreePasid)
         .onMessage(OpenFd.class, this::onOpenFd)
-        .onMessage(AllocIoas.class, this::onAllocIoas)
+        .onMessage(AllocIoas.class, this::enqueue)
         .onMessage(CloseFd.class, this::enqueue)
         .onMessage(BindDevice.class, this::enqueue)
         .onMessage(UnbindDevice.class, this::enqueue)
@@ -679,15 +717,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .onMessage(ClearStage1.class, this::enqueue)
         .onMessage(InvalidateStage1.class, this::enqueue)
         .onMessage(ReleaseDevice.class, this::enqueue)
-        .onMessage(ResolvePageRequest.class, this::enqueue)
+        .onMessage(ReadFaults.class, this::enqueue)
         .onMessage(Shutdown.class, this::enqueue)
         .onMessage(UnitAnswered.class, this::onUnitAnswered)
-        .onMessage(FaultReceived.class, this::onFaultReceived)
+        .onMessage(FdAnswered.class, this::onFdAnswered)
+        .onMessage(FdEventReceived.class, this::onFdEvent)
         .onMessage(RunDma.class, this::onRunDma)
         .onMessage(DmaAnswered.class, this::onDmaAnswered)
         .onMessage(GuestWbinvd.class, this::onGuestWbinvd)
         .onMessage(GetVmState.class, this::onGetVmState)
         .onMessage(MemoryReleased.class, this::onMemoryReleased)
+        .onSignal(ChildFailed.class, this::onFdFailed)
+        .onSignal(Terminated.class, terminated -> this) // an fd stopped after its close
         .build();
   }
 
@@ -710,7 +751,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> start(Command cmd) {
-    if (cmd instanceof CloseFd c) {
+    if (cmd instanceof AllocIoas c) {
+      return startAllocIoas(c);
+    } else if (cmd instanceof CloseFd c) {
       return startCloseFd(c);
     } else if (cmd instanceof BindDevice c) {
       return startBind(c);
@@ -732,8 +775,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return startInvalidateStage1(c);
     } else if (cmd instanceof ReleaseDevice c) {
       return startRelease(c);
-    } else if (cmd instanceof ResolvePageRequest c) {
-      return startResolve(c.request());
+    } else if (cmd instanceof ReadFaults c) {
+      return startReadFaults(c.fd());
     } else if (cmd instanceof Shutdown c) {
       return startShutdown(c);
     }
@@ -809,41 +852,84 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     return new Refused(Errno.EIO, context + ": unexpected answer " + reply);
   }
 
+  private static final String FD_SILENT = "fd did not answer: ";
+
+  private Behavior<Command> askFd(
+      GuestFd f,
+      Function<ActorRef<IoasidFdActor.Reply>, IoasidFdActor.Command> request,
+      FdStep next) {
+    getContext()
+        .ask(
+            IoasidFdActor.Reply.class,
+            f.ref,
+            askTimeout,
+            request::apply,
+            (reply, failure) ->
+                new FdAnswered(
+                    reply != null
+                        ? reply
+                        : new IoasidFdActor.Refused(
+                            Errno.EIO, FD_SILENT + (failure == null ? "?" : failure.getMessage())),
+                    next));
+    return this;
+  }
+
+  private Behavior<Command> onFdAnswered(FdAnswered answered) {
+    if (answered.reply() instanceof IoasidFdActor.Refused r && r.errno() == Errno.EIO
+        && r.message().startsWith(FD_SILENT)) {
+      failure(r.message());
+    }
+    return answered.next().next(answered.reply());
+  }
+
+  private static Refused fdRefused(IoasidFdActor.Reply reply, String context) {
+    if (reply instanceof IoasidFdActor.Refused r) {
+      return new Refused(r.errno(), context + ": " + r.message());
+    }
+    return new Refused(Errno.EIO, context + ": unexpected answer " + reply);
+  }
+
   // ================================================================ fds and IOAS
 
   private Behavior<Command> onOpenFd(OpenFd cmd) {
     if (shuttingDown) {
       return refuseShuttingDown(cmd);
     }
-    int slot = 0;
-    while (slot < MAX_FDS && ictxSlotsInUse.get(slot)) {
-      slot++;
-    }
-    if (slot == MAX_FDS) {
+    int slot = ictxSlotsInUse.nextClearBit(0);
+    if (slot >= MAX_FDS) {
       cmd.replyTo().tell(new Refused(Errno.ENOSPC, "vm " + spec.vmId() + ": " + MAX_FDS + " IOMMU fds open"));
       return this;
     }
     ictxSlotsInUse.set(slot);
     int fd = nextFd++;
-    fds.put(fd, new GuestFd(fd, spec.vmId() * MAX_FDS + slot));
-    oracle.note(clock.nanos(), "fd " + fd + " opened");
-    cmd.replyTo().tell(new FdOpened(fd));
+    int ictxId = spec.vmId() * MAX_FDS + slot;
+    ActorRef<IoasidFdActor.Command> ref =
+        getContext()
+            .spawn(
+                IoasidFdActor.create(ictxId, spec.vmId(), layout, uapi, memory, fdEvents, injector, clock),
+                "fd-" + fd);
+    getContext().watch(ref);
+    fds.put(fd, new GuestFd(fd, ictxId, ref));
+    oracle.note(clock.nanos(), "fd " + fd + " opened (context " + ictxId + ")");
+    cmd.replyTo().tell(new FdOpened(fd, ref));
     return this;
   }
 
-  private Behavior<Command> onAllocIoas(AllocIoas cmd) {
-    if (shuttingDown) {
-      return refuseShuttingDown(cmd);
-    }
+  private Behavior<Command> startAllocIoas(AllocIoas cmd) {
     GuestFd f = fds.get(cmd.fd());
     if (f == null) {
-      cmd.replyTo().tell(new Refused(Errno.EBADF, "fd " + cmd.fd() + ": not open"));
-      return this;
+      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
     }
-    int id = f.nextObjectId();
-    f.ioas.put(id, new Ioas(id));
-    cmd.replyTo().tell(new IoasAllocated(f.fd, id));
-    return this;
+    return askFd(
+        f,
+        r -> new IoasidFdActor.IoasAlloc(0, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.IoasAllocated a)) {
+            return reply(cmd.replyTo(), fdRefused(reply, "IOAS_ALLOC"));
+          }
+          f.ioas.put(a.outIoasId(), new Ioas(a.outIoasId()));
+          return reply(cmd.replyTo(), new IoasAllocated(f.fd, a.outIoasId()));
+        });
   }
 
   private Behavior<Command> startBind(BindDevice cmd) {
@@ -859,26 +945,30 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already bound to fd %d", cmd.device(), boundIn.get(cmd.device()));
     }
     DeviceHandle h = device.value().handle;
-    int ictx = f.ictxId;
-    return askUnit(
-        h.unit(),
-        r -> new IommuUnitActor.ClaimDmaOwner(h.rid(), ictx, spec.vmId(), r),
+    IoasidFdActor.DeviceHandle cdev =
+        new IoasidFdActor.DeviceHandle(h.name(), h.rid(), h.liodn(), h.group(), h.unitId(), h.unit(), h.device());
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceBind(cdev, r),
         reply -> {
-          if (!(reply instanceof IommuUnitActor.DmaOwnerClaimed claimed)) {
-            return reply(cmd.replyTo(), asRefused(reply, "device " + h.name() + ": bind"));
+          if (!(reply instanceof IoasidFdActor.DeviceBound bound)) {
+            return reply(cmd.replyTo(), fdRefused(reply, "device " + h.name() + ": bind"));
           }
-          Binding b = new Binding(h, f.nextObjectId(), claimed.info());
+          Binding b = new Binding(h, bound.devId(), bound.info());
           f.bound.put(h.name(), b);
           boundIn.put(h.name(), f.fd);
-          for (ReservedRegion region : claimed.info().reservedRegions()) {
+          for (ReservedRegion region : bound.info().reservedRegions()) {
             if (region.type() != ReservedRegion.Type.DIRECT_RELAXABLE) {
               iovas.reserve(region.start(), region.last());
             }
           }
-          // QEMU adds the device file to the KVM VFIO device (KVM_DEV_VFIO_FILE_ADD).
-          kvm.addFile(h.name(), h.enforcedCoherent()).value();
-          oracle.note(clock.nanos(), "device " + h.name() + " bound to fd " + f.fd);
-          return reply(cmd.replyTo(), new DeviceBound(f.fd, h.name(), b.devId, claimed.info()));
+          // QEMU adds the device file to the KVM VFIO device (KVM_DEV_VFIO_FILE_ADD). A file that
+          // is not coherent is added on the fd's NonCoherentDmaAppeared, whichever comes first.
+          if ((bound.info().enforceCacheCoherency() || h.enforcedCoherent()) && !kvm.hasFile(h.name())) {
+            kvm.addFile(h.name(), true).value();
+          }
+          oracle.note(clock.nanos(), "device " + h.name() + " bound to fd " + f.fd + " as device " + bound.devId());
+          return reply(cmd.replyTo(), new DeviceBound(f.fd, h.name(), bound.devId(), bound.info()));
         });
   }
 
@@ -891,27 +981,41 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (b == null) {
       return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
     }
-    return unbind(f, b, () -> reply(cmd.replyTo(), new DeviceUnbound(f.fd, cmd.device())));
+    return unbind(f, b, refusal -> reply(cmd.replyTo(), refusal != null ? refusal : new DeviceUnbound(f.fd, cmd.device())));
   }
 
-  /** Detaches (if attached), releases the DMA ownership, drops the KVM file. Never refused. */
+  @FunctionalInterface
+  private interface Then {
+    Behavior<Command> run(Refused refusal);
+  }
+
+  /**
+   * Closes the device's cdev: the fd detaches every PASID and the RID, releases the DMA ownership
+   * and destroys the DEVICE ({@link IoasidFdActor.DeviceUnbind}); then the KVM file goes.
+   */
   private Behavior<Command> unbind(GuestFd f, Binding b, Then then) {
-    Then release =
-        () ->
-            askUnit(
-                b.handle.unit(),
-                r -> new IommuUnitActor.ReleaseDmaOwner(b.handle.rid(), f.ictxId, r),
-                reply -> {
-                  if (!ok(reply)) {
-                    failure("unit refused to release the DMA ownership of " + b.handle.name() + ": " + reply);
-                  }
-                  f.bound.remove(b.handle.name());
-                  boundIn.remove(b.handle.name());
-                  kvm.deleteFile(b.handle.name()).value();
-                  oracle.note(clock.nanos(), "device " + b.handle.name() + " unbound from fd " + f.fd);
-                  return then.run();
-                });
-    return b.ioasId == null ? release.run() : detach(f, b, release);
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceUnbind(b.devId, r),
+        reply -> {
+          if (reply != IoasidFdActor.Done.INSTANCE) {
+            failure("fd " + f.fd + " did not unbind " + b.handle.name() + ": " + reply);
+            return then.run(fdRefused(reply, "device " + b.handle.name() + ": unbind"));
+          }
+          forgetBinding(f, b);
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " unbound from fd " + f.fd);
+          return then.run(null);
+        });
+  }
+
+  private void forgetBinding(GuestFd f, Binding b) {
+    f.bound.remove(b.handle.name());
+    boundIn.remove(b.handle.name());
+    String name = b.handle.name();
+    // A non-coherent file leaves on the fd's NonCoherentDmaDisappeared, which may come later.
+    if (kvm.hasFile(name) && !noncoherentFrom.containsKey(name)) {
+      kvm.deleteFile(name).value();
+    }
   }
 
   private Behavior<Command> startAttach(AttachDevice cmd) {
@@ -927,94 +1031,68 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (ioas == null) {
       return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
     }
-    if (b.ioasId != null) {
+    if (b.attached()) {
       return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already attached to ioas %d", cmd.device(), b.ioasId);
     }
-    if (b.handle.unitKind() == UnitKind.PAMU) {
-      return refused(
-          cmd.replyTo(), Errno.EOPNOTSUPP,
-          "device %s: behind a PAMU, domains are set up with the PAMU geometry and window calls", cmd.device());
+    if (!b.handle.pri()) {
+      return attach(f, b, ioas, ioas.id, cmd.replyTo());
     }
-    for (ReservedRegion region : b.info.reservedRegions()) {
-      if (region.type() == ReservedRegion.Type.DIRECT_RELAXABLE) {
-        continue;
-      }
-      for (Area a : ioas.areas.values()) {
-        if (region.intersects(a.iova, a.iova + a.length - 1)) {
-          return refused(
-              cmd.replyTo(), Errno.EADDRINUSE,
-              "device %s: area [0x%x, +0x%x) of ioas %d covers reserved %s",
-              cmd.device(), a.iova, a.length, ioas.id, region);
-        }
-      }
-    }
-    Domain existing = ioas.domains.get(b.handle.unitId());
-    if (existing != null) {
-      return attachTo(f, b, ioas, existing, cmd.replyTo(), () -> opDone());
-    }
-    DeviceHandle h = b.handle;
-    return askUnit(
-        h.unit(),
-        r -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.PAGING, false, false, 0, r),
+    return faultHwpt(
+        f, b, ioas,
+        (hwptId, refusal) -> refusal != null ? reply(cmd.replyTo(), refusal) : attach(f, b, ioas, hwptId, cmd.replyTo()));
+  }
+
+  private Behavior<Command> attach(GuestFd f, Binding b, Ioas ioas, int ptId, ActorRef<VmReply> replyTo) {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceAttach(b.devId, ptId, r),
         reply -> {
-          if (!(reply instanceof IommuUnitActor.DomainAllocated allocated)) {
-            return reply(cmd.replyTo(), asRefused(reply, "device " + h.name() + ": domain allocation"));
+          if (!(reply instanceof IoasidFdActor.DeviceAttached attached)) {
+            return reply(replyTo, fdRefused(reply, "device " + b.handle.name() + ": attach"));
           }
-          Domain domain = new Domain(h.unitId(), allocated.domainId(), h.unit());
-          Then undoDomain = () -> freeDomain(domain, () -> opDone());
-          Then fill =
-              () ->
-                  fillDomain(
-                      domain, ioas,
-                      refusal -> {
-                        cmd.replyTo().tell(refusal);
-                        return freeDomain(domain, () -> opDone());
-                      },
-                      () -> {
-                        ioas.domains.put(h.unitId(), domain);
-                        return attachTo(
-                            f, b, ioas, domain, cmd.replyTo(),
-                            () -> {
-                              if (domain.attached == 0) {
-                                ioas.domains.remove(h.unitId());
-                                return unmapAllFrom(domain, ioas, undoDomain);
-                              }
-                              return opDone();
-                            });
-                      });
-          if (!h.enforcedCoherent()) {
-            return fill.run();
-          }
-          // iommufd sets force-snoop before the first map: the PTE snoop bit is decided at map.
-          return askUnit(
-              h.unit(),
-              r -> new IommuUnitActor.EnforceCacheCoherency(domain.domainId, r),
-              cc -> {
-                if (!ok(cc)) {
-                  cmd.replyTo().tell(asRefused(cc, "device " + h.name() + ": enforce cache coherency"));
-                  return undoDomain.run();
-                }
-                return fill.run();
-              });
+          b.ioasId = ioas.id;
+          b.hwptId = attached.ptId();
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " attached to ioas " + ioas.id + " (hwpt " + b.hwptId + ") of fd " + f.fd);
+          return reply(replyTo, new DeviceAttached(f.fd, b.handle.name(), ioas.id, b.hwptId));
         });
   }
 
-  /** Attaches (rid, NO_PASID) of {@code b} to {@code domain}; replies; then {@code after}. */
-  private Behavior<Command> attachTo(
-      GuestFd f, Binding b, Ioas ioas, Domain domain, ActorRef<VmReply> replyTo, Then after) {
-    return askUnit(
-        domain.unit,
-        r -> new IommuUnitActor.Attach(b.handle.rid(), IommuUnitActor.NO_PASID, domain.domainId, faultSink, r),
+  @FunctionalInterface
+  private interface HwptThen {
+    /** {@code refusal} null: the HWPT {@code hwptId} is ready. */
+    Behavior<Command> run(int hwptId, Refused refusal);
+  }
+
+  /**
+   * The HWPT_PAGING of {@code ioas} on the device's unit that delivers page requests to this fd's
+   * FAULT queue: the queue and the HWPT are allocated on first use.
+   */
+  private Behavior<Command> faultHwpt(GuestFd f, Binding b, Ioas ioas, HwptThen then) {
+    Integer existing = f.faultHwpts.get(GuestFd.faultHwptKey(ioas.id, b.handle.unitId()));
+    if (existing != null) {
+      return then.run(existing, null);
+    }
+    if (f.faultId == 0) {
+      return askFd(
+          f,
+          r -> new IoasidFdActor.FaultQueueAlloc(0, r),
+          reply -> {
+            if (!(reply instanceof IoasidFdActor.FaultQueueAllocated q)) {
+              return then.run(0, fdRefused(reply, "FAULT_QUEUE_ALLOC"));
+            }
+            f.faultId = q.outFaultId();
+            return faultHwpt(f, b, ioas, then);
+          });
+    }
+    return askFd(
+        f,
+        r -> new IoasidFdActor.HwptAlloc(Uapi.HWPT_ALLOC_FAULT_ID_VALID, b.devId, ioas.id, Uapi.HWPT_DATA_NONE, 0, f.faultId, r),
         reply -> {
-          if (!ok(reply)) {
-            replyTo.tell(asRefused(reply, "device " + b.handle.name() + ": attach"));
-            return after.run();
+          if (!(reply instanceof IoasidFdActor.HwptAllocated h)) {
+            return then.run(0, fdRefused(reply, "device " + b.handle.name() + ": HWPT_ALLOC with the fault queue"));
           }
-          domain.attached++;
-          b.ioasId = ioas.id;
-          oracle.note(clock.nanos(), "device " + b.handle.name() + " attached to ioas " + ioas.id + " of fd " + f.fd);
-          replyTo.tell(new DeviceAttached(f.fd, b.handle.name(), ioas.id, domain.domainId));
-          return after.run();
+          f.faultHwpts.put(GuestFd.faultHwptKey(ioas.id, b.handle.unitId()), h.outHwptId());
+          return then.run(h.outHwptId(), null);
         });
   }
 
@@ -1027,87 +1105,34 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (b == null) {
       return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
     }
-    if (b.ioasId == null) {
+    if (!b.attached()) {
       return refused(cmd.replyTo(), Errno.EINVAL, "device %s: not attached", cmd.device());
     }
-    return detach(f, b, () -> reply(cmd.replyTo(), new DeviceDetached(f.fd, cmd.device())));
-  }
-
-  /**
-   * Detaches {@code b}: the unit answers after the PASID-teardown invalidation; the last device
-   * of a domain takes the domain with it (areas unmapped from it, then freed). Never refused.
-   */
-  private Behavior<Command> detach(GuestFd f, Binding b, Then then) {
-    Ioas ioas = f.ioas.get(b.ioasId);
-    Domain domain = ioas.domains.get(b.handle.unitId());
-    return askUnit(
-        domain.unit,
-        r -> new IommuUnitActor.Detach(b.handle.rid(), IommuUnitActor.NO_PASID, r),
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceDetach(b.devId, r),
         reply -> {
-          if (!ok(reply)) {
-            failure("unit refused to detach " + b.handle.name() + ": " + reply);
+          if (reply != IoasidFdActor.Done.INSTANCE) {
+            return reply(cmd.replyTo(), fdRefused(reply, "device " + b.handle.name() + ": detach"));
           }
-          b.ioasId = null;
-          domain.attached--;
-          oracle.note(clock.nanos(), "device " + b.handle.name() + " detached from ioas " + ioas.id);
-          if (domain.attached > 0) {
-            return then.run();
-          }
-          ioas.domains.remove(domain.unitId);
-          return unmapAllFrom(domain, ioas, () -> freeDomain(domain, then));
-        });
-  }
-
-  private Behavior<Command> freeDomain(Domain domain, Then then) {
-    return askUnit(
-        domain.unit,
-        r -> new IommuUnitActor.FreeDomain(domain.domainId, r),
-        reply -> {
-          if (!ok(reply)) {
-            failure("unit refused to free domain " + domain.domainId + ": " + reply);
-          }
-          return then.run();
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " detached from ioas " + b.ioasId);
+          b.ioasId = 0;
+          b.hwptId = 0;
+          return reply(cmd.replyTo(), new DeviceDetached(f.fd, cmd.device()));
         });
   }
 
   // ================================================================ map and unmap
 
-  /** Host-physical runs of guest memory {@code [gpa, gpa + length)}. */
-  private long[][] runs(long gpa, long length) {
-    List<long[]> runs = new ArrayList<>();
-    long g = gpa;
-    long end = gpa + length;
-    while (g < end) {
-      long run = Math.min(layout.gpaContiguousBytes(g), end - g);
-      runs.add(new long[] {layout.gpaToHpa(g), run});
-      g += run;
+  private static int mapFlags(int prot) {
+    int flags = Uapi.IOAS_MAP_FIXED_IOVA;
+    if ((prot & Access.READ) != 0) {
+      flags |= Uapi.IOAS_MAP_READABLE;
     }
-    long[] hpas = new long[runs.size()];
-    long[] lengths = new long[runs.size()];
-    for (int i = 0; i < hpas.length; i++) {
-      hpas[i] = runs.get(i)[0];
-      lengths[i] = runs.get(i)[1];
+    if ((prot & Access.WRITE) != 0) {
+      flags |= Uapi.IOAS_MAP_WRITEABLE;
     }
-    return new long[][] {hpas, lengths};
-  }
-
-  /** The pieces of an area present in domains: whole for an eager area, installed pages if lazy. */
-  private static List<long[]> presentPieces(Area a) {
-    List<long[]> pieces = new ArrayList<>();
-    if (!a.lazy) {
-      pieces.add(new long[] {a.iova, a.length, a.gpa});
-      return pieces;
-    }
-    for (int i = a.installed.nextSetBit(0); i >= 0; ) {
-      int end = a.installed.nextClearBit(i);
-      pieces.add(new long[] {a.iova + i * PAGE, (end - i) * PAGE, a.gpa + i * PAGE});
-      i = a.installed.nextSetBit(end);
-    }
-    return pieces;
-  }
-
-  private void pins(long gpa, long length, boolean pinned) {
-    memory.tell(new HostMemoryActor.PinsChanged(spec.vmId(), layout.userVaBase() + gpa, length, pinned));
+    return flags;
   }
 
   private Behavior<Command> startMap(MapBuffer cmd) {
@@ -1136,156 +1161,48 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return refused(cmd.replyTo(), e.errno(), e.message());
       }
       iova = allocated.value();
-    } else {
-      if (iova < 0 || iova % PAGE != 0 || iova > IOVA_LIMIT - cmd.length()) {
-        return refused(cmd.replyTo(), Errno.EINVAL, "iova 0x%x: must be 4 KiB aligned and below 0x%x", iova, IOVA_LIMIT);
-      }
-      for (Binding b : f.bound.values()) {
-        if (b.ioasId != null && b.ioasId == ioas.id) {
-          for (ReservedRegion region : b.info.reservedRegions()) {
-            if (region.type() != ReservedRegion.Type.DIRECT_RELAXABLE
-                && region.intersects(iova, iova + cmd.length() - 1)) {
-              return refused(cmd.replyTo(), Errno.EINVAL, "iova [0x%x, +0x%x): intersects reserved %s", iova, cmd.length(), region);
-            }
-          }
-        }
-      }
+    } else if (iova < 0 || iova % PAGE != 0 || iova > IOVA_LIMIT - cmd.length()) {
+      return refused(cmd.replyTo(), Errno.EINVAL, "iova 0x%x: must be 4 KiB aligned and below 0x%x", iova, IOVA_LIMIT);
     }
     Area clash = ioas.overlapping(iova, cmd.length());
     if (clash != null) {
       if (ownIova) {
         iovas.free(iova).value();
       }
-      return refused(cmd.replyTo(), Errno.EEXIST, "iova [0x%x, +0x%x): overlaps the area at 0x%x", iova, cmd.length(), clash.iova);
+      return refused(cmd.replyTo(), Errno.EEXIST, "iova [0x%x, +0x%x): overlaps the buffer at 0x%x", iova, cmd.length(), clash.iova);
     }
     Area area = new Area(iova, cmd.length(), cmd.gpa(), cmd.prot(), cmd.lazy(), ownIova);
-    long space = f.space(ioas.id);
-    oracle.mapIssued(space, iova, cmd.length());
+    oracle.mapIssued(f.space(ioas.id), iova, cmd.length());
     if (area.lazy) {
       ioas.areas.put(iova, area);
       return reply(cmd.replyTo(), new BufferMapped(iova, cmd.length()));
     }
-    pins(area.gpa, area.length, true);
-    List<Domain> domains = new ArrayList<>(ioas.domains.values());
-    long[][] runs = runs(area.gpa, area.length);
-    return mapInto(
-        domains, 0, area.iova, runs, area.prot,
-        (failedAt, refusal) -> {
-          // Undo what was mapped, then the pin and the IOVA: a refused map changes nothing.
-          return unmapFrom(
-              domains.subList(0, failedAt), area.iova, area.length,
-              latency -> {
-                pins(area.gpa, area.length, false);
-                if (area.ownIova) {
-                  iovas.free(area.iova).value();
-                }
-                return reply(cmd.replyTo(), asRefused(refusal, String.format("map at iova 0x%x", area.iova)));
-              });
-        },
-        () -> {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.IoasMap(mapFlags(area.prot), ioas.id, layout.userVaBase() + area.gpa, area.length, area.iova, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.IoasMapped)) {
+            if (area.ownIova) {
+              iovas.free(area.iova).value();
+            }
+            return reply(cmd.replyTo(), fdRefused(reply, String.format("IOAS_MAP at iova 0x%x", area.iova)));
+          }
           ioas.areas.put(area.iova, area);
           return reply(cmd.replyTo(), new BufferMapped(area.iova, area.length));
         });
   }
 
-  @FunctionalInterface
-  private interface MapFailed {
-    Behavior<Command> at(int domainIndex, IommuUnitActor.UnitReply refusal);
-  }
-
-  /** Maps {@code runs} at {@code iova} in {@code domains[i..]}, one after the other. */
-  private Behavior<Command> mapInto(
-      List<Domain> domains, int i, long iova, long[][] runs, int prot, MapFailed failed, Then done) {
-    if (i == domains.size()) {
-      return done.run();
-    }
-    Domain d = domains.get(i);
-    return askUnit(
-        d.unit,
-        r -> new IommuUnitActor.MapRange(d.domainId, iova, runs[0].clone(), runs[1].clone(), prot, r),
-        reply ->
-            ok(reply) ? mapInto(domains, i + 1, iova, runs, prot, failed, done) : failed.at(i, reply));
-  }
-
-  @FunctionalInterface
-  private interface Unmapped {
-    Behavior<Command> then(long modeledLatencyNs);
-  }
-
-  /** Unmaps {@code [iova, +length)} from every domain of {@code domains}; refusals are failures. */
-  private Behavior<Command> unmapFrom(List<Domain> domains, long iova, long length, Unmapped done) {
-    return unmapFrom(domains, 0, iova, length, 0, done);
-  }
-
-  private Behavior<Command> unmapFrom(
-      List<Domain> domains, int i, long iova, long length, long latency, Unmapped done) {
-    if (i == domains.size()) {
-      return done.then(latency);
-    }
-    Domain d = domains.get(i);
-    return askUnit(
-        d.unit,
-        r -> new IommuUnitActor.UnmapRange(d.domainId, iova, length, r),
-        reply -> {
-          long l = latency;
-          if (reply instanceof IommuUnitActor.Unmapped u) {
-            l = Math.max(l, u.modeledLatencyNs());
-          } else {
-            failure(String.format("unit refused to unmap [0x%x, +0x%x) from domain %d: %s", iova, length, d.domainId, reply));
-          }
-          return unmapFrom(domains, i + 1, iova, length, l, done);
-        });
-  }
-
-  /** Fills a new domain with every area of {@code ioas} (what is present of lazy ones). */
-  private Behavior<Command> fillDomain(
-      Domain domain, Ioas ioas, Function<Refused, Behavior<Command>> failed, Then done) {
+  /** The pieces of a buffer mapped in the fd: whole if eager, the installed pages if lazy. */
+  private static List<long[]> presentPieces(Area a) {
     List<long[]> pieces = new ArrayList<>();
-    List<Integer> prots = new ArrayList<>();
-    for (Area a : ioas.areas.values()) {
-      for (long[] p : presentPieces(a)) {
-        pieces.add(p);
-        prots.add(a.prot);
-      }
+    if (!a.lazy) {
+      pieces.add(new long[] {a.iova, a.length});
+      return pieces;
     }
-    return fillPieces(domain, pieces, prots, 0, failed, done);
-  }
-
-  private Behavior<Command> fillPieces(
-      Domain domain, List<long[]> pieces, List<Integer> prots, int i,
-      Function<Refused, Behavior<Command>> failed, Then done) {
-    if (i == pieces.size()) {
-      return done.run();
+    for (int i = a.installed.nextSetBit(0); i >= 0; i = a.installed.nextSetBit(i + 1)) {
+      pieces.add(new long[] {a.iova + i * PAGE, PAGE}); // each installed page is its own fd area
     }
-    long[] p = pieces.get(i);
-    long[][] runs = runs(p[2], p[1]);
-    return askUnit(
-        domain.unit,
-        r -> new IommuUnitActor.MapRange(domain.domainId, p[0], runs[0], runs[1], prots.get(i), r),
-        reply -> {
-          if (ok(reply)) {
-            return fillPieces(domain, pieces, prots, i + 1, failed, done);
-          }
-          Refused refusal = asRefused(reply, String.format("replaying iova 0x%x into a new domain", p[0]));
-          return unmapPieces(domain, pieces.subList(0, i), 0, () -> failed.apply(refusal));
-        });
-  }
-
-  private Behavior<Command> unmapPieces(Domain domain, List<long[]> pieces, int i, Then done) {
-    if (i == pieces.size()) {
-      return done.run();
-    }
-    long[] p = pieces.get(i);
-    return unmapFrom(List.of(domain), p[0], p[1], latency -> unmapPieces(domain, pieces, i + 1, done));
-  }
-
-  /** Unmaps every present piece of every area of {@code ioas} from {@code domain}. */
-  private Behavior<Command> unmapAllFrom(Domain domain, Ioas ioas, Then done) {
-    List<long[]> pieces = new ArrayList<>();
-    for (Area a : ioas.areas.values()) {
-      pieces.addAll(presentPieces(a));
-    }
-    return unmapPieces(domain, pieces, 0, done);
+    return pieces;
   }
 
   private Behavior<Command> startUnmap(UnmapBuffer cmd) {
@@ -1307,59 +1224,65 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     for (; e != null && e.getKey() < end; e = ioas.areas.higherEntry(e.getKey())) {
       Area a = e.getValue();
       if (a.iova < cmd.iova() || a.iova + a.length > end) {
-        return refused(cmd.replyTo(), Errno.ENOENT, "area [0x%x, +0x%x): only partly inside [0x%x, +0x%x); areas are never split", a.iova, a.length, cmd.iova(), cmd.length());
+        return refused(cmd.replyTo(), Errno.ENOENT, "buffer [0x%x, +0x%x): only partly inside [0x%x, +0x%x); buffers are never split", a.iova, a.length, cmd.iova(), cmd.length());
       }
       victims.add(a);
     }
     if (victims.isEmpty()) {
       return refused(cmd.replyTo(), Errno.ENOENT, "[0x%x, +0x%x): nothing mapped", cmd.iova(), cmd.length());
     }
-    long space = f.space(ioas.id);
-    List<Domain> domains = new ArrayList<>(ioas.domains.values());
-    return unmapAreas(
-        ioas, space, domains, victims, 0, 0, 0,
-        (bytes, latency) -> reply(cmd.replyTo(), new BufferUnmapped(cmd.iova(), bytes, clock.nanos(), latency)));
+    return unmapAreas(f, ioas, victims, 0, 0, cmd.replyTo(),
+        bytes -> reply(cmd.replyTo(), new BufferUnmapped(cmd.iova(), bytes, clock.nanos())));
   }
 
   @FunctionalInterface
   private interface AreasUnmapped {
-    Behavior<Command> then(long bytes, long modeledLatencyNs);
+    Behavior<Command> then(long bytes);
   }
 
-  /** Unmaps areas one by one from every domain; each returned unmap is told to the oracle. */
+  /**
+   * Unmaps buffers one by one, each through one IOAS_UNMAP per present piece; each returned unmap
+   * is told to the oracle. A refusal stops here: the buffers before it are gone, as the kernel's
+   * UNMAP does.
+   */
   private Behavior<Command> unmapAreas(
-      Ioas ioas, long space, List<Domain> domains, List<Area> areas, int i, long bytes, long latency,
-      AreasUnmapped done) {
+      GuestFd f, Ioas ioas, List<Area> areas, int i, long bytes, ActorRef<VmReply> replyTo, AreasUnmapped done) {
     if (i == areas.size()) {
-      return done.then(bytes, latency);
+      return done.then(bytes);
     }
     Area a = areas.get(i);
     StaleDmaOracle.Event issued =
         oracle.note(clock.nanos(), String.format("unmap [0x%x, +0x%x) issued", a.iova, a.length));
-    List<long[]> pieces = presentPieces(a);
-    return unmapPiecesFrom(
-        domains, pieces, 0, 0,
-        l -> {
-          for (long[] p : pieces) {
-            pins(p[2], p[1], false);
-          }
-          ioas.areas.remove(a.iova);
-          if (a.ownIova) {
-            iovas.free(a.iova).value();
-          }
-          oracle.unmapReturned(space, a.iova, a.length, issued, clock.nanos());
-          return unmapAreas(ioas, space, domains, areas, i + 1, bytes + a.length, Math.max(latency, l), done);
-        });
+    return unmapPieces(f, ioas, a, presentPieces(a), 0, refusal -> {
+      if (refusal != null) {
+        return reply(replyTo, refusal);
+      }
+      ioas.areas.remove(a.iova);
+      if (a.ownIova) {
+        iovas.free(a.iova).value();
+      }
+      oracle.unmapReturned(f.space(ioas.id), a.iova, a.length, issued, clock.nanos());
+      return unmapAreas(f, ioas, areas, i + 1, bytes + a.length, replyTo, done);
+    });
   }
 
-  private Behavior<Command> unmapPiecesFrom(
-      List<Domain> domains, List<long[]> pieces, int i, long latency, Unmapped done) {
+  private Behavior<Command> unmapPieces(GuestFd f, Ioas ioas, Area a, List<long[]> pieces, int i, Then then) {
     if (i == pieces.size()) {
-      return done.then(latency);
+      return then.run(null);
     }
     long[] p = pieces.get(i);
-    return unmapFrom(
-        domains, p[0], p[1], l -> unmapPiecesFrom(domains, pieces, i + 1, Math.max(latency, l), done));
+    return askFd(
+        f,
+        r -> new IoasidFdActor.IoasUnmap(ioas.id, p[0], p[1], r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.IoasUnmapped)) {
+            return then.run(fdRefused(reply, String.format("IOAS_UNMAP of [0x%x, +0x%x)", p[0], p[1])));
+          }
+          if (a.lazy) {
+            a.installed.clear((int) ((p[0] - a.iova) / PAGE));
+          }
+          return unmapPieces(f, ioas, a, pieces, i + 1, then);
+        });
   }
 
   // ================================================================ stage 1 (nested domains)
@@ -1427,79 +1350,131 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         });
   }
 
-  // ================================================================ faults and page requests
+  // ================================================================ fd events and page requests
 
-  private Behavior<Command> onFaultReceived(FaultReceived received) {
-    if (received.event() instanceof IommuUnitActor.DmaFaulted faulted) {
-      dmaFaults++;
-      oracle.note(clock.nanos(), "DMA fault " + faulted.fault());
-      return this;
+  private GuestFd fdOfContext(int ictxId) {
+    for (GuestFd f : fds.values()) {
+      if (f.ictxId == ictxId) {
+        return f;
+      }
     }
-    if (received.event() instanceof IommuUnitActor.PageRequested requested) {
-      return enqueue(new ResolvePageRequest(requested.request()));
-    }
-    throw new IllegalStateException("vm " + spec.vmId() + ": unknown fault event " + received.event());
+    return null;
   }
 
-  private Behavior<Command> startResolve(PageRequest req) {
-    Binding b = bindingByRid(req.unitId(), req.rid());
-    Ioas ioas = null;
-    GuestFd f = null;
-    if (b != null && b.ioasId != null && req.pasid() == IommuUnitActor.NO_PASID) {
-      f = fds.get(boundIn.get(b.handle.name()));
-      ioas = f.ioas.get(b.ioasId);
+  private Behavior<Command> onFdEvent(FdEventReceived received) {
+    IoasidFdActor.FdEvent event = received.event();
+    if (event instanceof IoasidFdActor.NonCoherentDmaAppeared a) {
+      AssignedDevice d = devices.get(a.device());
+      if (d == null || d.handle.enforcedCoherent()) {
+        // A PAMU part: the kernel calls it non-coherent, but PowerPC KVM has no WBINVD to
+        // emulate (kvm_arch_register_noncoherent_dma is x86 only); its file counts as coherent.
+        return this;
+      }
+      // KVM_DEV_VFIO_FILE_ADD of a non-coherent file: kvm_vfio_update_coherency registers.
+      if (kvm.hasFile(a.device())) {
+        kvm.deleteFile(a.device()).value();
+      }
+      kvm.addFile(a.device(), false).value();
+      noncoherentFrom.put(a.device(), a.ictxId());
+      oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + a.device() + " registered");
+      return this;
     }
-    Area area = ioas == null ? null : ioas.holding(req.addr());
+    if (event instanceof IoasidFdActor.NonCoherentDmaDisappeared d) {
+      Integer from = noncoherentFrom.get(d.device());
+      if (from != null && from == d.ictxId()) {
+        noncoherentFrom.remove(d.device());
+        kvm.deleteFile(d.device()).value();
+        oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + d.device() + " unregistered");
+      }
+      return this;
+    }
+    if (event instanceof IoasidFdActor.FaultQueueReadable r) {
+      GuestFd f = fdOfContext(r.ictxId());
+      if (f != null && !f.readingFaults) {
+        f.readingFaults = true;
+        return enqueue(new ReadFaults(f.fd));
+      }
+      return this;
+    }
+    return this; // vEVENTQ readiness: no vIOMMU in this guest driver
+  }
+
+  /** Records of one FAULT read, 64 at most: a whole group never spans two reads. */
+  static final int FAULT_READ_RECORDS = 64;
+
+  private Behavior<Command> startReadFaults(int fdNumber) {
+    GuestFd f = fds.get(fdNumber);
+    if (f == null || f.faultId == 0) {
+      return opDone();
+    }
+    return askFd(
+        f,
+        r -> new IoasidFdActor.FaultRead(f.faultId, FAULT_READ_RECORDS * Uapi.HWPT_PGFAULT_LEN, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.FaultRecords records) || records.records().isEmpty()) {
+            f.readingFaults = false;
+            return opDone();
+          }
+          Map<Integer, int[]> codes = new LinkedHashMap<>(); // cookie -> {code}
+          return resolve(f, records.records(), 0, codes, () -> {
+            List<HwptPageResponse> responses = new ArrayList<>();
+            codes.forEach((cookie, code) -> responses.add(new HwptPageResponse(cookie, code[0])));
+            return askFd(
+                f,
+                r -> new IoasidFdActor.FaultWrite(f.faultId, responses, r),
+                written -> {
+                  if (!(written instanceof IoasidFdActor.FaultWritten)) {
+                    failure("fd " + f.fd + " refused the page responses " + responses + ": " + written);
+                  }
+                  return startReadFaults(fdNumber); // drain: the readable event is an edge
+                });
+          });
+        });
+  }
+
+  @FunctionalInterface
+  private interface Resolved {
+    Behavior<Command> run();
+  }
+
+  /** Resolves the page requests {@code records[i..]}; a group fails if any of its requests does. */
+  private Behavior<Command> resolve(
+      GuestFd f, List<HwptPgfault> records, int i, Map<Integer, int[]> codes, Resolved done) {
+    if (i == records.size()) {
+      return done.run();
+    }
+    HwptPgfault req = records.get(i);
+    int[] code = codes.computeIfAbsent(req.cookie(), c -> new int[] {Uapi.PAGE_RESP_SUCCESS});
+    Binding b = f.bindingOf(req.devId());
+    Ioas ioas = b == null || !b.attached() ? null : f.ioas.get(b.ioasId);
+    boolean pasid = (req.flags() & Uapi.PGFAULT_FLAGS_PASID_VALID) != 0;
+    Area area = ioas == null || pasid ? null : ioas.holding(req.addr());
     if (area == null || !Access.permits(area.prot, req.perm() & Access.READ_WRITE)) {
       pageRequestsInvalid++;
-      return respond(b, req, IommuUnitActor.PageResponseCode.INVALID);
+      code[0] = Uapi.PAGE_RESP_INVALID;
+      return resolve(f, records, i + 1, codes, done);
     }
     int page = (int) ((req.addr() - area.iova) / PAGE);
     if (!area.lazy || area.installed.get(page)) {
       pageRequestsResolved++;
-      return respond(b, req, IommuUnitActor.PageResponseCode.SUCCESS);
+      return resolve(f, records, i + 1, codes, done);
     }
     long pageIova = area.iova + page * PAGE;
     long gpa = area.gpa + page * PAGE;
-    Ioas target = ioas;
-    pins(gpa, PAGE, true);
-    List<Domain> domains = new ArrayList<>(target.domains.values());
-    long[][] runs = runs(gpa, PAGE);
-    oracle.mapIssued(f.space(target.id), pageIova, PAGE);
-    return mapInto(
-        domains, 0, pageIova, runs, area.prot,
-        (failedAt, refusal) ->
-            unmapFrom(
-                domains.subList(0, failedAt), pageIova, PAGE,
-                latency -> {
-                  pins(gpa, PAGE, false);
-                  pageRequestsInvalid++;
-                  return respond(b, req, IommuUnitActor.PageResponseCode.FAILURE);
-                }),
-        () -> {
-          area.installed.set(page);
-          pageRequestsResolved++;
-          return respond(b, req, IommuUnitActor.PageResponseCode.SUCCESS);
+    oracle.mapIssued(f.space(ioas.id), pageIova, PAGE);
+    return askFd(
+        f,
+        r -> new IoasidFdActor.IoasMap(mapFlags(area.prot), ioas.id, layout.userVaBase() + gpa, PAGE, pageIova, r),
+        reply -> {
+          if (reply instanceof IoasidFdActor.IoasMapped) {
+            area.installed.set(page);
+            pageRequestsResolved++;
+          } else {
+            pageRequestsInvalid++;
+            code[0] = Uapi.PAGE_RESP_INVALID;
+          }
+          return resolve(f, records, i + 1, codes, done);
         });
-  }
-
-  /** Answers a page-request group once, on its last request (io-pgfault.c: one response a group). */
-  private Behavior<Command> respond(Binding b, PageRequest req, IommuUnitActor.PageResponseCode code) {
-    if (req.lastPage() && b != null) {
-      b.handle.unit().tell(new IommuUnitActor.RespondPageRequest(req.rid(), req.pasid(), req.groupId(), code));
-    }
-    return opDone();
-  }
-
-  private Binding bindingByRid(int unitId, int rid) {
-    for (GuestFd f : fds.values()) {
-      for (Binding b : f.bound.values()) {
-        if (b.handle.unitId() == unitId && (b.handle.rid() == rid || b.handle.liodn() == rid)) {
-          return b;
-        }
-      }
-    }
-    return null;
   }
 
   // ================================================================ guest IOMMU driver: PASIDs
@@ -1572,7 +1547,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (fd != null && cmd.pasid() == IommuUnitActor.NO_PASID) {
       GuestFd f = fds.get(fd);
       Binding b = f.bound.get(cmd.device());
-      if (b.ioasId != null) {
+      if (b.attached()) {
         hasSpace = true;
         space = f.space(b.ioasId);
       }
@@ -1603,6 +1578,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       throw new IllegalStateException("vm " + spec.vmId() + ": completion of unknown burst " + done.tag());
     }
     burstsCompleted++;
+    for (byte st : done.status()) {
+      if (st > 0 && st <= FAULT_REASONS) {
+        dmaFaults++;
+      }
+    }
     int violations = oracle.burstCompleted(f.issue(), done.status(), clock.nanos());
     if (violations > 0) {
       staleCounter.increment(violations);
@@ -1644,17 +1624,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     AssignedDevice d = device.value();
     // The guest driver stops programming it first: DMA issued from now on is refused.
     d.released = true;
-    Then released =
-        () -> {
-          oracle.note(clock.nanos(), "device " + d.handle.name() + " released");
-          return reply(cmd.replyTo(), new DeviceReleased(spec.vmId(), d.handle.name()));
-        };
     Integer fd = boundIn.get(d.handle.name());
     if (fd == null) {
-      return released.run();
+      oracle.note(clock.nanos(), "device " + d.handle.name() + " released");
+      return reply(cmd.replyTo(), new DeviceReleased(spec.vmId(), d.handle.name()));
     }
     GuestFd f = fds.get(fd);
-    return unbind(f, f.bound.get(d.handle.name()), released);
+    return unbind(f, f.bound.get(d.handle.name()), refusal -> {
+      oracle.note(clock.nanos(), "device " + d.handle.name() + " released");
+      // Released either way: the guest let it go; an fd that would not unbind is a failure noted.
+      return reply(cmd.replyTo(), new DeviceReleased(spec.vmId(), d.handle.name()));
+    });
   }
 
   private Outcome<AssignedDevice> usableDevice(String name) {
@@ -1675,26 +1655,46 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (f == null) {
       return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
     }
-    return closeFd(f, () -> reply(cmd.replyTo(), new FdClosed(f.fd)));
+    return closeFd(f, closed -> reply(cmd.replyTo(), new FdClosed(f.fd, closed.objectsDestroyed(), closed.pagesUnpinned())));
   }
 
-  /**
-   * Destroys what the fd holds, leaves first as iommufd's release does: devices (detached, then
-   * unbound: the last device of a domain frees it), then the areas of every IOAS (unpinned).
-   */
-  private Behavior<Command> closeFd(GuestFd f, Then then) {
-    if (!f.bound.isEmpty()) {
-      Binding b = f.bound.values().iterator().next();
-      return unbind(f, b, () -> closeFd(f, then));
+  @FunctionalInterface
+  private interface Closed {
+    Behavior<Command> run(IoasidFdActor.Closed closed);
+  }
+
+  /** close(fd): the fd destroys everything, leaf first; then the VM forgets it and stops it. */
+  private Behavior<Command> closeFd(GuestFd f, Closed then) {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.Close(r),
+        reply -> {
+          IoasidFdActor.Closed closed;
+          if (reply instanceof IoasidFdActor.Closed c) {
+            closed = c;
+          } else {
+            failure("fd " + f.fd + " did not close: " + reply);
+            closed = new IoasidFdActor.Closed(0, 0);
+          }
+          forgetFd(f);
+          getContext().stop(f.ref);
+          oracle.note(clock.nanos(), "fd " + f.fd + " closed");
+          return then.run(closed);
+        });
+  }
+
+  /** Drops what the VM knew of fd {@code f}: bindings (and their KVM files), buffers, IOVAs. */
+  private void forgetFd(GuestFd f) {
+    for (Binding b : new ArrayList<>(f.bound.values())) {
+      f.bound.remove(b.handle.name());
+      boundIn.remove(b.handle.name());
+      noncoherentFrom.remove(b.handle.name());
+      if (kvm.hasFile(b.handle.name())) {
+        kvm.deleteFile(b.handle.name()).value();
+      }
     }
     for (Ioas ioas : f.ioas.values()) {
-      if (!ioas.domains.isEmpty()) {
-        throw new IllegalStateException("fd " + f.fd + ": ioas " + ioas.id + " keeps domains with no device");
-      }
       for (Area a : ioas.areas.values()) {
-        for (long[] p : presentPieces(a)) {
-          pins(p[2], p[1], false);
-        }
         if (a.ownIova) {
           iovas.free(a.iova).value();
         }
@@ -1703,8 +1703,16 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
     fds.remove(f.fd);
     ictxSlotsInUse.clear(f.ictxId - spec.vmId() * MAX_FDS);
-    oracle.note(clock.nanos(), "fd " + f.fd + " closed");
-    return then.run();
+  }
+
+  private Behavior<Command> onFdFailed(ChildFailed failed) {
+    for (GuestFd f : new ArrayList<>(fds.values())) {
+      if (f.ref.equals(failed.getRef())) {
+        failure("fd " + f.fd + " stopped on a bug: " + failed.getCause());
+        forgetFd(f);
+      }
+    }
+    return this;
   }
 
   private Behavior<Command> startShutdown(Shutdown cmd) {
@@ -1725,7 +1733,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   private Behavior<Command> closeAll(Shutdown cmd) {
     if (!fds.isEmpty()) {
-      return closeFd(fds.values().iterator().next(), () -> closeAll(cmd));
+      return closeFd(fds.values().iterator().next(), closed -> closeAll(cmd));
     }
     kvm.destroy();
     kvm.checkInvariants();
@@ -1778,7 +1786,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     for (GuestFd f : fds.values()) {
       for (Binding b : f.bound.values()) {
         bound.add(b.handle.name());
-        if (b.ioasId != null) {
+        if (b.attached()) {
           attached.add(b.handle.name());
         }
       }

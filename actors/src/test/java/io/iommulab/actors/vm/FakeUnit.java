@@ -48,9 +48,21 @@ final class FakeUnit {
           0, "vtd0", UnitKind.VTD, 0x40201000L, 48, 0, (1L << 48) - 1, 20, true, true, true, true,
           true, true, List.of(ReservedRegion.VTD_MSI));
 
+  /** RID of the function behind a unit that cannot force snoop: its claim says so. */
+  static final int NON_COHERENT_RID = 0x100;
+
+  static IommuUnitActor.UnitInfo info(int rid) {
+    if (rid != NON_COHERENT_RID) {
+      return INFO;
+    }
+    return new IommuUnitActor.UnitInfo(
+        0, "vtd0", UnitKind.VTD, 0x40201000L, 48, 0, (1L << 48) - 1, 20, false, true, true, true,
+        true, true, List.of(ReservedRegion.VTD_MSI));
+  }
+
   private static IommuUnitActor.UnitReply answer(IommuUnitActor.Command cmd, int[] nextDomain) {
-    if (cmd instanceof IommuUnitActor.ClaimDmaOwner) {
-      return new IommuUnitActor.DmaOwnerClaimed(INFO);
+    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
+      return new IommuUnitActor.DmaOwnerClaimed(info(c.rid()));
     } else if (cmd instanceof IommuUnitActor.AllocDomain) {
       return new IommuUnitActor.DomainAllocated(nextDomain[0]++, 0x40201000L, 48, 0, (1L << 48) - 1);
     } else if (cmd instanceof IommuUnitActor.MapRange m) {
@@ -87,6 +99,8 @@ final class FakeUnit {
     } else if (cmd instanceof IommuUnitActor.Stage1Map c) {
       return c.replyTo();
     } else if (cmd instanceof IommuUnitActor.Stage1Unmap c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Replace c) {
       return c.replyTo();
     }
     return null;

@@ -59,7 +59,7 @@ class VmActorTest {
       }
       this.devices = probes;
       this.layout = GuestMemory.create(vmId, 64 * MIB, PageSize.SIZE_2M, new HostMemory(1L << 30, FaultInjector.NONE)).value().layout();
-      this.vm = testKit.spawn(VmActor.create(VmSpec.of(vmId, 64 * MIB, PageSize.SIZE_2M, 99), handles, memory.ref(), clock, creator.ref()));
+      this.vm = testKit.spawn(VmActor.create(VmSpec.of(vmId, 64 * MIB, PageSize.SIZE_2M, 99), handles, memory.ref(), clock, creator.ref(), io.iommulab.config.UapiSettings.defaults(), io.iommulab.hardware.FaultInjector.NONE));
     }
 
     /** Answers the memory request and waits for Started. */
