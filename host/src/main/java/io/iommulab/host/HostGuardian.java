@@ -383,6 +383,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final List<ActorRef<MsiBankActor.Command>> banks = new ArrayList<>();
   private final List<UnitEntry> units = new ArrayList<>();
   private final Map<String, DeviceSlot> devices = new LinkedHashMap<>();
+  /** (unitId, group) → the group's members: assignment rules are per IOMMU group. */
+  private final Map<Long, List<DeviceSlot>> groups = new HashMap<>();
   private final Map<Integer, VmSlot> vms = new TreeMap<>();
   private final Map<ActorRef<?>, String> roles = new HashMap<>();
   private final List<String> failures = new ArrayList<>();
@@ -512,7 +514,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
               device.msiVectors(),
               unit.unit(),
               ref);
-      devices.put(device.name(), new DeviceSlot(device, handle));
+      DeviceSlot slot = new DeviceSlot(device, handle);
+      devices.put(device.name(), slot);
+      groups.computeIfAbsent(groupKey(handle), k -> new ArrayList<>()).add(slot);
     }
     for (DeviceSlot slot : devices.values()) {
       register(slot, DeviceRegistered::new);
@@ -531,6 +535,10 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    */
   static boolean enforcesCoherency(IommuUnitSettings unit) {
     return !(unit instanceof PagingUnitSettings paging) || paging.snoopControl();
+  }
+
+  private static long groupKey(DeviceHandle h) {
+    return ((long) h.unitId() << 32) | (h.group() & 0xffffffffL);
   }
 
   private <T> ActorRef<T> spawn(String role, String name, Behavior<T> behavior) {
@@ -698,11 +706,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       if (slot.holder() != 0) {
         return new Refused(Errno.EBUSY, "device " + name + ": assigned to vm " + slot.holder());
       }
-      for (DeviceSlot other : devices.values()) {
-        if (other.handle.unitId() == slot.handle.unitId()
-            && other.handle.group() == slot.handle.group()
-            && other.holder() != 0
-            && other.holder() != cmd.vmId()) {
+      for (DeviceSlot other : groups.get(groupKey(slot.handle))) {
+        if (other.holder() != 0 && other.holder() != cmd.vmId()) {
           return new Refused(
               Errno.EBUSY,
               "device " + name + ": IOMMU group " + slot.handle.group() + " is owned by vm "

@@ -454,4 +454,32 @@ class HostGuardianTest {
     VmActor.VmState state = assertInstanceOf(VmActor.VmState.class, ask(vm.vm(), VmActor.GetVmState::new));
     assertEquals(List.of("nic0"), state.devicesBound());
   }
+
+  @Test
+  void anUnplugThatArrivesWhileTheVmIsMappingWaitsForTheMapAndLeavesNothingBehind() {
+    ActorRef<HostGuardian.Command> host = host();
+    HostGuardian.VmCreated vm = created(host, 1, "nic0", "nvme0");
+    long[] w = wire(vm.vm(), "nvme0", "nic0");
+    TestProbe<VmActor.VmReply> mapping = testKit.createTestProbe();
+    TestProbe<HotplugReply> unplug = testKit.createTestProbe();
+
+    vm.vm().tell(new VmActor.MapBuffer((int) w[0], (int) w[1], 64L << 20, 8L << 20, VmActor.AUTO_IOVA, Access.READ_WRITE, false, mapping.ref()));
+    host.tell(new HostGuardian.UnplugDevice("nvme0", unplug.ref()));
+
+    long iova = assertInstanceOf(VmActor.BufferMapped.class, mapping.receiveMessage()).iova();
+    assertEquals(new HostGuardian.DeviceUnplugged("nvme0", 1), unplug.receiveMessage());
+    VmActor.VmState state = assertInstanceOf(VmActor.VmState.class, ask(vm.vm(), VmActor.GetVmState::new));
+    assertEquals(List.of("nic0"), state.devicesBound());
+    assertEquals(2, state.areas(), "the buffers stay in the IOAS for the devices still attached");
+    assertEquals(DeviceActor.STATUS_OK, write(vm.vm(), "nic0", iova).status()[0]);
+    TestProbe<DeviceActor.DmaCompleted> dma = testKit.createTestProbe();
+    topology(host).device("nvme0").handle().device()
+        .tell(new DeviceActor.DmaBurst(-1, new long[] {iova}, new int[] {64}, new int[] {Access.READ}, 9, dma.ref()));
+    assertEquals(DeviceActor.STATUS_ABORTED, dma.receiveMessage().status()[0]);
+
+    TestProbe<HostGuardian.HostReport> report = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(report.ref()));
+    HostGuardian.HostReport r = report.receiveMessage();
+    assertTrue(r.clean(), () -> r.leaks() + " " + r.failures());
+  }
 }

@@ -18,9 +18,11 @@ import org.apache.pekko.actor.typed.ActorRef;
  * @param group IOMMU group number
  * @param unitId index of the unit in the topology
  * @param unitKind the unit's kind
- * @param enforcedCoherent the unit can enforce cache coherency ({@code
- *     IOMMU_CAP_ENFORCE_CACHE_COHERENCY}: VT-d ECAP.SC and the like). When false, KVM must emulate
- *     WBINVD for the VM that has the device (virt/kvm/vfio.c, {@code vfio_file_enforced_coherent})
+ * @param enforcedCoherent KVM may treat the device's DMA as coherent: its unit can enforce cache
+ *     coherency ({@code IOMMU_CAP_ENFORCE_CACHE_COHERENCY}: VT-d ECAP.SC and the like), or it sits
+ *     behind a PAMU, a PowerPC part whose KVM has no WBINVD to emulate. When false, KVM must
+ *     emulate WBINVD for the VM that has the device (virt/kvm/vfio.c, {@code
+ *     vfio_file_enforced_coherent})
  * @param pasidBits PASID width of the function (0: none)
  * @param ats the function has ATS (and a device ATC)
  * @param pri the function can issue page requests
