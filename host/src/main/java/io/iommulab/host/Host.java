@@ -218,6 +218,15 @@ public final class Host implements AutoCloseable {
           .thenApplyAsync(o -> o.map(VmActor.FdOpened::fd), executor);
     }
 
+    /**
+     * {@link VmActor.OpenFd}, as a uAPI handle: one method per iommufd ioctl on the VM's new fd.
+     * What is done through it bypasses the VM's guest driver (and so its stale-DMA oracle).
+     */
+    public CompletionStage<Outcome<io.iommulab.host.uapi.IommuFd>> openUapiFd() {
+      return ask(VmActor.OpenFd::new, VmActor.FdOpened.class)
+          .thenApplyAsync(o -> o.map(opened -> new io.iommulab.host.uapi.IommuFd(opened.ref(), system.scheduler(), executor, timeout)), executor);
+    }
+
     /** {@link VmActor.CloseFd}. */
     public CompletionStage<Outcome<VmActor.FdClosed>> closeFd(int fd) {
       return ask(r -> new VmActor.CloseFd(fd, r), VmActor.FdClosed.class);

@@ -57,6 +57,10 @@ class HostTest {
       assertTrue(await(host.createVm(2, GIB, PageSize.SIZE_2M, List.of("nic0"))).isOk());
       assertFalse(await(vm.wbinvd()).value().emulated());
 
+      io.iommulab.host.uapi.IommuFd raw = await(vm.openUapiFd()).value();
+      int rawIoas = await(raw.ioasAlloc()).value();
+      assertTrue(rawIoas > 0, "the uAPI handle speaks to the VM's new fd");
+
       HostGuardian.HostReport report = await(host.shutdown());
       assertTrue(report.clean(), report.leaks() + " " + report.failures());
       assertEquals(2, report.vms().size());
