@@ -28,6 +28,7 @@ import io.iommulab.host.HostGuardian.Topology;
 import java.util.List;
 import java.util.Map;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -324,7 +325,14 @@ class HostGuardianTest {
               }
             });
     HostGuardian.VmCreated vm = created(host, 1, "nvme0");
-    vm.vm().tell(new VmActor.RunDma("nvme0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, testKit.<VmActor.VmReply>createTestProbe().ref()));
+    LoggingTestKit.error(IllegalStateException.class)
+        .withMessageContains("ATC invariant broken")
+        .expect(
+            testKit.system(),
+            () -> {
+              vm.vm().tell(new VmActor.RunDma("nvme0", -1, new long[] {0x100000}, new int[] {64}, new int[] {Access.READ}, testKit.<VmActor.VmReply>createTestProbe().ref()));
+              return null;
+            });
 
     TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
     TestProbe<Topology> topo = testKit.createTestProbe();
