@@ -132,6 +132,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     final ActorRef<DeviceActor.Command> ref;
     /** {@code HostMemory} owner its DMA must touch: the group owner's VM, or the host. */
     int expectedOwner = HostMemory.HOST;
+    /** The attach handle of the RID itself (no PASID), mirrored from the handle map. */
+    Handle ridHandle;
 
     DeviceEntry(RegisterDevice msg) {
       this.rid = msg.rid();
@@ -181,6 +183,10 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private final LongSupplier wallNanos;
   private final ContendedResource faultReporting = new ContendedResource("fault-recording");
   private final ContendedResource pageRequestReporting = new ContendedResource("page-request-queue");
+  /** The last handle looked up (a burst faults at one handle): no boxing, no hashing. */
+  private static final long NO_HANDLE_KEY = Long.MIN_VALUE;
+  private long lastHandleKey = NO_HANDLE_KEY;
+  private Handle lastHandle;
   /** Sinks still owed a partials-discarded marker after the page-request ingress overflowed. */
   private final Set<ActorRef<FaultEvent>> owedDiscardMarkers = new LinkedHashSet<>();
   private long publishedFaults;
@@ -572,10 +578,17 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
    * owner gave this attachment: records raised from now on carry both.
    */
   protected void setHandle(int rid, int pasid, ActorRef<FaultEvent> sink, long token) {
-    if (sink == null) {
+    lastHandleKey = NO_HANDLE_KEY;
+    lastHandle = null;
+    Handle h = sink == null ? null : new Handle(sink, token);
+    if (h == null) {
       handles.remove(handleKey(rid, pasid));
     } else {
-      handles.put(handleKey(rid, pasid), new Handle(sink, token));
+      handles.put(handleKey(rid, pasid), h);
+    }
+    DeviceEntry e = device(rid);
+    if (e != null && pasid == FaultRecord.NO_PASID) {
+      e.ridHandle = h;
     }
   }
 
@@ -685,6 +698,20 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         new long[] {hpa}, new int[] {length}, 1, timeNs));
   }
 
+  /** The handle of (rid, pasid), or null; the last one found is kept until a handle changes. */
+  private Handle handle(int rid, int pasid) {
+    if (pasid == FaultRecord.NO_PASID) {
+      DeviceEntry e = device(rid);
+      return e == null ? null : e.ridHandle;
+    }
+    long key = handleKey(rid, pasid);
+    if (key != lastHandleKey) {
+      lastHandle = handles.get(key);
+      lastHandleKey = key;
+    }
+    return lastHandle;
+  }
+
   /**
    * An unrecoverable fault, {@code f.timeNs()} being its arrival plus {@code faultReport}:
    * recorded through the unit's fault-recording hardware (queueing included) and published to
@@ -693,7 +720,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected void fault(DmaFault f) {
     faults++;
     faultCounter.increment();
-    Handle h = handles.get(handleKey(f.rid(), f.pasid()));
+    Handle h = handle(f.rid(), f.pasid());
     if (FaultPolicy.atUnit(false, h != null) == FaultPolicy.AtUnit.LOG_UNHANDLED) {
       unhandledFaults++;
       if (faultLog.size() < FAULT_LOG) {
@@ -727,7 +754,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
           rid(r.rid()), name);
       return this;
     }
-    Handle h = handles.get(handleKey(r.rid(), r.pasid()));
+    Handle h = handle(r.rid(), r.pasid());
     if (FaultPolicy.atUnit(true, h != null) == FaultPolicy.AtUnit.ANSWER_INVALID) {
       // No handler: io-pgfault answers the group when its last page arrives; the others are
       // partial and need no answer.

@@ -170,7 +170,8 @@ public final class Fault extends FdObject {
   public Reported report(
       Device device, HwPagetable hwpt, int pasid, int grpid, long addr, int perm, boolean lastPage) {
     long key = partialKey(device, grpid);
-    Group g = partial.get(key);
+    // Most groups are one page: no partial to look up, no boxing.
+    Group g = partial.isEmpty() ? null : partial.get(key);
     if (held == depth) {
       return lost(key, g, device, hwpt, pasid, grpid, addr, perm, lastPage);
     }
@@ -188,7 +189,9 @@ public final class Fault extends FdObject {
       partial.put(key, g);
       return Reported.PARTIAL;
     }
-    partial.remove(key);
+    if (!partial.isEmpty()) {
+      partial.remove(key);
+    }
     boolean wasReadable = readable();
     // A group queued after a trailing lost-events node removes it: its sequence is the gap.
     lostQueued = false;
