@@ -179,6 +179,24 @@ final class PipelineHarness {
    * FAULT and a HWPT_PAGING with it, and attaches every device.
    */
   Fd fd(int vmId, List<Integer> rids) {
+    Fd fd = boundFd(vmId, rids);
+    ActorRef<IoasidFdActor.Reply> replies = fd.replies.getRef();
+    fd.ioasId = fd.ask(new IoasidFdActor.IoasAlloc(0, replies),
+        IoasidFdActor.IoasAllocated.class).outIoasId();
+    fd.faultId = fd.ask(new IoasidFdActor.FaultQueueAlloc(0, replies),
+        IoasidFdActor.FaultQueueAllocated.class).outFaultId();
+    fd.hwptId = fd.ask(new IoasidFdActor.HwptAlloc(Uapi.HWPT_ALLOC_FAULT_ID_VALID,
+        fd.devIds.get(0), fd.ioasId, Uapi.HWPT_DATA_NONE, 0, fd.faultId, replies),
+        IoasidFdActor.HwptAllocated.class).outHwptId();
+    for (int devId : fd.devIds) {
+      fd.ask(new IoasidFdActor.DeviceAttach(devId, fd.hwptId, replies),
+          IoasidFdActor.DeviceAttached.class);
+    }
+    return fd;
+  }
+
+  /** An fd of VM {@code vmId} that binds {@code rids} (registered first) and nothing else. */
+  Fd boundFd(int vmId, List<Integer> rids) {
     TestProbe<IoasidFdActor.Reply> replies = kit.createTestProbe();
     TestProbe<IoasidFdActor.FdEvent> events = kit.createTestProbe();
     ActorRef<IoasidFdActor.Command> ref = kit.spawn(IoasidFdActor.create(NEXT_CTX.getAndIncrement(),
@@ -192,17 +210,6 @@ final class PipelineHarness {
           replies.getRef()), IoasidFdActor.DeviceBound.class);
       fd.rids.add(rid);
       fd.devIds.add(b.devId());
-    }
-    fd.ioasId = fd.ask(new IoasidFdActor.IoasAlloc(0, replies.getRef()),
-        IoasidFdActor.IoasAllocated.class).outIoasId();
-    fd.faultId = fd.ask(new IoasidFdActor.FaultQueueAlloc(0, replies.getRef()),
-        IoasidFdActor.FaultQueueAllocated.class).outFaultId();
-    fd.hwptId = fd.ask(new IoasidFdActor.HwptAlloc(Uapi.HWPT_ALLOC_FAULT_ID_VALID,
-        fd.devIds.get(0), fd.ioasId, Uapi.HWPT_DATA_NONE, 0, fd.faultId, replies.getRef()),
-        IoasidFdActor.HwptAllocated.class).outHwptId();
-    for (int devId : fd.devIds) {
-      fd.ask(new IoasidFdActor.DeviceAttach(devId, fd.hwptId, replies.getRef()),
-          IoasidFdActor.DeviceAttached.class);
     }
     return fd;
   }
