@@ -16,6 +16,7 @@ import io.iommulab.actors.fd.model.IommuInfo;
 import io.iommulab.actors.fd.model.Invalidation;
 import io.iommulab.actors.fd.model.Ioas;
 import io.iommulab.actors.fd.model.PinListener;
+import io.iommulab.actors.fd.model.SnoopControl;
 import io.iommulab.actors.fd.model.Vevent;
 import io.iommulab.actors.fd.model.Veventq;
 import io.iommulab.actors.memory.HostMemoryActor;
@@ -76,6 +77,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
   private int pendingOps;
+  /** The fd has registered non-coherent DMA with KVM (snoop-control mode). */
+  private boolean kvmNonCoherent;
   private boolean closing;
   private boolean closeStarted;
   private boolean closed;
@@ -275,6 +278,23 @@ final class FdBehavior extends AbstractBehavior<Command> {
     pendingOps--;
     replyTo.tell(reply);
     maybeStartClose();
+  }
+
+  /**
+   * The snoop-control mode's KVM notification (seed 002): tells the VM when the fd's non-coherent
+   * DMA appears or disappears — on transitions only, {@code cause} being the device whose attach
+   * or detach made the change.
+   */
+  private void kvmCoherency(Device cause) {
+    boolean now = SnoopControl.nonCoherentDma(model);
+    if (now == kvmNonCoherent) {
+      return;
+    }
+    kvmNonCoherent = now;
+    events.tell(
+        now
+            ? new IoasidFdActor.NonCoherentDmaAppeared(ictxId, cause.id(), cause.name())
+            : new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, cause.id(), cause.name()));
   }
 
   private void respond(List<Fault.Response> responses) {
@@ -525,9 +545,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           Device d = done.value();
           deviceRefs.put(d, h.device());
-          if (!claimed.info().enforceCacheCoherency()) {
-            events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
-          }
           opDone(m.replyTo(), new IoasidFdActor.DeviceBound(d.id(), claimed.info()));
         });
     return this;
@@ -562,9 +579,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
               model.finishUnbind(d);
               // The unit tells the device its owner changed (it owns the claim).
               deviceRefs.remove(d);
-              if (!d.info().enforceCacheCoherency()) {
-                events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
-              }
               then.run();
             }));
   }
@@ -646,6 +660,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           if (bad == null) {
             List<Fault.Response> responses = new ArrayList<>();
             HwPagetable orphan = model.commitAttach(plan, responses);
+            kvmCoherency(plan.device());
             respond(responses);
             Reply ok = new IoasidFdActor.DeviceAttached(h.id());
             if (orphan != null) {
@@ -719,6 +734,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           List<Fault.Response> responses = new ArrayList<>();
           HwPagetable orphan = model.commitDetach(plan, responses);
+          kvmCoherency(d);
           respond(responses);
           if (orphan != null) {
             destroyHwpt(orphan, () -> done.accept(IommuUnitActor.Done.INSTANCE));
@@ -768,13 +784,20 @@ final class FdBehavior extends AbstractBehavior<Command> {
                     }
                     model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
                     Runnable fillIn = () -> addAndReplay(h, ioas, done);
-                    if (dev.info().enforceCacheCoherency()) {
+                    if (SnoopControl.shouldEnforce(h, dev)) {
                       ask(
                           u,
                           r -> new IommuUnitActor.EnforceCacheCoherency(da.domainId(), r),
                           cc -> {
                             if (!refused(cc)) {
                               model.coherencyEnforced(h);
+                            } else if (SnoopControl.required(h)) {
+                              freeDomain(h, () -> {
+                                model.abortHwpt(h);
+                                releaseWrite(ioas);
+                                done.accept(unitError(cc));
+                              });
+                              return;
                             }
                             fillIn.run();
                           });
@@ -1079,7 +1102,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .tell(
             new IoasidFdActor.HwInfo(
                 i.outDataType(), i.dataLen(), i.outCapabilities(), i.outMaxPasidLog2(), i.pageSizeBitmap(),
-                i.addressWidth(), i.reservedRegions()));
+                i.addressWidth(), i.reservedRegions(), i.enforceCacheCoherency()));
     return this;
   }
 

@@ -421,7 +421,9 @@ public final class IoasidFdActor {
   /**
    * IOMMU_GET_HW_INFO out fields: {@code outDataType} ({@code Uapi.HW_INFO_TYPE_*}), {@code
    * dataLen} the kernel's length, {@code outCapabilities}, {@code outMaxPasidLog2}; and the
-   * reserved regions and page sizes the device's IOMMU reports.
+   * reserved regions and page sizes the device's IOMMU reports. {@code enforceCacheCoherency}:
+   * the IOMMU can enforce coherency (VT-d ECAP.SC, reported in the driver data's {@code
+   * ecap_reg}) — what the snoop-control mode's device info carries (seed 002).
    */
   public record HwInfo(
       int outDataType,
@@ -430,8 +432,23 @@ public final class IoasidFdActor {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions)
-      implements Reply {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency)
+      implements Reply {
+
+    /** The fields of the merged uAPI alone (the original form of the reply). */
+    public HwInfo(
+        int outDataType,
+        int dataLen,
+        long outCapabilities,
+        int outMaxPasidLog2,
+        long pageSizeBitmap,
+        int addressWidth,
+        List<IovaRange> reservedRegions) {
+      this(outDataType, dataLen, outCapabilities, outMaxPasidLog2, pageSizeBitmap, addressWidth,
+          reservedRegions, false);
+    }
+  }
 
   public record FaultQueueAllocated(int outFaultId) implements Reply {}
 
@@ -474,12 +491,17 @@ public final class IoasidFdActor {
           VeventqReadable {}
 
   /**
-   * A device whose IOMMU cannot enforce cache coherency became part of this fd (KVM must start
-   * WBINVD emulation: {@code kvm_arch_register_noncoherent_dma}).
+   * The fd's DMA became non-coherent: {@code devId} was attached to a domain that does not
+   * enforce cache coherency while no other attachment of the fd was (KVM must start WBINVD
+   * emulation: {@code kvm_arch_register_noncoherent_dma}). Sent on that transition only (the
+   * snoop-control mode, {@code SnoopControl}).
    */
   public record NonCoherentDmaAppeared(int ictxId, int devId, String device) implements FdEvent {}
 
-  /** The last such registration of that device went away. */
+  /**
+   * The fd's last attachment to a non-enforcing domain went away ({@code devId}'s detach, replace
+   * or unbind): KVM may stop WBINVD emulation. Sent on that transition only.
+   */
   public record NonCoherentDmaDisappeared(int ictxId, int devId, String device)
       implements FdEvent {}
 

@@ -105,7 +105,10 @@ public final class IommuFd {
   /** struct iommu_hw_info, input half. */
   public record GetHwInfo(int flags, int devId, int dataLen) {}
 
-  /** struct iommu_hw_info as written back. */
+  /**
+   * struct iommu_hw_info as written back; {@code enforceCacheCoherency}: the device's IOMMU can
+   * enforce cache coherency (the snoop-control mode's device info, seed 002).
+   */
   public record HwInfo(
       int outDataType,
       int dataLen,
@@ -113,7 +116,8 @@ public final class IommuFd {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions) {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency) {}
 
   /** struct iommu_fault_alloc. */
   public record FaultAlloc(int flags) {}
@@ -301,7 +305,7 @@ public final class IommuFd {
         IoasidFdActor.HwInfo.class,
         x -> new HwInfo(
             x.outDataType(), x.dataLen(), x.outCapabilities(), x.outMaxPasidLog2(),
-            x.pageSizeBitmap(), x.addressWidth(), x.reservedRegions()));
+            x.pageSizeBitmap(), x.addressWidth(), x.reservedRegions(), x.enforceCacheCoherency()));
   }
 
   /** IOMMU_FAULT_QUEUE_ALLOC: the FAULT's ID (its fd is addressed by it). */

@@ -208,8 +208,9 @@ class DeviceConformanceTest {
   }
 
   @Test
-  void aDeviceBehindAUnitWithoutSnoopControlRegistersNonCoherentDmaUntilUnbound() {
+  void aDeviceBehindAUnitWithoutSnoopControlRegistersNonCoherentDmaFromAttachUntilUnbound() {
     VfioDevice nic1 = f.bound("nic1");
+    ok(nic1.attach(f.ioas()));
     IoasidFdActor.FdEvent e = f.events.receiveMessage();
     assertTrue(e instanceof IoasidFdActor.NonCoherentDmaAppeared a && a.devId() == nic1.devId(), e.toString());
     f.bound("nic0");

@@ -31,6 +31,8 @@ public final class HwPagetable extends FdObject {
   final int dataType;
   boolean auto;
   boolean enforceCacheCoherency;
+  /** Snoop requirement of a HWPT_PAGING (the snoop-control mode, {@link SnoopControl}). */
+  SnoopControl.Policy snoop = SnoopControl.Policy.DEVICE;
   boolean dirtyTrackingEnabled;
   long pgsizeBitmap;
   long apertureStart;
@@ -152,6 +154,9 @@ public final class HwPagetable extends FdObject {
       }
       if (enforceCacheCoherency) {
         sb.append(" coherent");
+      }
+      if (snoop != SnoopControl.Policy.DEVICE) {
+        sb.append(" snoop=").append(snoop);
       }
     } else {
       sb.append(viommu != null ? " viommu=" + viommu.id() : " parent=" + parent.id());

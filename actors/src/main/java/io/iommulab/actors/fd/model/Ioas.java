@@ -16,6 +16,8 @@ public final class Ioas extends FdObject {
 
   private final IoPagetable iopt;
   final List<HwPagetable> hwpts = new ArrayList<>();
+  /** Snoop requirement chosen at IOAS_ALLOC (the snoop-control mode, {@link SnoopControl}). */
+  SnoopControl.Policy snoop = SnoopControl.Policy.DEVICE;
 
   Ioas(FaultInjector injector) {
     super(ObjectType.IOAS);
@@ -31,9 +33,14 @@ public final class Ioas extends FdObject {
     return java.util.Collections.unmodifiableList(hwpts);
   }
 
+  public SnoopControl.Policy snoop() {
+    return snoop;
+  }
+
   @Override
   public String summary() {
     return String.format(
-        "areas=%d domains=%d align=0x%x", iopt.areaCount(), iopt.domainCount(), iopt.iovaAlignment());
+        "areas=%d domains=%d align=0x%x%s", iopt.areaCount(), iopt.domainCount(), iopt.iovaAlignment(),
+        snoop == SnoopControl.Policy.DEVICE ? "" : " snoop=" + snoop);
   }
 }

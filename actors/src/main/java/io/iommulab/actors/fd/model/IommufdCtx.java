@@ -115,10 +115,12 @@ public final class IommufdCtx {
 
   /** IOMMU_IOAS_ALLOC. */
   public Outcome<Integer> ioasAlloc(int flags) {
-    if (flags != 0) {
-      return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: must be 0", flags);
+    Outcome<SnoopControl.Policy> snoop = SnoopControl.ioasPolicy(flags); // 0 in the merged uAPI
+    if (!snoop.isOk()) {
+      return ((Outcome.Err<SnoopControl.Policy>) snoop).cast();
     }
     Ioas ioas = new Ioas(injector);
+    ioas.snoop = snoop.value();
     Outcome<Integer> id = objects.reserve(ioas);
     if (id.isOk()) {
       objects.finalizeObject(ioas);
@@ -798,7 +800,7 @@ public final class IommufdCtx {
     }
     Fault fault = null;
     if (pt instanceof Ioas ioas) {
-      if ((flags & ~PAGING_FLAGS) != 0) {
+      if ((flags & ~(PAGING_FLAGS | SnoopControl.HWPT_FLAGS)) != 0) {
         return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: unknown for a HWPT_PAGING", flags);
       }
       if (dataType != Uapi.HWPT_DATA_NONE) {
@@ -817,6 +819,10 @@ public final class IommufdCtx {
       if ((flags & Uapi.HWPT_ALLOC_PASID) != 0 && dev.info.pasidBits() == 0) {
         return Outcome.err(Errno.EOPNOTSUPP, "PASID: device %s has no PASID support", dev.name);
       }
+      Outcome<SnoopControl.Policy> snoop = SnoopControl.hwptPolicy(flags, ioas, dev);
+      if (!snoop.isOk()) {
+        return ((Outcome.Err<SnoopControl.Policy>) snoop).cast();
+      }
       if ((flags & Uapi.HWPT_ALLOC_FAULT_ID_VALID) != 0) {
         fault = objects.get(faultId, Fault.class);
         if (fault == null) {
@@ -832,7 +838,10 @@ public final class IommufdCtx {
               (flags & Uapi.HWPT_ALLOC_DIRTY_TRACKING) != 0,
               (flags & Uapi.HWPT_ALLOC_PASID) != 0,
               fault);
-      return h.map(hw -> new HwptAllocPlan(hw, dev, -1));
+      return h.map(hw -> {
+        hw.snoop = snoop.value();
+        return new HwptAllocPlan(hw, dev, -1);
+      });
     }
     HwPagetable parent = null;
     Viommu viommu = null;
@@ -1020,6 +1029,10 @@ public final class IommufdCtx {
     }
     AttachPlan plan;
     if (pt instanceof Ioas ioas) {
+      Outcome<Void> snoop = SnoopControl.checkIoasAttach(ioas, dev);
+      if (!snoop.isOk()) {
+        return snoop.map(v -> null);
+      }
       HwPagetable reuse = null;
       if (replace && current.isPaging() && current.ioas == ioas && current.auto) {
         reuse = current;
@@ -1188,7 +1201,12 @@ public final class IommufdCtx {
    * attach). The owner then allocates, builds and finalizes it and calls {@link #autoBuilt}.
    */
   public Outcome<HwPagetable> reserveAuto(AttachPlan plan) {
-    return reservePaging(plan.device, plan.ioas, true, false, false, plan.pasid != Device.NO_PASID, null);
+    Outcome<HwPagetable> h =
+        reservePaging(plan.device, plan.ioas, true, false, false, plan.pasid != Device.NO_PASID, null);
+    if (h.isOk()) {
+      h.value().snoop = plan.ioas.snoop;
+    }
+    return h;
   }
 
   /**
@@ -1630,7 +1648,8 @@ public final class IommufdCtx {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions) {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency) {}
 
   /** IOMMU_GET_HW_INFO. */
   public Outcome<HwInfo> hwInfo(int flags, int devId, int dataLen) {
@@ -1666,7 +1685,9 @@ public final class IommufdCtx {
     for (ReservedRegion r : i.reservedRegions()) {
       resv.add(new IovaRange(r.start(), r.last()));
     }
-    return Outcome.ok(new HwInfo(type, len, caps, i.pasidBits(), i.pageSizeBitmap(), i.addressWidth(), resv));
+    return Outcome.ok(
+        new HwInfo(type, len, caps, i.pasidBits(), i.pageSizeBitmap(), i.addressWidth(), resv,
+            i.enforceCacheCoherency()));
   }
 
   /** IOMMU_HWPT_SET_DIRTY_TRACKING, validation: the HWPT_PAGING to switch. */
