@@ -41,6 +41,8 @@ public final class HwPagetable extends FdObject {
   boolean inIoas;
   /** Devices (and PASIDs) attached: part of {@code users}. */
   int attachments;
+  /** The guest stage 1 of a software-nested HWPT (null otherwise): {@link ShadowNesting}. */
+  ShadowNesting shadow;
 
   private HwPagetable(
       ObjectType type,
@@ -79,6 +81,25 @@ public final class HwPagetable extends FdObject {
       int unitId, HwPagetable parent, Viommu viommu, Fault fault, boolean pasid, int dataType) {
     return new HwPagetable(
         ObjectType.HWPT_NESTED, unitId, null, parent, viommu, fault, false, false, pasid, dataType);
+  }
+
+  /**
+   * A software-nested HWPT (seed 001): a HWPT_NESTED whose stage 1 the fd keeps and composes with
+   * {@code parent}'s mappings into its own shadow paging domain (no hardware nesting). It holds a
+   * user on the parent IOAS.
+   */
+  static HwPagetable softNested(int unitId, Ioas parent) {
+    HwPagetable h =
+        new HwPagetable(
+            ObjectType.HWPT_NESTED, unitId, parent, null, null, null, false, false, false, Uapi.HWPT_DATA_NONE);
+    h.shadow = new ShadowNesting(parent);
+    h.snoop = parent.snoop;
+    return h;
+  }
+
+  /** The software nesting of this HWPT, or null for a hardware one. */
+  public ShadowNesting shadow() {
+    return shadow;
   }
 
   public boolean isPaging() {
@@ -132,7 +153,7 @@ public final class HwPagetable extends FdObject {
 
   /** The paging HWPT whose IOAS backs this one (itself, or the nested one's parent). */
   public HwPagetable pagingRoot() {
-    return isPaging() ? this : parent();
+    return isPaging() || shadow != null ? this : parent(); // a shadow domain translates alone
   }
 
   /** Label of its reservations in snapshots. */
@@ -157,6 +178,11 @@ public final class HwPagetable extends FdObject {
       }
       if (snoop != SnoopControl.Policy.DEVICE) {
         sb.append(" snoop=").append(snoop);
+      }
+    } else if (shadow != null) {
+      sb.append(shadow.summary());
+      if (enforceCacheCoherency) {
+        sb.append(" coherent");
       }
     } else {
       sb.append(viommu != null ? " viommu=" + viommu.id() : " parent=" + parent.id());

@@ -16,6 +16,8 @@ public final class Ioas extends FdObject {
 
   private final IoPagetable iopt;
   final List<HwPagetable> hwpts = new ArrayList<>();
+  /** Software-nested HWPTs built on this IOAS (each is also a domain owner of its page table). */
+  final List<HwPagetable> shadows = new ArrayList<>();
   /** Snoop requirement chosen at IOAS_ALLOC (the snoop-control mode, {@link SnoopControl}). */
   SnoopControl.Policy snoop = SnoopControl.Policy.DEVICE;
 
@@ -31,6 +33,11 @@ public final class Ioas extends FdObject {
   /** The HWPT_PAGING objects of this IOAS in creation order (a view). */
   public List<HwPagetable> hwpts() {
     return java.util.Collections.unmodifiableList(hwpts);
+  }
+
+  /** The software-nested HWPTs over this IOAS (a view). */
+  public List<HwPagetable> shadows() {
+    return java.util.Collections.unmodifiableList(shadows);
   }
 
   public SnoopControl.Policy snoop() {
