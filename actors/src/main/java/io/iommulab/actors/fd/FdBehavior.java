@@ -78,8 +78,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
   private int pendingOps;
-  /** The fd has registered non-coherent DMA with KVM (snoop-control mode). */
-  private boolean kvmNonCoherent;
+  /** Devices whose non-coherent DMA the VM was told of (snoop-control mode). */
+  private final java.util.Set<Device> kvmNonCoherent =
+      java.util.Collections.newSetFromMap(new IdentityHashMap<>());
   private boolean closing;
   private boolean closeStarted;
   private boolean closed;
@@ -299,20 +300,22 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   /**
-   * The snoop-control mode's KVM notification (seed 002): tells the VM when the fd's non-coherent
-   * DMA appears or disappears — on transitions only, {@code cause} being the device whose attach
-   * or detach made the change.
+   * The snoop-control mode's KVM notification (seed 002): tells the VM when {@code d}'s
+   * non-coherent DMA appears or disappears ({@link SnoopControl#nonCoherent}) — on its
+   * transitions only, after bind, attach, replace, detach and unbind.
    */
-  private void kvmCoherency(Device cause) {
-    boolean now = SnoopControl.nonCoherentDma(model);
-    if (now == kvmNonCoherent) {
+  private void kvmCoherency(Device d) {
+    boolean now = d.isLive() && SnoopControl.nonCoherent(d);
+    if (now == kvmNonCoherent.contains(d)) {
       return;
     }
-    kvmNonCoherent = now;
-    events.tell(
-        now
-            ? new IoasidFdActor.NonCoherentDmaAppeared(ictxId, cause.id(), cause.name())
-            : new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, cause.id(), cause.name()));
+    if (now) {
+      kvmNonCoherent.add(d);
+      events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
+    } else {
+      kvmNonCoherent.remove(d);
+      events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
+    }
   }
 
   private void respond(List<Fault.Response> responses) {
@@ -573,6 +576,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           Device d = done.value();
           deviceRefs.put(d, h.device());
+          kvmCoherency(d);
           opDone(m.replyTo(), new IoasidFdActor.DeviceBound(d.id(), claimed.info()));
         });
     return this;
@@ -607,6 +611,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
               model.finishUnbind(d);
               // The unit tells the device its owner changed (it owns the claim).
               deviceRefs.remove(d);
+              kvmCoherency(d);
               then.run();
             })));
   }
@@ -688,7 +693,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
           if (bad == null) {
             List<Fault.Response> responses = new ArrayList<>();
             HwPagetable orphan = model.commitAttach(plan, responses);
-            kvmCoherency(plan.device());
+            for (Device moved : plan.devices()) {
+              kvmCoherency(moved);
+            }
             respond(responses);
             Reply ok = new IoasidFdActor.DeviceAttached(h.id());
             if (orphan != null) {

@@ -21,7 +21,7 @@ import org.junit.jupiter.api.Test;
 /**
  * The snoop-control mode (seed 002): device info reports whether coherency can be enforced, IOAS
  * and HWPT allocation take a snoop flag, attach refuses a mismatch, and the VM's KVM side is told
- * exactly when the fd's non-coherent DMA appears and disappears. nic0 and nvme0 sit behind vtd0
+ * exactly when a device's non-coherent DMA appears and disappears. nic0 and nvme0 sit behind vtd0
  * (snoop control), nic1 behind vtd1 (none).
  *
  * <p>"No event" is asserted without waiting: every scenario ends with an action whose event is
@@ -175,30 +175,41 @@ class SnoopControlConformanceTest {
     VfioDevice nic0 = f.bound("nic0");
     int hwpt = ok(nic0.attach(ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP)));
     assertFalse(summary(hwpt).contains(" coherent"), summary(hwpt));
-    expectAppeared(nic0);
   }
 
   // ---------------------------------------------------------------- KVM notification
 
   @Test
-  void nonCoherentDmaAppearsAtTheFirstAttachToANonEnforcingDomainNotAtBind() {
+  void aDeviceWhoseIommuCannotEnforceIsNonCoherentFromBindToUnbind() {
     VfioDevice nic1 = f.bound("nic1");
-    VfioDevice nic0 = f.bound("nic0");
-    ok(nic0.attach(f.ioas())); // coherent: no event
-    ok(nic1.attach(f.ioas()));
     expectAppeared(nic1);
+    ok(nic1.attach(f.ioas()));
+    int id = nic1.devId();
+    ok(nic1.unbind());
+    expectDisappeared(id); // attach added no event
   }
 
   @Test
-  void aSecondNonCoherentAttachmentSendsNoSecondEvent() {
-    int ioas = ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP);
-    VfioDevice nic1 = f.bound("nic1");
+  void aDeviceThatCanEnforceIsNonCoherentOnlyWhileAttachedToANonEnforcingDomain() {
     VfioDevice nic0 = f.bound("nic0");
-    ok(nic1.attach(ioas));
-    expectAppeared(nic1);
-    ok(nic0.attach(ioas));
-    ok(nic1.detach());
+    ok(nic0.attach(f.ioas())); // a coherent domain: no event
     ok(nic0.detach());
+    ok(nic0.attach(ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP)));
+    expectAppeared(nic0);
+    ok(nic0.detach());
+    expectDisappeared(nic0);
+  }
+
+  @Test
+  void aSecondNonEnforcingAttachmentOfADeviceSendsNoSecondEvent() {
+    VfioDevice nic0 = f.bound("nic0");
+    int hwpt = ok(fd.hwptAlloc(HwptAlloc.paging(nic0.devId(), ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP),
+        io.iommulab.actors.fd.model.Uapi.HWPT_ALLOC_PASID)));
+    ok(nic0.attach(hwpt));
+    expectAppeared(nic0);
+    ok(nic0.pasidAttach(5, hwpt));
+    ok(nic0.detach()); // still non-coherent through PASID 5
+    ok(nic0.pasidDetach(5));
     expectDisappeared(nic0); // the next event is the end, not a second "appeared"
   }
 
@@ -207,12 +218,15 @@ class SnoopControlConformanceTest {
     int ioas = f.ioas();
     VfioDevice a = f.bound("nic0");
     VfioDevice b = f.bound("nic1");
+    expectAppeared(b);
     ok(a.attach(ioas));
     ok(b.attach(ioas));
-    expectAppeared(b);
     int bId = b.devId();
     ok(b.unbind());
-    expectDisappeared(bId);
+    expectDisappeared(bId); // no device of the VM is non-coherent any more
+    ok(a.unbind());
+    VfioDevice again = f.bound("nic1");
+    expectAppeared(again); // A's detach and unbind sent nothing
   }
 
   @Test
@@ -220,12 +234,15 @@ class SnoopControlConformanceTest {
     int ioas = ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP);
     VfioDevice a = f.bound("nic0");
     VfioDevice b = f.bound("nic1");
+    expectAppeared(b);
     ok(a.attach(ioas));
-    expectAppeared(a);
+    expectAppeared(a); // A's domain lets no-snoop through: the VM's history shows
     ok(b.attach(ioas));
-    ok(b.unbind()); // A's domain still lets no-snoop through: the VM's history shows
+    int bId = b.devId();
+    ok(b.unbind());
+    expectDisappeared(bId);
     ok(a.detach());
-    expectDisappeared(a);
+    expectDisappeared(a); // only now does the VM lose its last non-coherent device
   }
 
   @Test
@@ -234,21 +251,11 @@ class SnoopControlConformanceTest {
     ok(a.attach(f.ioas()));
     ok(a.unbind());
     VfioDevice b = f.bound("nic1"); // the first event of this fd is B's
-    ok(b.attach(f.ioas()));
     expectAppeared(b);
   }
 
   @Test
-  void detachingTheOnlyNonCoherentDeviceEndsNonCoherentDma() {
-    VfioDevice nic1 = f.bound("nic1");
-    ok(nic1.attach(f.ioas()));
-    expectAppeared(nic1);
-    ok(nic1.detach());
-    expectDisappeared(nic1);
-  }
-
-  @Test
-  void replacingTheOnlyNonEnforcingDomainWithACoherentOneEndsNonCoherentDma() {
+  void replacingANonEnforcingDomainWithACoherentOneEndsTheDevicesNonCoherentDma() {
     VfioDevice nic0 = f.bound("nic0");
     ok(nic0.attach(ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP)));
     expectAppeared(nic0);
@@ -257,9 +264,8 @@ class SnoopControlConformanceTest {
   }
 
   @Test
-  void closingAnFdWithNonCoherentDmaEndsIt() {
+  void closingAnFdEndsItsDevicesNonCoherentDma() {
     VfioDevice nic1 = f.bound("nic1");
-    ok(nic1.attach(f.ioas()));
     expectAppeared(nic1);
     int id = nic1.devId();
     ok(fd.close());
@@ -268,9 +274,11 @@ class SnoopControlConformanceTest {
 
   @Test
   void aRefusedAttachSendsNoEvent() {
+    VfioDevice nic0 = f.bound("nic0");
     VfioDevice nic1 = f.bound("nic1");
-    err(Errno.EINVAL, nic1.attach(ioas(ModeUapi.IOAS_ALLOC_ENFORCE_SNOOP)));
-    ok(nic1.attach(f.ioas()));
     expectAppeared(nic1);
+    err(Errno.EINVAL, nic1.attach(ioas(ModeUapi.IOAS_ALLOC_ENFORCE_SNOOP)));
+    ok(nic0.attach(ioas(ModeUapi.IOAS_ALLOC_NO_SNOOP)));
+    expectAppeared(nic0);
   }
 }

@@ -26,13 +26,14 @@ import io.iommulab.hardware.Outcome;
  *       never joins an enforcing domain, and an ENFORCE IOAS refuses it ("the user needs to create
  *       separate IOASIDs for such devices"). In DEVICE mode iommufd's auto-domain logic takes the
  *       next compatible domain or builds a separate one, as type1 keeps separate domains.
- *   <li>KVM is told when non-coherent DMA appears and disappears ({@code
- *       kvm_arch_register_noncoherent_dma}; seed: "KVM_UPDATE_IOASID_FD"). The fd has
- *       non-coherent DMA while at least one (device, PASID) is attached to a domain that does not
- *       enforce coherency — a bound but unattached device is blocked and does no DMA. The events
- *       fire on the fd's transitions only, so "VM1 boots with {A,B} and later removing device
- *       {B}" stops WBINVD emulation when A's domain enforces, and keeps it when A shares a
- *       NO_SNOOP IOAS ("the history of the VM becomes a factor").
+ *   <li>KVM is told when a device's non-coherent DMA appears and disappears ({@code
+ *       kvm_arch_register_noncoherent_dma}; seed: "KVM_UPDATE_IOASID_FD"), per device as KVM
+ *       keeps one file per device: a device is non-coherent from bind to unbind when its IOMMU
+ *       cannot enforce coherency (the merged kernel's rule), and while attached to a
+ *       non-enforcing domain otherwise. Each device's events fire on its own transitions only.
+ *       So "VM1 boots with {A,B} and later removing device {B}" stops WBINVD emulation when A's
+ *       domain enforces, and keeps it when A shares a NO_SNOOP IOAS ("the history of the VM
+ *       becomes a factor"), while "VM2 only booted with {A}" never starts it.
  * </ul>
  */
 public final class SnoopControl {
@@ -118,16 +119,19 @@ public final class SnoopControl {
   }
 
   /**
-   * Whether {@code ctx} has non-coherent DMA: some live device attached (RID or PASID) to a domain
-   * whose paging root does not enforce coherency. A device without attachment does no DMA.
+   * Whether bound device {@code d}'s DMA is non-coherent for KVM: its IOMMU cannot enforce
+   * coherency ({@code kvm_vfio_file_enforced_coherent}: {@code device_iommu_capable(dev,
+   * IOMMU_CAP_ENFORCE_CACHE_COHERENCY)}), or — the snoop-control mode — it is attached (RID or
+   * PASID) to a domain that does not enforce it (a NO_SNOOP IOAS or HWPT).
    */
-  public static boolean nonCoherentDma(IommufdCtx ctx) {
-    for (Device d : ctx.objects().live(Device.class)) {
-      for (HwPagetable h : d.attachments.values()) {
-        HwPagetable root = h.pagingRoot();
-        if (root != null && !root.enforceCacheCoherency) {
-          return true;
-        }
+  public static boolean nonCoherent(Device d) {
+    if (!d.info.enforceCacheCoherency()) {
+      return true;
+    }
+    for (HwPagetable h : d.attachments.values()) {
+      HwPagetable root = h.pagingRoot();
+      if (root != null && !root.enforceCacheCoherency) {
+        return true;
       }
     }
     return false;
