@@ -88,11 +88,11 @@ public final class HwPagetable extends FdObject {
    * {@code parent}'s mappings into its own shadow paging domain (no hardware nesting). It holds a
    * user on the parent IOAS.
    */
-  static HwPagetable softNested(int unitId, Ioas parent) {
+  static HwPagetable softNested(int unitId, Ioas parent, java.util.List<io.iommulab.hardware.iommu.ReservedRegion> reserved) {
     HwPagetable h =
         new HwPagetable(
             ObjectType.HWPT_NESTED, unitId, parent, null, null, null, false, false, false, Uapi.HWPT_DATA_NONE);
-    h.shadow = new ShadowNesting(parent);
+    h.shadow = new ShadowNesting(parent, reserved);
     h.snoop = parent.snoop;
     return h;
   }

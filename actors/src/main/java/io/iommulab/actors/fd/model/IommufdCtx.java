@@ -814,7 +814,7 @@ public final class IommufdCtx {
     if (!snoop.isOk()) {
       return snoop.map(v -> null);
     }
-    HwPagetable h = HwPagetable.softNested(dev.unitId(), parent);
+    HwPagetable h = HwPagetable.softNested(dev.unitId(), parent, dev.info.reservedRegions());
     Outcome<Integer> id = objects.reserve(h);
     if (!id.isOk()) {
       return ((Outcome.Err<Integer>) id).cast();

@@ -28,7 +28,8 @@ import java.util.TreeMap;
  *       nested walk would at stage 2). The composed permission is the guest's AND the parent
  *       area's; a segment with none is not installed. EINVAL for no READ/WRITE or other bits, a
  *       zero length, or GIOVA, GPA or length off 4 KiB; EOVERFLOW for a wrapping range; EEXIST for
- *       an overlap of another entry. All or nothing.
+ *       an overlap of another entry; EINVAL for GIOVA over a reserved region of the IOMMU (the MSI
+ *       window: DMA there is an interrupt, as an IOAS refuses a fixed map there). All or nothing.
  *   <li>A guest unmap removes whole entries in the range and their segments: ENOENT for nothing in
  *       range or an entry the range cuts (as IOAS_UNMAP).
  *   <li>A parent MAP "may make pending guest entries valid": the new areas' segments are
@@ -93,10 +94,12 @@ public final class ShadowNesting {
   }
 
   private final Ioas parent;
+  private final List<io.iommulab.hardware.iommu.ReservedRegion> reserved;
   private final TreeMap<Long, Entry> entries = new TreeMap<>(Long::compareUnsigned);
 
-  ShadowNesting(Ioas parent) {
+  ShadowNesting(Ioas parent, List<io.iommulab.hardware.iommu.ReservedRegion> reserved) {
     this.parent = parent;
+    this.reserved = List.copyOf(reserved);
   }
 
   public Ioas parent() {
@@ -119,6 +122,15 @@ public final class ShadowNesting {
     }
     if (IoPagetable.lastOf(giova, length) == null || IoPagetable.lastOf(gpa, length) == null) {
       return Outcome.err(Errno.EOVERFLOW, "giova 0x%x or gpa 0x%x + length 0x%x wraps", giova, gpa, length);
+    }
+    long last = giova + length - 1;
+    for (io.iommulab.hardware.iommu.ReservedRegion r : reserved) {
+      if (r.type() != io.iommulab.hardware.iommu.ReservedRegion.Type.DIRECT_RELAXABLE
+          && Long.compareUnsigned(r.start(), last) <= 0 && Long.compareUnsigned(giova, r.last()) <= 0) {
+        return Outcome.err(
+            Errno.EINVAL, "giova [0x%x, 0x%x] meets the reserved region [0x%x, 0x%x] (%s)", giova, last,
+            r.start(), r.last(), r.type());
+      }
     }
     Entry e = new Entry(giova, gpa, length, prot);
     Map.Entry<Long, Entry> below = entries.floorEntry(giova);
