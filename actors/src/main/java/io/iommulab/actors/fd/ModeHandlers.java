@@ -75,9 +75,12 @@ final class ModeHandlers {
     }
   }
 
-  /** Before {@code d} releases DMA ownership: the PAMU container lets its group go. */
+  /**
+   * Before {@code d} releases DMA ownership (its attachments detached): its SVA tables' nested
+   * HWPTs are destroyed, and the PAMU container lets its group go.
+   */
   void beforeRelease(Device d, Runnable then) {
-    pamu.beforeRelease(d, then);
+    sva.beforeRelease(d, () -> pamu.beforeRelease(d, then));
   }
 
   /** Before close unbinds the devices: the PAMU container is torn down. */

@@ -107,6 +107,28 @@ final class SvaHandlers {
         });
   }
 
+  /**
+   * A device being unbound has had its PASIDs detached: the nested HWPTs of its bindings go too
+   * (they would otherwise stay as leaves until close).
+   */
+  void beforeRelease(io.iommulab.actors.fd.model.Device d, Runnable then) {
+    destroyAll(sva().takeOrphans(d), 0, then);
+  }
+
+  private void destroyAll(java.util.List<HwPagetable> hwpts, int i, Runnable then) {
+    if (i == hwpts.size()) {
+      then.run();
+      return;
+    }
+    HwPagetable h = hwpts.get(i);
+    Outcome<io.iommulab.actors.fd.model.IommufdCtx.DestroyPlan> plan = port.model().beginDestroy(h.id());
+    if (!plan.isOk() || plan.value().hwpt() == null) {
+      destroyAll(hwpts, i + 1, then); // destroyed by the user meanwhile, or still used: close takes it
+      return;
+    }
+    port.destroyHwpt(plan.value().hwpt(), () -> destroyAll(hwpts, i + 1, then));
+  }
+
   void flush(IoasidFdActor.SvaFlush m) {
     if (port.refuseIfClosed(m.replyTo())) {
       return;

@@ -261,11 +261,12 @@ class SvaConformanceTest {
   }
 
   @Test
-  void unbindingTheDeviceDropsItsBindingsAndFreesThePasidForReuse() {
+  void unbindingTheDeviceUnbindsItsTablesAndFreesThePasidForReuse() {
     VfioDevice nic0 = onGpaSpace("nic0");
     int pasid = ok(fd.ioasidAlloc());
-    ok(nic0.svaBindPgtbl(pasid, S1, S1_LEN));
+    IommuFd.SvaBinding b = ok(nic0.svaBindPgtbl(pasid, S1, S1_LEN));
     ok(nic0.unbind());
+    assertTrue(f.snapshot().objects().stream().noneMatch(o -> o.id() == b.hwptId()), "the nested HWPT is gone");
     ok(fd.ioasidFree(pasid));
   }
 

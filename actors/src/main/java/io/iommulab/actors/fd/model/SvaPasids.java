@@ -45,7 +45,8 @@ import java.util.TreeMap;
  *       specific PASIDs"): EOPNOTSUPP; the RID must be attached to a NEST_PARENT, PASID-capable
  *       HWPT_PAGING (the GPA space; EINVAL otherwise); (device, PASID) bound already: EBUSY. The
  *       HWPT_ALLOC and PASID attach rules then apply (their errnos), all or nothing.
- *   <li>UNBIND / FLUSH of a (device, PASID) not bound: EINVAL.
+ *   <li>UNBIND / FLUSH of a (device, PASID) not bound: EINVAL. Unbinding the device (closing its
+ *       VFIO fd) unbinds its tables: PASIDs detached, nested HWPTs destroyed.
  * </ul>
  *
  * <p>Invariants: every binding's PASID is allocated; every binding's nested HWPT is attached at
@@ -65,6 +66,8 @@ public final class SvaPasids {
   private final Map<Long, Binding> bindings = new TreeMap<>();
   /** (device, PASID) with a bind or unbind in flight. */
   private final java.util.Set<Long> busy = new java.util.HashSet<>();
+  /** Nested HWPTs of bindings whose device is being unbound: destroyed once detached. */
+  private final List<Binding> orphans = new ArrayList<>();
 
   SvaPasids(int quota, FaultInjector injector) {
     this.quota = quota;
@@ -199,13 +202,27 @@ public final class SvaPasids {
     bindings.put(key(b.device, b.pasid), b);
   }
 
-  /** The device is being unbound from the fd: its bindings go with its attachments. */
-  List<Binding> dropDevice(Device d) {
-    List<Binding> out = new ArrayList<>();
+  /**
+   * The device is being unbound from the fd: its bindings go with its attachments; their nested
+   * HWPTs are kept for {@link #takeOrphans} (the owner destroys them once detached).
+   */
+  void dropDevice(Device d) {
     bindings.values().removeIf(b -> {
       if (b.device == d) {
-        out.add(b);
+        orphans.add(b);
         b.hwpt.removeUser();
+        return true;
+      }
+      return false;
+    });
+  }
+
+  /** The nested HWPTs of {@code d}'s dropped bindings (detached by now), to destroy. */
+  public List<HwPagetable> takeOrphans(Device d) {
+    List<HwPagetable> out = new ArrayList<>();
+    orphans.removeIf(b -> {
+      if (b.device == d) {
+        out.add(b.hwpt);
         return true;
       }
       return false;
@@ -215,6 +232,7 @@ public final class SvaPasids {
 
   /** Close: every PASID of the VM is freed. */
   void clear() {
+    orphans.clear();
     bindings.clear();
     busy.clear();
     allocated.clear();
