@@ -22,6 +22,8 @@ import java.util.Optional;
  * @param defaultAccountMode the accounting mode of a newly opened fd ({@code /dev/iommu} opens in
  *     USER mode, {@code /dev/vfio/vfio} in MM mode; {@code main.c} {@code iommufd_fops_open})
  * @param vfioDmaEntryLimit VFIO type1 {@code dma_entry_limit}: mappings per container
+ * @param pasidsPerVm PASIDs one VM may hold at once (its IOASID set's quota, the /dev/ioasid
+ *     design of 2021): the next allocation fails with ENOSPC
  * @param faultQueueDepth page requests one FAULT object holds (partial and queued, not those read
  *     and awaiting a response), from 1 to 2^20: a request arriving at a full queue is lost and
  *     counted, and the queue ends with a lost-events record (the vEVENTQ rule applied to FAULT)
@@ -31,6 +33,7 @@ public record UapiSettings(
     boolean allowUnsafeInterrupts,
     AccountMode defaultAccountMode,
     int vfioDmaEntryLimit,
+    int pasidsPerVm,
     int faultQueueDepth) {
 
   /** Where the section lives in a full config; problems are named under it. */
@@ -42,6 +45,7 @@ public record UapiSettings(
           "allow-unsafe-interrupts",
           "default-account-mode",
           "vfio-dma-entry-limit",
+          "pasids-per-vm",
           "fault-queue-depth");
 
   /** Default FAULT depth: a VT-d page request queue of 16 pages (2048 descriptors). */
@@ -87,20 +91,40 @@ public record UapiSettings(
       throw new IllegalArgumentException(
           "vfio-dma-entry-limit = " + vfioDmaEntryLimit + ": must be from 1 to 65535");
     }
+    if (pasidsPerVm < 1 || pasidsPerVm > MAX_PASIDS) {
+      throw new IllegalArgumentException(
+          "pasids-per-vm = " + pasidsPerVm + ": must be from 1 to " + MAX_PASIDS);
+    }
     if (!FAULT_DEPTH.test().test(faultQueueDepth)) {
       throw new IllegalArgumentException(
           "fault-queue-depth = " + faultQueueDepth + ": " + FAULT_DEPTH.text());
     }
   }
 
-  /** The original four settings; the FAULT depth is the default. */
+  /** PASIDs 1 to 2^20 - 1 (PASID 0 is the RID's own address space on VT-d). */
+  public static final int MAX_PASIDS = (1 << 20) - 1;
+
+  /** Default of {@code pasids-per-vm} for the settings built without it. */
+  public static final int DEFAULT_PASIDS_PER_VM = 1024;
+
+  /** The settings without a FAULT depth: {@link #DEFAULT_FAULT_QUEUE_DEPTH}. */
+  public UapiSettings(
+      long memlockLimit,
+      boolean allowUnsafeInterrupts,
+      AccountMode defaultAccountMode,
+      int vfioDmaEntryLimit,
+      int pasidsPerVm) {
+    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        DEFAULT_FAULT_QUEUE_DEPTH);
+  }
+
+  /** The settings without a PASID quota (the original form): {@link #DEFAULT_PASIDS_PER_VM}. */
   public UapiSettings(
       long memlockLimit,
       boolean allowUnsafeInterrupts,
       AccountMode defaultAccountMode,
       int vfioDmaEntryLimit) {
-    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit,
-        DEFAULT_FAULT_QUEUE_DEPTH);
+    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, DEFAULT_PASIDS_PER_VM);
   }
 
   /**
@@ -123,20 +147,32 @@ public record UapiSettings(
 
   /** These settings with another memlock limit (tests and scenarios). */
   public UapiSettings withMemlockLimit(long bytes) {
-    return new UapiSettings(
-        bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, faultQueueDepth);
+    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        faultQueueDepth);
   }
 
   /** These settings with {@code allow_unsafe_interrupts} set as given. */
   public UapiSettings withAllowUnsafeInterrupts(boolean allow) {
-    return new UapiSettings(
-        memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, faultQueueDepth);
+    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        faultQueueDepth);
+  }
+
+  /** These settings with another VFIO type1 {@code dma_entry_limit}. */
+  public UapiSettings withVfioDmaEntryLimit(int limit) {
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, limit, pasidsPerVm,
+        faultQueueDepth);
+  }
+
+  /** These settings with another per-VM PASID quota. */
+  public UapiSettings withPasidsPerVm(int quota) {
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, quota,
+        faultQueueDepth);
   }
 
   /** These settings with another FAULT depth. */
   public UapiSettings withFaultQueueDepth(int depth) {
-    return new UapiSettings(
-        memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, depth);
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit,
+        pasidsPerVm, depth);
   }
 
   static Optional<UapiSettings> read(ConfigReader r) {
@@ -149,10 +185,12 @@ public record UapiSettings(
             .orElse(AccountMode.USER);
     int limit =
         r.getInt("vfio-dma-entry-limit", ConfigReader.Rule.between(1, 65535)).orElse(65535);
+    int pasids =
+        r.getInt("pasids-per-vm", ConfigReader.Rule.between(1, MAX_PASIDS)).orElse(DEFAULT_PASIDS_PER_VM);
     int depth = r.getInt("fault-queue-depth", FAULT_DEPTH).orElse(DEFAULT_FAULT_QUEUE_DEPTH);
     if (r.failedSince(mark)) {
       return Optional.empty();
     }
-    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, depth));
+    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, pasids, depth));
   }
 }
