@@ -136,6 +136,14 @@ public final class FaultPipeline {
     return pageRequests.offer(record).isEnqueued();
   }
 
+  /**
+   * Whether the stream has stopped (the unit is stopping, or a stage failed): every later offer
+   * fails, and the unit counts those records lost at the ingress.
+   */
+  public boolean stopped() {
+    return faults.isCompleted() || pageRequests.isCompleted();
+  }
+
   /** Records in the fault ingress now. */
   public int faultIngressDepth() {
     return faults.size();

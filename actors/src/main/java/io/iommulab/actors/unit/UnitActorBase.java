@@ -740,6 +740,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       // VT-d PFO / SMMUv3 EVTQ overflow: the record is dropped by the hardware, counted here.
       lostIngressFaults++;
       lostIngressFaultCounter.increment();
+      warnIfPipelineStopped();
     }
   }
 
@@ -797,6 +798,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private void pageRequestIngressOverflowed(DeviceEntry e, ReportPageRequest r) {
     lostIngressPageRequests++;
     lostIngressPageRequestCounter.increment();
+    warnIfPipelineStopped();
     if (r.lastPage()) {
       ingressLastPagesAnswered++;
       e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(),
@@ -804,6 +806,17 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     }
     for (Handle h : handles.values()) {
       owedDiscardMarkers.add(h.sink());
+    }
+  }
+
+  private boolean stoppedReported;
+
+  /** A stopped pipeline loses everything at the ingress: say so once, loudly. */
+  private void warnIfPipelineStopped() {
+    if (!stoppedReported && pipeline.stopped()) {
+      stoppedReported = true;
+      getContext().getLog().error("Unit [{}]: fault pipeline stopped; fault records are counted"
+          + " lost at the ingress from now on", name);
     }
   }
 
