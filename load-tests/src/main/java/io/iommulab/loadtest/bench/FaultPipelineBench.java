@@ -52,7 +52,8 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
  *
  * <p>Run: {@code mvn -o -q -pl config,hardware,actors,host,load-tests package -DskipTests &&
  * java -cp load-tests/target/benchmarks.jar io.iommulab.loadtest.bench.FaultPipelineBench
- * [prq|dma] [records] [warmups] [iterations]}.
+ * [prq|dma] [records] [warmups] [iterations]} ({@code -Dbench.batch=N -Dbench.parallelism=N}
+ * override the pipeline's defaults; the ingress is sized so nothing is lost).
  */
 public final class FaultPipelineBench {
   private FaultPipelineBench() {}
@@ -128,7 +129,10 @@ public final class FaultPipelineBench {
         .filter(u -> u instanceof PagingUnitSettings).findFirst().orElseThrow();
     TopologySettings topology =
         new TopologySettings(defaults.hostMemoryBytes(), List.of(vtd), List.of(), List.of());
-    FaultPipelineSettings pipeline = FaultPipelineSettings.defaults().withIngress(1 << 20, 1 << 20);
+    FaultPipelineSettings d = FaultPipelineSettings.defaults();
+    FaultPipelineSettings pipeline = new FaultPipelineSettings(1 << 20, 1 << 20,
+        Integer.getInteger("bench.batch", d.batchSize()),
+        Integer.getInteger("bench.parallelism", d.parallelism()), d.ackTimeout(), d.tenantClasses());
     UapiSettings uapi = UapiSettings.defaults().withFaultQueueDepth(1 << 20);
     ManualClock clock = new ManualClock(1_000);
     ActorRef<HostMemoryActor.Command> memory =
