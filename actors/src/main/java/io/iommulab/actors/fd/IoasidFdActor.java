@@ -764,8 +764,10 @@ public final class IoasidFdActor {
    * whose group allocation failed (answered FAILURE). DMA faults: {@code dmaFaultsToVeventq}
    * queued, {@code dmaFaultsLostVeventqFull} lost at a full vEVENTQ, {@code dmaFaultsRecorded}
    * counted here only, {@code dmaFaultsOwnerTold} PAMU violations the VM was told of, {@code
-   * dmaFaultsHandleGone}. {@code partialsDiscarded}: queued requests dropped unread later (a failed
-   * group, detach, an overflowed unit's partials); {@code batches}: pipeline messages received.
+   * dmaFaultsHandleGone}. {@code partialsDiscarded}: partial requests queued, then dropped unread
+   * because their group's last page was lost or their unit's page request queue overflowed (groups
+   * withdrawn at detach, replace or destroy are answered INVALID and not counted here); {@code
+   * batches}: pipeline messages received.
    * {@code pageRequestsHeld}: requests in the fd's FAULT queues now (partial or unread). {@code
    * delivered()} and {@code lost()} match the units' pipeline counters.
    */
