@@ -395,7 +395,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
             default -> IommuUnitActor.PageResponseCode.FAILURE;
           };
       unit(g.device().unitId())
-          .tell(new IommuUnitActor.RespondPageRequest(g.device().rid(), g.pasid(), g.grpid(), code));
+          .tell(new IommuUnitActor.RespondPageRequest(g.device().rid(), g.pasid(), g.grpid(), code,
+              g.token()));
     }
   }
 
@@ -1429,7 +1430,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
         if (fault == null) {
           pageRequestsHandleGone++;
           gone++;
-          if (req.lastPage() && units.containsKey(unitId)) {
+          // A tokened handle is gone only after the unit detached or replaced it, which answered
+          // its pending groups INVALID then: answering again could hit a newer group of the same
+          // PRG index. Without a token the owner is the only one to answer.
+          if (p.handleToken() == 0 && req.lastPage() && units.containsKey(unitId)) {
             unit(unitId).tell(new IommuUnitActor.RespondPageRequest(
                 req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner()));
           }
@@ -1437,7 +1441,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
         }
         lastFault = fault;
         Fault.Reported r = fault.report(route.device(), route.hwpt(), route.pasid(), req.groupId(),
-            req.addr(), req.perm(), req.lastPage());
+            req.addr(), req.perm(), req.lastPage(), p.handleToken());
         switch (r) {
           case QUEUED_AND_READABLE, LOST_AND_READABLE ->
               events.tell(new IoasidFdActor.FaultQueueReadable(ictxId, fault.id()));

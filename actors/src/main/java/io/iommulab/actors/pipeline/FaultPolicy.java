@@ -33,8 +33,9 @@ import io.iommulab.hardware.fault.FaultReason;
  *   <tr><td>page request</td><td colspan="2"></td><td>the FAULT queue of the handle's HWPT,
  *       grouped until LAST_PAGE, answered by cookie; a full queue loses the request (a lost last
  *       page fails its group {@link #lastPageLostAtOwner()}); a handle that is gone (detached,
- *       replaced, fd closed) loses it and answers a last page {@link
- *       #lastPageLostAtOwner()}</td></tr>
+ *       replaced, fd closed) loses it — its group was answered INVALID by the unit when the handle
+ *       went away, and a response names the handle's token, so a late answer never reaches a newer
+ *       group of the same PRG index</td></tr>
  * </table>
  *
  * <p>Every record published is delivered (a queue or the fd's fault statistics) or counted lost
@@ -102,8 +103,9 @@ public final class FaultPolicy {
   }
 
   /**
-   * The owner's answer to a group whose last page it could not queue (full FAULT queue) or
-   * whose attach handle is gone: INVALID, as {@code iommufd_auto_response_faults} answers.
+   * The owner's answer to a group whose last page it could not queue (full FAULT queue), or
+   * whose handle it cannot find when the record names none: INVALID, as {@code
+   * iommufd_auto_response_faults} answers.
    */
   public static PageResponseCode lastPageLostAtOwner() {
     return PageResponseCode.INVALID;

@@ -407,9 +407,21 @@ public final class IommuUnitActor {
       int rid, int pasid, int groupId, long address, int perm, boolean lastPage)
       implements Command {}
 
-  /** A page-group response from software (by the fd): forwarded to the device as PageResponded. */
-  public record RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code)
-      implements Command {}
+  /**
+   * A page-group response from software (by the fd): forwarded to the device as PageResponded.
+   * {@code handleToken} is the token of the attach handle the group was raised under: a response
+   * carrying another token answers an older group of the same PRG index and is dropped as stale
+   * (0 matches any: senders that route without tokens).
+   */
+  public record RespondPageRequest(
+      int rid, int pasid, int groupId, PageResponseCode code, long handleToken)
+      implements Command {
+
+    /** Without a handle token: answers the pending group of that index, whatever its handle. */
+    public RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code) {
+      this(rid, pasid, groupId, code, 0L);
+    }
+  }
 
   public enum PageResponseCode {
     SUCCESS,

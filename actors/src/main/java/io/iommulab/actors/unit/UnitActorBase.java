@@ -46,7 +46,6 @@ import io.iommulab.hardware.pci.DmaOwner;
 import io.iommulab.hardware.pci.IommuGroup;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -158,7 +157,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private int deviceCount;
   private final Map<Integer, IommuGroup> groups = new TreeMap<>();
   private final Map<Long, Handle> handles = new HashMap<>();
-  private final Set<Long> pendingPageGroups = new HashSet<>();
+  /** Page-request groups answered by software, not yet answered: group key → handle token. */
+  private final Map<Long, Long> pendingPageGroups = new HashMap<>();
   private final List<DmaFault> faultLog = new ArrayList<>();
 
   /** Reused by every translation: the burst loop allocates nothing but the reply arrays. */
@@ -607,7 +607,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
    */
   protected void abortPendingPageGroups(int rid, int pasid) {
     DeviceEntry e = device(rid);
-    Iterator<Long> it = pendingPageGroups.iterator();
+    Iterator<Long> it = pendingPageGroups.keySet().iterator();
     while (it.hasNext()) {
       long k = it.next();
       int r = (int) (k >>> 40);
@@ -783,7 +783,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       // A group awaits software's response once complete; partials of a handle that goes away
       // are dropped unanswered (iopf_queue_remove_device), and the device's later last page is
       // answered then.
-      pendingPageGroups.add(groupKey);
+      pendingPageGroups.put(groupKey, h.token());
     }
     return this;
   }
@@ -866,12 +866,17 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   private Behavior<Command> onRespondPageRequest(RespondPageRequest r) {
     DeviceEntry e = device(r.rid());
-    if (e == null || !pendingPageGroups.remove(pageGroupKey(r.rid(), r.pasid(), r.groupId()))) {
+    long key = pageGroupKey(r.rid(), r.pasid(), r.groupId());
+    Long token = pendingPageGroups.get(key);
+    if (e == null || token == null || (r.handleToken() != 0 && r.handleToken() != token)) {
       staleResponses++;
-      getContext().getLog().debug("Stale page response rid {} pasid {} group {} dropped",
-          rid(r.rid()), r.pasid(), r.groupId());
+      if (getContext().getLog().isDebugEnabled()) {
+        getContext().getLog().debug("Stale page response rid {} pasid {} group {} dropped",
+            rid(r.rid()), r.pasid(), r.groupId());
+      }
       return this;
     }
+    pendingPageGroups.remove(key);
     // The page-group response is one descriptor on the queue; the model keeps no ring slot for it.
     pageResponses++;
     e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), r.code()));

@@ -378,4 +378,56 @@ class FaultPipelineTest {
       assertEquals(perDevice, addrs.size());
     }
   }
+
+  // ---------------------------------------------------------------- replace to a new owner
+
+  @Test
+  void recordsOfAReplacedHandleStillInFlightNeverReachTheNewOwner() throws Exception {
+    PipelineHarness h = new PipelineHarness(testKit, Fixtures.vtd("vtd0"),
+        DEFAULTS.withIngress(1 << 20, 1 << 20).withBatchSize(16),
+        UapiSettings.defaults().withFaultQueueDepth(1 << 18));
+    DeviceLog dev = h.device(0x100, true);
+    Fd fd = h.fd(1, List.of(0x100));
+    var replies = fd.replies.getRef();
+    int newFault = fd.ask(new IoasidFdActor.FaultQueueAlloc(0, replies),
+        IoasidFdActor.FaultQueueAllocated.class).outFaultId();
+    int newHwpt = fd.ask(new IoasidFdActor.HwptAlloc(Uapi.HWPT_ALLOC_FAULT_ID_VALID,
+        fd.devIds.get(0), fd.ioasId, Uapi.HWPT_DATA_NONE, 0, newFault, replies),
+        IoasidFdActor.HwptAllocated.class).outHwptId();
+    int groups = 512;
+    long phase2 = 1L << 40;
+    // Phase 1: every PRG index once, four pages a group, sent before the replace: the unit
+    // publishes all of them under the old handle, many still in the pipeline when it switches.
+    for (int g = 0; g < groups; g++) {
+      for (int p = 0; p < 4; p++) {
+        h.pageRequest(0x100, g, ((long) g << 14) + ((long) p << 12), p == 3);
+      }
+    }
+    fd.ask(new IoasidFdActor.DeviceReplace(fd.devIds.get(0), newHwpt, replies),
+        IoasidFdActor.DeviceAttached.class);
+    await("every old group answered", () -> dev.responded() >= groups);
+    // Phase 2: the device's PRG indexes are free again; these belong to the new handle.
+    for (int g = 0; g < groups; g++) {
+      for (int p = 0; p < 4; p++) {
+        h.pageRequest(0x100, g, phase2 + ((long) g << 14) + ((long) p << 12), p == 3);
+      }
+    }
+    FaultPipelineStats s = h.settled(8L * groups);
+    assertEquals(0, s.lostIngressPageRequests() + s.lostQueueFull());
+
+    Fd newOwner = new Fd(fd.vmId, fd.ref, fd.replies, fd.events);
+    newOwner.faultId = newFault;
+    Drained now = drain(newOwner);
+    List<Long> addrs = now.addressesByDev.get(fd.devIds.get(0));
+    assertEquals(4 * groups, addrs.size(), "the new owner has exactly the new handle's requests");
+    for (int k = 0; k < addrs.size(); k++) {
+      assertEquals(phase2 + ((long) (k / 4) << 14) + ((long) (k % 4) << 12), addrs.get(k));
+    }
+    assertEquals(0, drain(fd).records, "the old FAULT's groups were withdrawn at the replace");
+    assertEquals(groups, dev.responses.size(), "each old group answered once");
+    for (var r : dev.responses) {
+      assertEquals(io.iommulab.actors.unit.IommuUnitActor.PageResponseCode.INVALID, r.code());
+    }
+    assertEquals(s.published(), s.delivered() + s.lostHandleGone());
+  }
 }

@@ -68,6 +68,8 @@ public final class Fault extends FdObject {
     final List<Request> requests = new ArrayList<>(1);
     int cookie;
     int sequence;
+    /** The token of the attach handle the group was raised under (0: none). */
+    long token;
 
     Group(Device device, int pasid, int grpid, HwPagetable hwpt) {
       this.device = device;
@@ -91,6 +93,11 @@ public final class Fault extends FdObject {
 
     public int size() {
       return requests.size();
+    }
+
+    /** The token of the attach handle the group was raised under (0: none). */
+    public long token() {
+      return token;
     }
   }
 
@@ -169,19 +176,31 @@ public final class Fault extends FdObject {
    */
   public Reported report(
       Device device, HwPagetable hwpt, int pasid, int grpid, long addr, int perm, boolean lastPage) {
+    return report(device, hwpt, pasid, grpid, addr, perm, lastPage, 0L);
+  }
+
+  /**
+   * As above, for a request raised under the attach handle of {@code token}: the group remembers
+   * it, so its response names the handle it answers.
+   */
+  public Reported report(
+      Device device, HwPagetable hwpt, int pasid, int grpid, long addr, int perm, boolean lastPage,
+      long token) {
     long key = partialKey(device, grpid);
     // Most groups are one page: no partial to look up, no boxing.
     Group g = partial.isEmpty() ? null : partial.get(key);
     if (held == depth) {
-      return lost(key, g, device, hwpt, pasid, grpid, addr, perm, lastPage);
+      return lost(key, g, device, hwpt, pasid, grpid, addr, perm, lastPage, token);
     }
     if (g == null) {
       if (injector.shouldFail(SITE_GROUP)) {
         failedGroup = new Group(device, pasid, grpid, hwpt);
+        failedGroup.token = token;
         failedGroup.requests.add(new Request(addr, perm, lastPage));
         return Reported.FAILED;
       }
       g = new Group(device, pasid, grpid, hwpt);
+      g.token = token;
     }
     g.requests.add(new Request(addr, perm, lastPage));
     held++;
@@ -204,7 +223,7 @@ public final class Fault extends FdObject {
   /** The queue is full: the request is lost and the lost-events node (re)queued last. */
   private Reported lost(
       long key, Group partialGroup, Device device, HwPagetable hwpt, int pasid, int grpid,
-      long addr, int perm, boolean lastPage) {
+      long addr, int perm, boolean lastPage, long token) {
     boolean wasReadable = readable();
     lostTotal++;
     lostQueued = true;
@@ -217,6 +236,7 @@ public final class Fault extends FdObject {
         discardedTotal += g.requests.size();
       } else {
         g = new Group(device, pasid, grpid, hwpt);
+        g.token = token;
       }
       g.requests.add(new Request(addr, perm, true));
       failedGroup = g;
