@@ -163,7 +163,7 @@ public final class FaultPipeline {
   // ---------------------------------------------------------------- stages
 
   private static List<PublishedFault> seed(PublishedFault first) {
-    List<PublishedFault> l = new ArrayList<>();
+    List<PublishedFault> l = new ArrayList<>(32);
     l.add(first);
     return l;
   }
@@ -241,8 +241,8 @@ public final class FaultPipeline {
     final FaultPipelineSettings settings;
     final LongSupplier wallNanos;
     final Histogram batchSize;
-    final Map<String, Histogram> modeled = new HashMap<>();
-    final Map<String, Histogram> wall = new HashMap<>();
+    final Map<Integer, Histogram> modeled = new HashMap<>();
+    final Map<Integer, Histogram> wall = new HashMap<>();
 
     Metrics(String unit, FaultPipelineSettings settings, LongSupplier wallNanos) {
       this.unit = unit;
@@ -251,10 +251,12 @@ public final class FaultPipeline {
       this.batchSize = Kamon.histogram("iommulab.fault.batch.size").withTag("unit", unit);
     }
 
-    private Histogram histogram(Map<String, Histogram> cache, String name, String tenant) {
+    /** By VM id, so the tenant tag is built once per VM, not once per batch. */
+    private Histogram histogram(Map<Integer, Histogram> cache, String name, int vmId) {
       return cache.computeIfAbsent(
-          tenant,
-          t -> Kamon.histogram(name).withTags(TagSet.of("unit", unit).withTag("tenant", t)));
+          vmId,
+          v -> Kamon.histogram(name)
+              .withTags(TagSet.of("unit", unit).withTag("tenant", settings.tenantOf(v))));
     }
 
     void record(Batch batch, FaultsSettled ack) {
@@ -262,10 +264,9 @@ public final class FaultPipeline {
       if (ack == null) {
         return;
       }
-      String tenant = settings.tenantOf(ack.vmId());
-      Histogram m = histogram(modeled, "iommulab.fault.latency.modeled-ns", tenant);
+      Histogram m = histogram(modeled, "iommulab.fault.latency.modeled-ns", ack.vmId());
       boolean clock = wallNanos != NO_WALL_CLOCK;
-      Histogram w = clock ? histogram(wall, "iommulab.fault.latency.wall-ns", tenant) : null;
+      Histogram w = clock ? histogram(wall, "iommulab.fault.latency.wall-ns", ack.vmId()) : null;
       long now = clock ? wallNanos.getAsLong() : 0;
       for (PublishedFault p : batch.records()) {
         if (p.discardsPartials()) {

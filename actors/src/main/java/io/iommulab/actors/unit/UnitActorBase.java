@@ -133,6 +133,11 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     int expectedOwner = HostMemory.HOST;
     /** The attach handle of the RID itself (no PASID), mirrored from the handle map. */
     Handle ridHandle;
+    /**
+     * Groups of the RID itself (no PASID) awaiting software's response, by PRG index: the token of
+     * the handle each was raised under, or {@link #NOT_PENDING}. Allocated at the first one.
+     */
+    long[] ridPending;
 
     DeviceEntry(RegisterDevice msg) {
       this.rid = msg.rid();
@@ -157,8 +162,12 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private int deviceCount;
   private final Map<Integer, IommuGroup> groups = new TreeMap<>();
   private final Map<Long, Handle> handles = new HashMap<>();
-  /** Page-request groups answered by software, not yet answered: group key → handle token. */
+  /**
+   * Page-request groups of PASIDs awaiting software's response: group key → handle token. Groups
+   * of a RID itself are in its {@link DeviceEntry#ridPending} (no boxing on the hot path).
+   */
   private final Map<Long, Long> pendingPageGroups = new HashMap<>();
+  static final long NOT_PENDING = Long.MIN_VALUE;
   private final List<DmaFault> faultLog = new ArrayList<>();
 
   /** Reused by every translation: the burst loop allocates nothing but the reply arrays. */
@@ -607,6 +616,17 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
    */
   protected void abortPendingPageGroups(int rid, int pasid) {
     DeviceEntry e = device(rid);
+    if (pasid == FaultRecord.NO_PASID) {
+      if (e != null && e.ridPending != null) {
+        for (int g = 0; g < e.ridPending.length; g++) {
+          if (e.ridPending[g] != NOT_PENDING) {
+            e.ridPending[g] = NOT_PENDING;
+            e.ref.tell(new DeviceActor.PageResponded(pasid, g, PageResponseCode.INVALID));
+          }
+        }
+      }
+      return;
+    }
     Iterator<Long> it = pendingPageGroups.keySet().iterator();
     while (it.hasNext()) {
       long k = it.next();
@@ -618,6 +638,34 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
           e.ref.tell(new DeviceActor.PageResponded(p, (int) (k & 0x1FF), PageResponseCode.INVALID));
         }
       }
+    }
+  }
+
+  private void pendingPut(DeviceEntry e, int pasid, int group, long key, long token) {
+    if (pasid == FaultRecord.NO_PASID) {
+      if (e.ridPending == null) {
+        e.ridPending = new long[PageRequest.MAX_GROUP_ID + 1];
+        java.util.Arrays.fill(e.ridPending, NOT_PENDING);
+      }
+      e.ridPending[group & PageRequest.MAX_GROUP_ID] = token;
+    } else {
+      pendingPageGroups.put(key, token);
+    }
+  }
+
+  private long pendingGet(DeviceEntry e, int pasid, int group, long key) {
+    if (pasid == FaultRecord.NO_PASID) {
+      return e.ridPending == null ? NOT_PENDING : e.ridPending[group & PageRequest.MAX_GROUP_ID];
+    }
+    Long t = pendingPageGroups.get(key);
+    return t == null ? NOT_PENDING : t;
+  }
+
+  private void pendingRemove(DeviceEntry e, int pasid, int group, long key) {
+    if (pasid == FaultRecord.NO_PASID) {
+      e.ridPending[group & PageRequest.MAX_GROUP_ID] = NOT_PENDING;
+    } else {
+      pendingPageGroups.remove(key);
     }
   }
 
@@ -783,7 +831,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       // A group awaits software's response once complete; partials of a handle that goes away
       // are dropped unanswered (iopf_queue_remove_device), and the device's later last page is
       // answered then.
-      pendingPageGroups.put(groupKey, h.token());
+      pendingPut(e, r.pasid(), r.groupId(), groupKey, h.token());
     }
     return this;
   }
@@ -867,16 +915,14 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onRespondPageRequest(RespondPageRequest r) {
     DeviceEntry e = device(r.rid());
     long key = pageGroupKey(r.rid(), r.pasid(), r.groupId());
-    Long token = pendingPageGroups.get(key);
-    if (e == null || token == null || (r.handleToken() != 0 && r.handleToken() != token)) {
+    long token = e == null ? NOT_PENDING : pendingGet(e, r.pasid(), r.groupId(), key);
+    if (token == NOT_PENDING || (r.handleToken() != 0 && r.handleToken() != token)) {
+      // Answered already (detach, replace, an overflowed ingress) or an older group of the index:
+      // counted, not logged (a storm of them would flood the log).
       staleResponses++;
-      if (getContext().getLog().isDebugEnabled()) {
-        getContext().getLog().debug("Stale page response rid {} pasid {} group {} dropped",
-            rid(r.rid()), r.pasid(), r.groupId());
-      }
       return this;
     }
-    pendingPageGroups.remove(key);
+    pendingRemove(e, r.pasid(), r.groupId(), key);
     // The page-group response is one descriptor on the queue; the model keeps no ring slot for it.
     pageResponses++;
     e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), r.code()));
