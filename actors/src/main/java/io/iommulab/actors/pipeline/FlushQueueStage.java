@@ -3,6 +3,7 @@ package io.iommulab.actors.pipeline;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.IntConsumer;
 import org.apache.pekko.japi.function.Effect;
 import org.apache.pekko.stream.Attributes;
 import org.apache.pekko.stream.FlowShape;
@@ -39,6 +40,10 @@ import org.apache.pekko.stream.stage.TimerGraphStageLogic;
  *
  * <p>Bounds: at most {@code entries} requests are held; when full and downstream is busy the stage
  * stops pulling, which backpressures the ingress queue.
+ *
+ * <p>{@code occupancy} is told the number of queued requests after every change (an entry queued,
+ * the queue flushed), on the stream's thread, after the timer was armed: the unit's
+ * deferred-queue gauge, and what tests wait for before they move manual time.
  */
 final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, PendingBatch>> {
 
@@ -49,8 +54,9 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
   private final FlowShape<InvalidationRequest, PendingBatch> shape = FlowShape.of(in, out);
   private final int entries;
   private final Duration timeout;
+  private final IntConsumer occupancy;
 
-  FlushQueueStage(int entries, Duration timeout) {
+  FlushQueueStage(int entries, Duration timeout, IntConsumer occupancy) {
     if (entries < 1) {
       throw new IllegalArgumentException("entries must be positive, got " + entries);
     }
@@ -59,6 +65,7 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
     }
     this.entries = entries;
     this.timeout = timeout;
+    this.occupancy = occupancy;
   }
 
   @Override
@@ -91,6 +98,7 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
           if (queue.size() < entries && !hasBeenPulled(in)) {
             pull(in);
           }
+          occupancy.accept(queue.size());
         }
 
         @Override
@@ -107,7 +115,9 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
       setHandler(out, new AbstractOutHandler() {
         @Override
         public void onPull() {
-          tryFlush();
+          if (tryFlush()) {
+            occupancy.accept(0);
+          }
         }
       });
     }
@@ -120,7 +130,9 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
     @Override
     public void onTimer(Object key) {
       due = true;
-      tryFlush();
+      if (tryFlush()) {
+        occupancy.accept(0);
+      }
     }
 
     private FlushReason reason() {
@@ -130,16 +142,19 @@ final class FlushQueueStage extends GraphStage<FlowShape<InvalidationRequest, Pe
       return urgent ? FlushReason.URGENT : FlushReason.TIMEOUT;
     }
 
-    private void tryFlush() {
+    /** Flushes if a flush is due and downstream can take it; true if it did. */
+    private boolean tryFlush() {
       if (queue.isEmpty() || !isAvailable(out)) {
-        return;
+        return false;
       }
       if (queue.size() >= entries || urgent || due) {
         push(out, take(reason()));
         if (!isClosed(in) && !hasBeenPulled(in)) {
           pull(in);
         }
+        return true;
       }
+      return false;
     }
 
     private PendingBatch take(FlushReason reason) {

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
+import java.util.function.IntConsumer;
 import org.apache.pekko.Done;
 import org.apache.pekko.NotUsed;
 import org.apache.pekko.japi.Pair;
@@ -44,9 +45,10 @@ import org.apache.pekko.stream.javadsl.Source;
  * lack of an early flush do not model it.
  *
  * <p><b>Bounds.</b> Every place a request can wait is bounded: the ingress queue ({@code
- * ingress-capacity}), the batching stage ({@code max-batch} or {@code flush-entries}), and one
- * batch in execution ({@code mapAsync(1)}: the next batch forms while the previous one executes, a
- * unit has one invalidation queue). When the batching stage is full it stops pulling, the ingress
+ * ingress-capacity}), the batching stage ({@code max-batch} aggregated plus the one element
+ * Pekko's {@code batch} keeps pending, or {@code flush-entries}), and one batch in execution
+ * ({@code mapAsync(1)}: the next batch forms while the previous one executes, a unit has one
+ * invalidation queue). The stream is fused (no async boundary), so there are no other buffers. When the batching stage is full it stops pulling, the ingress
  * queue fills, and {@link BoundedSourceQueue#offer} answers {@code Dropped} synchronously: the
  * unit actor then parks the request (see the unit's pipeline), nothing is lost.
  *
@@ -68,17 +70,19 @@ public final class InvalidationStream {
   /**
    * Materializes the stream of a unit whose largest page-selective mask is {@code
    * maxAddressMask}. {@code execute} is called for one batch at a time; its stage completes when
-   * the batch's invalidation has completed.
+   * the batch's invalidation has completed. {@code flushQueueOccupancy} (deferred mode only) is
+   * told the number of requests in the flush queue after every change, on the stream's thread.
    */
   public static Handle run(
       InvalidationPipelineSettings settings,
       int maxAddressMask,
       Function<InvalidationBatch, CompletionStage<Done>> execute,
+      IntConsumer flushQueueOccupancy,
       Materializer materializer) {
     Pair<Pair<BoundedSourceQueue<InvalidationRequest>, UniqueKillSwitch>, CompletionStage<Done>> m =
         Source.<InvalidationRequest>queue(settings.ingressCapacity())
             .viaMat(KillSwitches.single(), Keep.both())
-            .via(batching(settings))
+            .via(batching(settings, flushQueueOccupancy))
             .map(p -> InvalidationBatch.merge(p.requests(), p.reason(), maxAddressMask))
             .mapAsync(1, execute::apply)
             .toMat(Sink.ignore(), Keep.both())
@@ -88,14 +92,15 @@ public final class InvalidationStream {
 
   /** The batching stage of a mode: {@code batch} for strict, the flush queue for deferred. */
   static Flow<InvalidationRequest, PendingBatch, NotUsed> batching(
-      InvalidationPipelineSettings settings) {
+      InvalidationPipelineSettings settings, IntConsumer flushQueueOccupancy) {
     if (settings.mode() == Mode.STRICT) {
       return Flow.<InvalidationRequest>create()
           .batch(settings.maxBatch(), InvalidationStream::first, InvalidationStream::append)
           .map(requests -> new PendingBatch(requests, FlushReason.STRICT));
     }
     return Flow.fromGraph(
-        new FlushQueueStage(settings.flushEntries(), Duration.ofNanos(settings.flushTimeoutNs())));
+        new FlushQueueStage(settings.flushEntries(), Duration.ofNanos(settings.flushTimeoutNs()),
+            flushQueueOccupancy));
   }
 
   private static List<InvalidationRequest> first(InvalidationRequest r) {

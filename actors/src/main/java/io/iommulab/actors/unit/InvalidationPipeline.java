@@ -65,7 +65,8 @@ import org.apache.pekko.stream.QueueOfferResult;
  * <h2>Bounds and the full-ingress policy</h2>
  *
  * Requests live in: the ingress queue ({@code ingress-capacity}), the batching stage ({@code
- * max-batch} or {@code flush-entries}), the batch executing (one), and the parking deque. When
+ * max-batch} + 1 or {@code flush-entries}), the batch executing (one), and the parking deque
+ * ({@code max-parked}); {@link #pending()} is their sum and never exceeds the sum of the bounds. When
  * the ingress queue is full ({@code offer} answers Dropped), the request is <em>parked</em>, in
  * arrival order (a new request joins the parked ones while any is parked, so admission stays
  * FIFO), and admitted when the stream has drained: every time it hands over a batch and every
@@ -87,7 +88,8 @@ import org.apache.pekko.stream.QueueOfferResult;
  * Kamon, tagged by unit (and the reason or tenant where noted), never per actor:
  * {@code iommulab.invalidation.queue-depth} (range sampler: admitted, not yet executing),
  * {@code .parked} (gauge), {@code .deferred-occupancy} (range sampler: deferred unmaps answered
- * and not yet flushed), {@code .batch-size} (requests per batch), {@code .merged-ranges} (ranges
+ * and not yet flushed), {@code .flush-queue-occupancy} (gauge: requests in the deferred flush
+ * queue, updated by the stream), {@code .batch-size} (requests per batch), {@code .merged-ranges} (ranges
  * per batch after merging), {@code .ranges-merged-away} (counter), {@code .batch-descriptors},
  * {@code .flushes} (counter, tag {@code reason}: strict, full, timeout, urgent), {@code
  * .refused-busy} (counter), {@code .latency.modeled} and {@code .latency.wall} (histograms in ns,
@@ -156,6 +158,11 @@ final class InvalidationPipeline {
   private int deferredUnflushed;
   private long refusedBusy;
   private int largestBatch;
+  private long completedRequests;
+  private long modeledSum;
+  private long modeledMax;
+  private long wallSum;
+  private long wallMax;
   private final long[] flushes = new long[FlushReason.values().length];
 
   private final RangeSampler depthSampler;
@@ -167,6 +174,9 @@ final class InvalidationPipeline {
   private final Histogram batchDescriptors;
   private final Counter[] flushCounters = new Counter[FlushReason.values().length];
   private final Counter refusedCounter;
+  private final Gauge flushQueueGauge;
+  /** Requests in the deferred flush queue: written by the stream's thread, read for stats. */
+  private volatile int flushQueueOccupancy;
   private final Map<Integer, Histogram> modeledLatency = new HashMap<>();
   private final Map<Integer, Histogram> wallLatency = new HashMap<>();
 
@@ -190,18 +200,6 @@ final class InvalidationPipeline {
     this.executor = executor;
     this.clock = clock;
     this.wallNanos = wallNanos;
-    ActorRef<Command> self = context.getSelf();
-    this.stream =
-        InvalidationStream.run(
-            settings,
-            unit.settings().maxAddressMask(),
-            batch -> {
-              CompletableFuture<Done> executed = new CompletableFuture<>();
-              self.tell(new ExecuteBatch(batch, executed));
-              return executed;
-            },
-            Materializer.createMaterializer(context));
-    context.pipeToSelf(stream.done(), (done, failure) -> new InvalidationStreamEnded(failure));
 
     TagSet tags = TagSet.of("unit", name);
     this.depthSampler = Kamon.rangeSampler("iommulab.invalidation.queue-depth").withTags(tags);
@@ -218,6 +216,26 @@ final class InvalidationPipeline {
           Kamon.counter("iommulab.invalidation.flushes").withTags(tags.withTag("reason", r.tag()));
     }
     this.refusedCounter = Kamon.counter("iommulab.invalidation.refused-busy").withTags(tags);
+    this.flushQueueGauge =
+        Kamon.gauge("iommulab.invalidation.flush-queue-occupancy").withTags(tags);
+
+    ActorRef<Command> self = context.getSelf();
+    Gauge fqGauge = flushQueueGauge;
+    this.stream =
+        InvalidationStream.run(
+            settings,
+            unit.settings().maxAddressMask(),
+            batch -> {
+              CompletableFuture<Done> executed = new CompletableFuture<>();
+              self.tell(new ExecuteBatch(batch, executed));
+              return executed;
+            },
+            occupancy -> {
+              flushQueueOccupancy = occupancy;
+              fqGauge.update(occupancy);
+            },
+            Materializer.createMaterializer(context));
+    context.pipeToSelf(stream.done(), (done, failure) -> new InvalidationStreamEnded(failure));
   }
 
   Mode mode() {
@@ -396,9 +414,16 @@ final class InvalidationPipeline {
       if (p == null) {
         throw new IllegalStateException("batch completes request " + id + " not in flight");
       }
-      modeledHistogram(p.tenant).record(Math.max(0, completedAtNs - p.modeledStart));
+      long modeled = Math.max(0, completedAtNs - p.modeledStart);
+      completedRequests++;
+      modeledSum += modeled;
+      modeledMax = Math.max(modeledMax, modeled);
+      modeledHistogram(p.tenant).record(modeled);
       if (wallNanos != null) {
-        wallHistogram(p.tenant).record(Math.max(0, wallNow - p.wallStart));
+        long wall = Math.max(0, wallNow - p.wallStart);
+        wallSum += wall;
+        wallMax = Math.max(wallMax, wall);
+        wallHistogram(p.tenant).record(wall);
       }
       if (p.deferred()) {
         deferredUnflushed--;
@@ -458,11 +483,12 @@ final class InvalidationPipeline {
     return new InvalidationStats(
         unitId, name, settings.mode(), requests, batches, rangesIn, rangesOut,
         executor.descriptors(), executor.syncs(), executor.atcInvalidations(),
-        stream.ingress().size(), settings.ingressCapacity(), parked.size(), parkedHighWater,
+        stream.ingress().size(), settings.ingressCapacity(), flushQueueOccupancy, parked.size(),
+        parkedHighWater,
         settings.maxParked(), pending(), deferredUnflushed, refusedBusy,
         flushes[FlushReason.STRICT.ordinal()], flushes[FlushReason.FULL.ordinal()],
         flushes[FlushReason.TIMEOUT.ordinal()], flushes[FlushReason.URGENT.ordinal()],
-        largestBatch);
+        largestBatch, completedRequests, modeledSum, modeledMax, wallSum, wallMax);
   }
 
   long descriptors() {

@@ -676,12 +676,15 @@ public final class IommuUnitActor {
    * {@code batches}: batches executed; {@code rangesIn}/{@code rangesOut}: IOTLB and device-TLB
    * ranges before and after merging; {@code descriptors}, {@code syncs}, {@code atcInvalidations}:
    * what reached the hardware queue and the devices; {@code ingressDepth}: requests in the ingress
-   * queue now (at most {@code ingressCapacity}); {@code parked}/{@code parkedHighWater}: requests
+   * queue now (at most {@code ingressCapacity}); {@code flushQueueOccupancy}: requests in the
+   * deferred flush queue now (at most {@code flush-entries}; 0 in strict mode); {@code parked}/{@code parkedHighWater}: requests
    * waiting for room in the ingress queue (at most {@code maxParked}); {@code pending}: requests
    * admitted or parked and not completed; {@code deferredUnflushed}: deferred unmaps answered
    * whose flush has not completed; {@code refusedBusy}: commands refused EBUSY because the stream
    * was saturated; {@code flushes*}: batches per reason; {@code largestBatch}: most requests in one
-   * batch. A PAMU has no stream: everything is 0.
+   * batch; {@code completed}: requests completed, with the sum and maximum of their modeled
+   * latency (command to flush completion, modeled clock) and wall-clock latency (the {@code
+   * wallNanos} handed to the unit; 0 without one). A PAMU has no stream: everything is 0.
    */
   public record InvalidationStats(
       int unitId,
@@ -696,6 +699,7 @@ public final class IommuUnitActor {
       long atcInvalidations,
       int ingressDepth,
       int ingressCapacity,
+      int flushQueueOccupancy,
       int parked,
       int parkedHighWater,
       int maxParked,
@@ -706,6 +710,11 @@ public final class IommuUnitActor {
       long flushesFull,
       long flushesTimeout,
       long flushesUrgent,
-      int largestBatch)
+      int largestBatch,
+      long completed,
+      long modeledLatencySumNs,
+      long modeledLatencyMaxNs,
+      long wallLatencySumNs,
+      long wallLatencyMaxNs)
       implements CborSerializable {}
 }
