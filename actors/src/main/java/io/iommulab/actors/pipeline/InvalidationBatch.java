@@ -52,8 +52,9 @@ import java.util.Set;
  * @param fixed pass-through descriptors (context/PASID cache, global IOTLB), deduplicated
  * @param iotlb widened IOTLB descriptors
  * @param atc widened device-TLB descriptors
- * @param rescan merged table-change ranges: the executor adds the device TLBs that reach their
- *     domain at execution time ({@link IotlbTarget#tableChange})
+ * @param rescan table-change ranges merged among themselves (not with domain flushes): the
+ *     executor adds the device TLBs that reach their domain at execution time ({@link
+ *     IotlbTarget#tableChange})
  * @param rangesIn targets of the requests before merging
  * @param rangesOut targets left after merging adjacent and overlapping ranges
  */
@@ -133,6 +134,9 @@ public record InvalidationBatch(
     long[] ids = new long[requests.size()];
     Set<InvDescriptor> fixed = new LinkedHashSet<>();
     Map<Long, List<long[]>> iotlbGroups = new LinkedHashMap<>();
+    // Table-change ranges merged among themselves only: merged with a domain flush they would
+    // make the rescan cover the whole domain and flush every device TLB of it.
+    Map<Long, List<long[]>> changedGroups = new LinkedHashMap<>();
     Map<Long, List<long[]>> atcGroups = new LinkedHashMap<>();
     int rangesIn = 0;
     for (int i = 0; i < ids.length; i++) {
@@ -141,8 +145,13 @@ public record InvalidationBatch(
       fixed.addAll(r.fixed());
       rangesIn += r.ranges();
       for (IotlbTarget t : r.iotlb()) {
+        long[] range = {t.first(), t.last(), t.leaf() ? 1 : 0, t.tableChange() ? 1 : 0};
         iotlbGroups.computeIfAbsent(key(t.domainId(), t.pasid()), k -> new ArrayList<>())
-            .add(new long[] {t.first(), t.last(), t.leaf() ? 1 : 0, t.tableChange() ? 1 : 0});
+            .add(range);
+        if (t.tableChange()) {
+          changedGroups.computeIfAbsent(key(t.domainId(), t.pasid()), k -> new ArrayList<>())
+              .add(range);
+        }
       }
       for (AtcTarget t : r.atc()) {
         atcGroups.computeIfAbsent(key(t.rid(), t.pasid()), k -> new ArrayList<>())
@@ -160,14 +169,18 @@ public record InvalidationBatch(
       for (long[] m : mergeRanges(g.getValue())) {
         rangesOut++;
         boolean leaf = m[2] != 0;
-        if (m[3] != 0) {
-          rescan.add(new IotlbTarget(domainId, pasid, m[0], m[1], leaf, true));
-        }
         if (!global) {
           iotlb.add(
               InvalidationPlan.rangeLast(domainId, pasid, m[0], m[1], maxAddressMask, leaf,
                   List.of(), 0).get(0));
         }
+      }
+    }
+    for (Map.Entry<Long, List<long[]>> g : changedGroups.entrySet()) {
+      int domainId = (int) (g.getKey() >> 32);
+      int pasid = (int) (long) g.getKey();
+      for (long[] m : mergeRanges(g.getValue())) {
+        rescan.add(new IotlbTarget(domainId, pasid, m[0], m[1], m[2] != 0, true));
       }
     }
     Set<InvDescriptor> atc = new LinkedHashSet<>();

@@ -103,6 +103,10 @@ class InvalidationBatchTest {
     assertEquals(List.of(new DevTlb(0x200, NONE, 0, 52), new DevTlb(0x300, NONE, IOVA, 0)),
         b.atc().stream().sorted((x, y) -> Integer.compare(((DevTlb) x).rid(), ((DevTlb) y).rid()))
             .toList());
+    // The rescan keeps the unmapped range: merged with the domain flush it would reach every
+    // device TLB of the domain in full.
+    assertEquals(List.of(new IotlbTarget(3, ANY, IOVA, IOVA + PAGE - 1, false, true),
+        new IotlbTarget(4, ANY, IOVA, IOVA + PAGE - 1, false, true)), b.rescan());
   }
 
   @Test
