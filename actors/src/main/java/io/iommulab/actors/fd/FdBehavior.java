@@ -1,0 +1,1298 @@
+package io.iommulab.actors.fd;
+
+import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.actors.fd.IoasidFdActor.Command;
+import io.iommulab.actors.fd.IoasidFdActor.FaultEventReceived;
+import io.iommulab.actors.fd.IoasidFdActor.UnitAnswered;
+import io.iommulab.actors.fd.IoasidFdActor.Reply;
+import io.iommulab.actors.fd.model.Area;
+import io.iommulab.actors.fd.model.Device;
+import io.iommulab.actors.fd.model.Fault;
+import io.iommulab.actors.fd.model.FdObject;
+import io.iommulab.actors.fd.model.HwPagetable;
+import io.iommulab.actors.fd.model.HwptPgfault;
+import io.iommulab.actors.fd.model.IommufdCtx;
+import io.iommulab.actors.fd.model.IommuInfo;
+import io.iommulab.actors.fd.model.Invalidation;
+import io.iommulab.actors.fd.model.Ioas;
+import io.iommulab.actors.fd.model.PinListener;
+import io.iommulab.actors.fd.model.Vevent;
+import io.iommulab.actors.fd.model.Veventq;
+import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
+import io.iommulab.config.UapiSettings;
+import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.FaultInjector;
+import io.iommulab.hardware.ModeledClock;
+import io.iommulab.hardware.Outcome;
+import io.iommulab.hardware.fault.DmaFault;
+import io.iommulab.hardware.fault.PageRequest;
+import io.iommulab.hardware.memory.GuestMemoryLayout;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.Function;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+
+/**
+ * The behavior of {@link IoasidFdActor}: owns one {@link IommufdCtx} and drives the unit actors
+ * through each operation's effects. Rules live in the model; this class translates commands into
+ * model calls, model plans into unit messages, and unit replies into finalize / abort.
+ *
+ * <p>Unit replies carry no correlation id, so each effect is a {@code context.ask} whose reply
+ * comes back as a private {@link UnitAnswered} holding the continuation to run. Maps and unmaps
+ * of an IOAS hold its {@link IoasGate} for reading, domain changes for writing. Nothing blocks;
+ * there is no wall clock and no randomness here.
+ */
+final class FdBehavior extends AbstractBehavior<Command> {
+
+  /** How long a unit may take to answer before the effect counts as failed (EIO); a unit bug. */
+  static final Duration UNIT_TIMEOUT = Duration.ofSeconds(30);
+
+
+  /** An ask to one unit. */
+  private record UnitAsk(
+      ActorRef<IommuUnitActor.Command> unit,
+      Function<ActorRef<UnitReply>, IommuUnitActor.Command> make) {}
+
+  private final int ictxId;
+  private final int vmId;
+  private final ActorRef<HostMemoryActor.Command> memory;
+  private final ActorRef<IoasidFdActor.FdEvent> events;
+  @SuppressWarnings("unused")
+  private final ModeledClock clock;
+  private final IommufdCtx model;
+  private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
+  private final Map<Integer, ActorRef<IommuUnitActor.Command>> units = new HashMap<>();
+  private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
+  private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
+  private int pendingOps;
+  private boolean closing;
+  private boolean closeStarted;
+  private boolean closed;
+  private final List<ActorRef<Reply>> closeWaiters = new ArrayList<>();
+  private int objectsDestroyedAtClose;
+  private long pagesUnpinned;
+
+  FdBehavior(
+      ActorContext<Command> context,
+      int ictxId,
+      int vmId,
+      GuestMemoryLayout layout,
+      UapiSettings settings,
+      IoasidFdActor.Credentials credentials,
+      ActorRef<HostMemoryActor.Command> memory,
+      ActorRef<IoasidFdActor.FdEvent> events,
+      FaultInjector injector,
+      ModeledClock clock) {
+    super(context);
+    this.ictxId = ictxId;
+    this.vmId = vmId;
+    this.memory = memory;
+    this.events = events;
+    this.clock = clock;
+    PinListener pins =
+        new PinListener() {
+          @Override
+          public void pinned(long userVa, long length) {
+            memory.tell(new HostMemoryActor.PinsChanged(vmId, userVa, length, true));
+          }
+
+          @Override
+          public void unpinned(long userVa, long length) {
+            pagesUnpinned += length / 4096;
+            memory.tell(new HostMemoryActor.PinsChanged(vmId, userVa, length, false));
+          }
+        };
+    this.model =
+        new IommufdCtx(
+            ictxId, vmId, layout, settings, credentials.capIpcLock(), credentials.capSysResource(),
+            injector, pins);
+    this.faultSink =
+        context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultEventReceived::new);
+  }
+
+  @Override
+  public Receive<Command> createReceive() {
+    return newReceiveBuilder()
+        .onMessage(UnitAnswered.class, this::onUnitAnswered)
+        .onMessage(IoasidFdActor.IoasMap.class, this::onIoasMap)
+        .onMessage(IoasidFdActor.IoasUnmap.class, this::onIoasUnmap)
+        .onMessage(IoasidFdActor.IoasCopy.class, this::onIoasCopy)
+        .onMessage(IoasidFdActor.IoasAlloc.class, this::onIoasAlloc)
+        .onMessage(IoasidFdActor.IoasIovaRanges.class, this::onIoasIovaRanges)
+        .onMessage(IoasidFdActor.IoasAllowIovas.class, this::onIoasAllowIovas)
+        .onMessage(IoasidFdActor.Option.class, this::onOption)
+        .onMessage(IoasidFdActor.Destroy.class, this::onDestroy)
+        .onMessage(IoasidFdActor.HwptAlloc.class, this::onHwptAlloc)
+        .onMessage(IoasidFdActor.HwptInvalidate.class, this::onHwptInvalidate)
+        .onMessage(IoasidFdActor.HwptSetDirtyTracking.class, this::onHwptSetDirtyTracking)
+        .onMessage(IoasidFdActor.HwptGetDirtyBitmap.class, this::onHwptGetDirtyBitmap)
+        .onMessage(IoasidFdActor.GetHwInfo.class, this::onGetHwInfo)
+        .onMessage(IoasidFdActor.FaultQueueAlloc.class, this::onFaultQueueAlloc)
+        .onMessage(IoasidFdActor.FaultRead.class, this::onFaultRead)
+        .onMessage(IoasidFdActor.FaultWrite.class, this::onFaultWrite)
+        .onMessage(IoasidFdActor.FaultPoll.class, this::onFaultPoll)
+        .onMessage(IoasidFdActor.ViommuAlloc.class, this::onViommuAlloc)
+        .onMessage(IoasidFdActor.VdeviceAlloc.class, this::onVdeviceAlloc)
+        .onMessage(IoasidFdActor.VeventqAlloc.class, this::onVeventqAlloc)
+        .onMessage(IoasidFdActor.VeventqRead.class, this::onVeventqRead)
+        .onMessage(IoasidFdActor.DeviceBind.class, this::onDeviceBind)
+        .onMessage(IoasidFdActor.DeviceAttach.class, m -> onAttach(m.devId(), Device.NO_PASID, m.ptId(), false, m.replyTo()))
+        .onMessage(IoasidFdActor.DeviceReplace.class, m -> onAttach(m.devId(), Device.NO_PASID, m.ptId(), true, m.replyTo()))
+        .onMessage(IoasidFdActor.DevicePasidAttach.class, m -> onAttach(m.devId(), m.pasid(), m.ptId(), false, m.replyTo()))
+        .onMessage(IoasidFdActor.DevicePasidReplace.class, m -> onAttach(m.devId(), m.pasid(), m.ptId(), true, m.replyTo()))
+        .onMessage(IoasidFdActor.DeviceDetach.class, m -> onDetach(m.devId(), Device.NO_PASID, m.replyTo()))
+        .onMessage(IoasidFdActor.DevicePasidDetach.class, m -> onDetach(m.devId(), m.pasid(), m.replyTo()))
+        .onMessage(IoasidFdActor.DeviceUnbind.class, this::onDeviceUnbind)
+        .onMessage(IoasidFdActor.Close.class, this::onClose)
+        .onMessage(IoasidFdActor.GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(FaultEventReceived.class, this::onFaultEvent)
+        .build();
+  }
+
+  // ================================================================ plumbing
+
+  private Behavior<Command> onUnitAnswered(UnitAnswered a) {
+    a.then().accept(a.reply());
+    return this;
+  }
+
+  private void ask(
+      ActorRef<IommuUnitActor.Command> unit,
+      Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
+      Consumer<UnitReply> then) {
+    getContext()
+        .ask(
+            UnitReply.class,
+            unit,
+            UNIT_TIMEOUT,
+            ref -> make.apply(ref),
+            (reply, failure) ->
+                new UnitAnswered(
+                    then,
+                    reply != null
+                        ? reply
+                        : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
+  }
+
+  /** Sends every ask; {@code done} gets the replies in order once all arrived. */
+  private void askAll(List<UnitAsk> asks, Consumer<UnitReply[]> done) {
+    int n = asks.size();
+    UnitReply[] replies = new UnitReply[n];
+    if (n == 0) {
+      done.accept(replies);
+      return;
+    }
+    int[] left = {n};
+    for (int i = 0; i < n; i++) {
+      int at = i;
+      UnitAsk a = asks.get(i);
+      ask(
+          a.unit(),
+          a.make(),
+          r -> {
+            replies[at] = r;
+            if (--left[0] == 0) {
+              done.accept(replies);
+            }
+          });
+    }
+  }
+
+  private static boolean refused(UnitReply r) {
+    return r instanceof IommuUnitActor.Refused;
+  }
+
+  private static IommuUnitActor.Refused firstRefusal(UnitReply[] replies) {
+    for (UnitReply r : replies) {
+      if (r instanceof IommuUnitActor.Refused f) {
+        return f;
+      }
+    }
+    return null;
+  }
+
+  private ActorRef<IommuUnitActor.Command> unit(int unitId) {
+    ActorRef<IommuUnitActor.Command> u = units.get(unitId);
+    if (u == null) {
+      throw new IllegalStateException("fd " + ictxId + " knows no actor of unit " + unitId);
+    }
+    return u;
+  }
+
+  private IoasGate gate(Ioas ioas) {
+    return gates.computeIfAbsent(ioas, k -> new IoasGate());
+  }
+
+  private void releaseRead(Ioas ioas) {
+    IoasGate g = gates.get(ioas);
+    g.releaseRead();
+    if (g.idle()) {
+      gates.remove(ioas);
+    }
+  }
+
+  private void releaseWrite(Ioas ioas) {
+    IoasGate g = gates.get(ioas);
+    g.releaseWrite();
+    if (g.idle()) {
+      gates.remove(ioas);
+    }
+  }
+
+  private static Reply refusal(Outcome<?> o) {
+    Outcome.Err<?> e = (Outcome.Err<?>) o;
+    return new IoasidFdActor.Refused(e.errno(), e.message());
+  }
+
+  private static Reply refusal(IommuUnitActor.Refused r) {
+    return new IoasidFdActor.Refused(r.errno(), r.message());
+  }
+
+  private boolean refuseIfClosed(ActorRef<Reply> replyTo) {
+    if (closing || closed) {
+      replyTo.tell(new IoasidFdActor.Refused(Errno.EBADF, "fd " + ictxId + " is closed"));
+      return true;
+    }
+    return false;
+  }
+
+  private void opStarted() {
+    pendingOps++;
+  }
+
+  private void opDone(ActorRef<Reply> replyTo, Reply reply) {
+    pendingOps--;
+    replyTo.tell(reply);
+    maybeStartClose();
+  }
+
+  private void respond(List<Fault.Response> responses) {
+    for (Fault.Response r : responses) {
+      Fault.Group g = r.group();
+      IommuUnitActor.PageResponseCode code =
+          switch (r.code()) {
+            case 0 -> IommuUnitActor.PageResponseCode.SUCCESS;
+            case 1 -> IommuUnitActor.PageResponseCode.INVALID;
+            default -> IommuUnitActor.PageResponseCode.FAILURE;
+          };
+      unit(g.device().unitId())
+          .tell(new IommuUnitActor.RespondPageRequest(g.device().rid(), g.pasid(), g.grpid(), code));
+    }
+  }
+
+  // ================================================================ IOAS
+
+  private Behavior<Command> onIoasAlloc(IoasidFdActor.IoasAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Integer> o = model.ioasAlloc(m.flags());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.IoasAllocated(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onIoasIovaRanges(IoasidFdActor.IoasIovaRanges m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<IommufdCtx.IovaRanges> o = model.iovaRanges(m.ioasId(), m.numIovas());
+    if (!o.isOk()) {
+      m.replyTo().tell(refusal(o));
+      return this;
+    }
+    IommufdCtx.IovaRanges r = o.value();
+    m.replyTo()
+        .tell(
+            new IoasidFdActor.IovaRangesReported(
+                r.tooSmall() ? Errno.EMSGSIZE : null, r.numIovas(), r.alignment(), r.ranges()));
+    return this;
+  }
+
+  private Behavior<Command> onIoasAllowIovas(IoasidFdActor.IoasAllowIovas m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Void> o = model.allowIovas(m.ioasId(), m.allowedIovas());
+    m.replyTo().tell(o.isOk() ? IoasidFdActor.Done.INSTANCE : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onOption(IoasidFdActor.Option m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Long> o = model.option(m.optionId(), m.op(), m.objectId(), m.val64());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.OptionValue(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onIoasMap(IoasidFdActor.IoasMap m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Ioas ioas = model.ioas(m.ioasId());
+    if (ioas == null) {
+      m.replyTo().tell(refusal(model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova())));
+      return this;
+    }
+    opStarted();
+    gate(ioas)
+        .read(
+            () -> fill(ioas, model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova()),
+                m.replyTo(), false));
+    return this;
+  }
+
+  private Behavior<Command> onIoasCopy(IoasidFdActor.IoasCopy m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Ioas dst = model.ioas(m.dstIoasId());
+    if (dst == null) {
+      m.replyTo()
+          .tell(refusal(model.beginCopy(m.flags(), m.dstIoasId(), m.srcIoasId(), m.length(), m.dstIova(), m.srcIova())));
+      return this;
+    }
+    opStarted();
+    gate(dst)
+        .read(
+            () ->
+                fill(dst,
+                    model.beginCopy(m.flags(), m.dstIoasId(), m.srcIoasId(), m.length(), m.dstIova(), m.srcIova()),
+                    m.replyTo(), true));
+    return this;
+  }
+
+  /** Second phase of MAP / COPY: every domain of the IOAS takes every area, or none does. */
+  private void fill(Ioas ioas, Outcome<IommufdCtx.MapOp> begun, ActorRef<Reply> replyTo, boolean copy) {
+    if (!begun.isOk()) {
+      releaseRead(ioas);
+      opDone(replyTo, refusal(begun));
+      return;
+    }
+    IommufdCtx.MapOp op = begun.value();
+    Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
+    if (op.targets().isEmpty()) {
+      model.finishMap(op);
+      releaseRead(ioas);
+      opDone(replyTo, ok);
+      return;
+    }
+    List<UnitAsk> asks = new ArrayList<>(op.targets().size() * op.areas().size());
+    List<HwPagetable> askTarget = new ArrayList<>(asks.size());
+    List<Area> askArea = new ArrayList<>(asks.size());
+    for (Area a : op.areas()) {
+      long[][] runs = model.runsOf(a);
+      for (HwPagetable h : op.targets()) {
+        int domainId = h.domainId();
+        asks.add(
+            new UnitAsk(
+                unit(h.unitId()),
+                r -> new IommuUnitActor.MapRange(domainId, a.iova(), runs[0], runs[1], op.prot(), r)));
+        askTarget.add(h);
+        askArea.add(a);
+      }
+    }
+    askAll(
+        asks,
+        replies -> {
+          IommuUnitActor.Refused bad = firstRefusal(replies);
+          if (bad == null) {
+            model.finishMap(op);
+            releaseRead(ioas);
+            opDone(replyTo, ok);
+            return;
+          }
+          List<UnitAsk> undo = new ArrayList<>();
+          for (int i = 0; i < replies.length; i++) {
+            if (!refused(replies[i])) {
+              HwPagetable h = askTarget.get(i);
+              Area a = askArea.get(i);
+              int domainId = h.domainId();
+              undo.add(
+                  new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+            }
+          }
+          askAll(
+              undo,
+              undone -> {
+                model.abortMap(op);
+                releaseRead(ioas);
+                opDone(replyTo, refusal(bad));
+              });
+        });
+  }
+
+  private Behavior<Command> onIoasUnmap(IoasidFdActor.IoasUnmap m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Ioas ioas = model.ioas(m.ioasId());
+    if (ioas == null) {
+      m.replyTo().tell(refusal(model.beginUnmap(m.ioasId(), m.iova(), m.length())));
+      return this;
+    }
+    opStarted();
+    gate(ioas).read(() -> unmap(ioas, m));
+    return this;
+  }
+
+  private void unmap(Ioas ioas, IoasidFdActor.IoasUnmap m) {
+    Outcome<IommufdCtx.UnmapOp> begun = model.beginUnmap(m.ioasId(), m.iova(), m.length());
+    if (!begun.isOk()) {
+      releaseRead(ioas);
+      opDone(m.replyTo(), refusal(begun));
+      return;
+    }
+    IommufdCtx.UnmapOp op = begun.value();
+    List<UnitAsk> asks = new ArrayList<>(op.targets().size() * op.areas().size());
+    for (Area a : op.areas()) {
+      for (HwPagetable h : op.targets()) {
+        int domainId = h.domainId();
+        asks.add(new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+      }
+    }
+    askAll(
+        asks,
+        replies -> {
+          IommuUnitActor.Refused bad = firstRefusal(replies);
+          if (bad != null) {
+            getContext().getLog().error("fd [{}]: a unit refused to unmap a whole area: [{}]", ictxId, bad);
+          }
+          long bytes = model.finishUnmap(op);
+          releaseRead(ioas);
+          opDone(
+              m.replyTo(),
+              op.errno() == null
+                  ? new IoasidFdActor.IoasUnmapped(bytes)
+                  : new IoasidFdActor.Refused(op.errno(), op.message()));
+        });
+  }
+
+  // ================================================================ bind / unbind
+
+  private static IommuInfo infoOf(IommuUnitActor.UnitInfo u) {
+    return new IommuInfo(
+        u.unitId(), u.unitName(), u.kind(), u.pageSizeBitmap(), u.addressWidth(), u.apertureStart(),
+        u.apertureLast(), u.pasidBits(), u.enforceCacheCoherency(), u.dirtyTracking(), u.nesting(),
+        u.msiIsolation(), u.ats(), u.pri(), u.reservedRegions());
+  }
+
+  private Behavior<Command> onDeviceBind(IoasidFdActor.DeviceBind m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    IoasidFdActor.DeviceHandle h = m.handle();
+    Outcome<Device> begun = model.beginBind(h.name(), h.rid(), h.liodn(), h.group(), h.unitId());
+    if (!begun.isOk()) {
+      m.replyTo().tell(refusal(begun));
+      return this;
+    }
+    Device pending = begun.value();
+    units.putIfAbsent(h.unitId(), h.unit());
+    opStarted();
+    ask(
+        h.unit(),
+        r -> new IommuUnitActor.ClaimDmaOwner(h.rid(), ictxId, vmId, r),
+        reply -> {
+          if (!(reply instanceof IommuUnitActor.DmaOwnerClaimed claimed)) {
+            model.abortBind(pending, h.unitId());
+            opDone(m.replyTo(), reply instanceof IommuUnitActor.Refused r ? refusal(r)
+                : new IoasidFdActor.Refused(Errno.EIO, "unexpected " + reply));
+            return;
+          }
+          Outcome<Device> done = model.completeBind(pending, infoOf(claimed.info()));
+          if (!done.isOk()) {
+            ask(
+                h.unit(),
+                r -> new IommuUnitActor.ReleaseDmaOwner(h.rid(), ictxId, r),
+                released -> {
+                  model.abortBind(pending, h.unitId());
+                  opDone(m.replyTo(), refusal(done));
+                });
+            return;
+          }
+          Device d = done.value();
+          deviceRefs.put(d, h.device());
+          if (!claimed.info().enforceCacheCoherency()) {
+            events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
+          }
+          opDone(m.replyTo(), new IoasidFdActor.DeviceBound(d.id(), claimed.info()));
+        });
+    return this;
+  }
+
+  private Behavior<Command> onDeviceUnbind(IoasidFdActor.DeviceUnbind m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Device> begun = model.beginUnbind(m.devId());
+    if (!begun.isOk()) {
+      m.replyTo().tell(refusal(begun));
+      return this;
+    }
+    opStarted();
+    unbind(begun.value(), () -> opDone(m.replyTo(), IoasidFdActor.Done.INSTANCE));
+    return this;
+  }
+
+  /** Detaches every PASID, then the RID, releases ownership, drops the DEVICE. */
+  private void unbind(Device d, Runnable then) {
+    List<Integer> pasids = new ArrayList<>(d.attachments().keySet());
+    java.util.Collections.reverse(pasids); // PASIDs first, the RID (-1) last
+    detachAll(d, pasids, 0, () ->
+        ask(
+            unit(d.unitId()),
+            r -> new IommuUnitActor.ReleaseDmaOwner(d.rid(), ictxId, r),
+            released -> {
+              if (refused(released)) {
+                getContext().getLog().error("fd [{}]: releasing DMA ownership of [{}] refused: [{}]", ictxId, d.name(), released);
+              }
+              model.finishUnbind(d);
+              // The unit tells the device its owner changed (it owns the claim).
+              deviceRefs.remove(d);
+              if (!d.info().enforceCacheCoherency()) {
+                events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
+              }
+              then.run();
+            }));
+  }
+
+  private void detachAll(Device d, List<Integer> pasids, int i, Runnable then) {
+    if (i == pasids.size()) {
+      then.run();
+      return;
+    }
+    Outcome<IommufdCtx.DetachPlan> plan = model.beginDetach(d, pasids.get(i));
+    if (!plan.isOk()) {
+      throw new IllegalStateException("unbind cannot detach: " + plan);
+    }
+    detach(plan.value(), true, reply -> detachAll(d, pasids, i + 1, then));
+  }
+
+  // ================================================================ attach / replace / detach
+
+  private Behavior<Command> onAttach(int devId, int pasid, int ptId, boolean replace, ActorRef<Reply> replyTo) {
+    if (refuseIfClosed(replyTo)) {
+      return this;
+    }
+    Outcome<IommufdCtx.AttachPlan> begun = model.beginAttach(devId, pasid, ptId, replace);
+    if (!begun.isOk()) {
+      replyTo.tell(refusal(begun));
+      return this;
+    }
+    IommufdCtx.AttachPlan plan = begun.value();
+    opStarted();
+    if (plan.noop()) {
+      model.commitAttach(plan, new ArrayList<>());
+      opDone(replyTo, new IoasidFdActor.DeviceAttached(plan.hwpt().id()));
+      return this;
+    }
+    if (plan.kind() == IommufdCtx.AttachKind.NEW_AUTO) {
+      Outcome<HwPagetable> reserved = model.reserveAuto(plan);
+      if (!reserved.isOk()) {
+        model.abortAttach(plan);
+        opDone(replyTo, refusal(reserved));
+        return this;
+      }
+      HwPagetable h = reserved.value();
+      buildPaging(h, plan.device(), false, false, () -> model.takeConcurrentAuto(plan), built -> {
+        if (!built.isOk()) {
+          model.abortAttach(plan);
+          opDone(replyTo, refusal(built));
+          return;
+        }
+        if (built.value() == h) {
+          model.autoBuilt(plan, h);
+        }
+        switchDomain(plan, replyTo);
+      });
+      return this;
+    }
+    switchDomain(plan, replyTo);
+    return this;
+  }
+
+  /** Attach or Replace every device of the plan in the unit; commit, or undo and abort. */
+  private void switchDomain(IommufdCtx.AttachPlan plan, ActorRef<Reply> replyTo) {
+    HwPagetable h = plan.hwpt();
+    int domainId = h.domainId();
+    int pasid = plan.pasid();
+    List<UnitAsk> asks = new ArrayList<>(plan.devices().size());
+    for (Device d : plan.devices()) {
+      int rid = d.rid();
+      asks.add(
+          new UnitAsk(
+              unit(d.unitId()),
+              plan.replace()
+                  ? r -> new IommuUnitActor.Replace(rid, pasid, domainId, faultSink, r)
+                  : r -> new IommuUnitActor.Attach(rid, pasid, domainId, faultSink, r)));
+    }
+    askAll(
+        asks,
+        replies -> {
+          IommuUnitActor.Refused bad = firstRefusal(replies);
+          if (bad == null) {
+            List<Fault.Response> responses = new ArrayList<>();
+            HwPagetable orphan = model.commitAttach(plan, responses);
+            respond(responses);
+            Reply ok = new IoasidFdActor.DeviceAttached(h.id());
+            if (orphan != null) {
+              destroyHwpt(orphan, () -> opDone(replyTo, ok));
+            } else {
+              opDone(replyTo, ok);
+            }
+            return;
+          }
+          List<UnitAsk> undo = new ArrayList<>();
+          if (plan.replace()) {
+            int oldDomain = plan.old().domainId();
+            for (int i = 0; i < replies.length; i++) {
+              if (!refused(replies[i])) {
+                Device d = plan.devices().get(i);
+                int rid = d.rid();
+                undo.add(new UnitAsk(unit(d.unitId()), r -> new IommuUnitActor.Replace(rid, pasid, oldDomain, faultSink, r)));
+              }
+            }
+          }
+          askAll(
+              undo,
+              undone -> {
+                model.abortAttach(plan);
+                if (h.auto() && h.users() == 0 && h.isLive()) {
+                  destroyHwpt(h, () -> opDone(replyTo, refusal(bad)));
+                } else {
+                  opDone(replyTo, refusal(bad));
+                }
+              });
+        });
+  }
+
+  private Behavior<Command> onDetach(int devId, int pasid, ActorRef<Reply> replyTo) {
+    if (refuseIfClosed(replyTo)) {
+      return this;
+    }
+    Outcome<IommufdCtx.DetachPlan> begun = model.beginDetach(devId, pasid);
+    if (!begun.isOk()) {
+      replyTo.tell(refusal(begun));
+      return this;
+    }
+    opStarted();
+    detach(
+        begun.value(),
+        false,
+        reply -> opDone(replyTo, refused(reply) ? refusal((IommuUnitActor.Refused) reply) : IoasidFdActor.Done.INSTANCE));
+    return this;
+  }
+
+  /**
+   * Detach in the unit, then commit: fault groups of the handle answered INVALID, an orphaned auto
+   * HWPT destroyed. With {@code force} (unbind, close) a unit refusal is logged and committed
+   * anyway, since the fd must let go of the device.
+   */
+  private void detach(IommufdCtx.DetachPlan plan, boolean force, Consumer<UnitReply> done) {
+    Device d = plan.device();
+    int rid = d.rid();
+    int pasid = plan.pasid();
+    ask(
+        unit(d.unitId()),
+        r -> new IommuUnitActor.Detach(rid, pasid, r),
+        reply -> {
+          if (refused(reply) && !force) {
+            model.abortDetach(plan);
+            done.accept(reply);
+            return;
+          }
+          if (refused(reply)) {
+            getContext().getLog().error("fd [{}]: unit refused to detach [{}]: [{}]", ictxId, d.name(), reply);
+          }
+          List<Fault.Response> responses = new ArrayList<>();
+          HwPagetable orphan = model.commitDetach(plan, responses);
+          respond(responses);
+          if (orphan != null) {
+            destroyHwpt(orphan, () -> done.accept(IommuUnitActor.Done.INSTANCE));
+          } else {
+            done.accept(IommuUnitActor.Done.INSTANCE);
+          }
+        });
+  }
+
+  // ================================================================ HWPT lifecycle
+
+  /**
+   * Builds a HWPT_PAGING under its IOAS's write gate: domain, coherency, add to the IOAS (pins for
+   * a first domain), replay of every area, finalize. On any refusal everything is undone and
+   * {@code done} gets the error. {@code reuse}, asked once the gate is held, may return an
+   * existing HWPT to use instead (the reserved one is then dropped).
+   */
+  private void buildPaging(
+      HwPagetable h,
+      Device dev,
+      boolean nestParent,
+      boolean dirty,
+      java.util.function.Supplier<HwPagetable> reuse,
+      Consumer<Outcome<HwPagetable>> done) {
+    Ioas ioas = h.ioas();
+    ActorRef<IommuUnitActor.Command> u = unit(h.unitId());
+    gate(ioas)
+        .write(
+            () -> {
+              // Another attach may have published a compatible auto domain while this one waited.
+              HwPagetable existing = reuse.get();
+              if (existing != null) {
+                model.abortHwpt(h);
+                releaseWrite(ioas);
+                done.accept(Outcome.ok(existing));
+                return;
+              }
+              ask(
+                  u,
+                  r -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.PAGING, nestParent, dirty, 0, r),
+                  reply -> {
+                    if (!(reply instanceof IommuUnitActor.DomainAllocated da)) {
+                      model.abortHwpt(h);
+                      releaseWrite(ioas);
+                      done.accept(unitError(reply));
+                      return;
+                    }
+                    model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
+                    Runnable fillIn = () -> addAndReplay(h, ioas, done);
+                    if (dev.info().enforceCacheCoherency()) {
+                      ask(
+                          u,
+                          r -> new IommuUnitActor.EnforceCacheCoherency(da.domainId(), r),
+                          cc -> {
+                            if (!refused(cc)) {
+                              model.coherencyEnforced(h);
+                            }
+                            fillIn.run();
+                          });
+                    } else {
+                      fillIn.run();
+                    }
+                  });
+            });
+  }
+
+  private static Outcome<HwPagetable> unitError(UnitReply reply) {
+    if (reply instanceof IommuUnitActor.Refused r) {
+      return Outcome.err(r.errno(), r.message());
+    }
+    return Outcome.err(Errno.EIO, "unexpected unit reply %s", reply);
+  }
+
+  private void addAndReplay(HwPagetable h, Ioas ioas, Consumer<Outcome<HwPagetable>> done) {
+    Outcome<List<Area>> added = model.addToIoas(h);
+    if (!added.isOk()) {
+      freeDomain(h, () -> {
+        model.abortHwpt(h);
+        releaseWrite(ioas);
+        done.accept(((Outcome.Err<List<Area>>) added).cast());
+      });
+      return;
+    }
+    List<UnitAsk> asks = new ArrayList<>(added.value().size());
+    int domainId = h.domainId();
+    ActorRef<IommuUnitActor.Command> u = unit(h.unitId());
+    for (Area a : added.value()) {
+      long[][] runs = model.runsOf(a);
+      asks.add(new UnitAsk(u, r -> new IommuUnitActor.MapRange(domainId, a.iova(), runs[0], runs[1], a.prot(), r)));
+    }
+    askAll(
+        asks,
+        replies -> {
+          IommuUnitActor.Refused bad = firstRefusal(replies);
+          if (bad != null) {
+            model.removeFromIoas(h);
+            freeDomain(h, () -> {
+              model.abortHwpt(h);
+              releaseWrite(ioas);
+              done.accept(Outcome.err(bad.errno(), bad.message()));
+            });
+            return;
+          }
+          model.finalizeHwpt(h);
+          releaseWrite(ioas);
+          done.accept(Outcome.ok(h));
+        });
+  }
+
+  private void freeDomain(HwPagetable h, Runnable then) {
+    if (h.domainId() < 0) {
+      then.run();
+      return;
+    }
+    int domainId = h.domainId();
+    ask(
+        unit(h.unitId()),
+        r -> new IommuUnitActor.FreeDomain(domainId, r),
+        reply -> {
+          if (refused(reply)) {
+            getContext().getLog().error("fd [{}]: unit refused to free domain [{}]: [{}]", ictxId, domainId, reply);
+          }
+          then.run();
+        });
+  }
+
+  /** Destroys a HWPT with no users: out of its IOAS (write gate), domain freed, object gone. */
+  private void destroyHwpt(HwPagetable h, Runnable then) {
+    if (h.isPaging()) {
+      Ioas ioas = h.ioas();
+      gate(ioas)
+          .write(
+              () -> {
+                model.detachHwptFromIoas(h);
+                freeDomain(h, () -> {
+                  model.finishDestroyHwpt(h);
+                  releaseWrite(ioas);
+                  then.run();
+                });
+              });
+    } else {
+      model.detachHwptFromIoas(h);
+      freeDomain(h, () -> {
+        model.finishDestroyHwpt(h);
+        then.run();
+      });
+    }
+  }
+
+  private Behavior<Command> onHwptAlloc(IoasidFdActor.HwptAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<IommufdCtx.HwptAllocPlan> begun =
+        model.beginHwptAlloc(m.flags(), m.devId(), m.ptId(), m.dataType(), m.dataLen(), m.faultId());
+    if (!begun.isOk()) {
+      m.replyTo().tell(refusal(begun));
+      return this;
+    }
+    IommufdCtx.HwptAllocPlan plan = begun.value();
+    HwPagetable h = plan.hwpt();
+    opStarted();
+    if (h.isPaging()) {
+      buildPaging(h, plan.device(), h.nestParent(), h.dirtyTracking(), () -> null, built ->
+          opDone(m.replyTo(), built.isOk()
+              ? new IoasidFdActor.HwptAllocated(h.id(), h.unitId(), h.domainId())
+              : refusal(built)));
+      return this;
+    }
+    int parentDomain = plan.parentDomainId();
+    ask(
+        unit(h.unitId()),
+        r -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.NESTED, false, false, parentDomain, r),
+        reply -> {
+          if (reply instanceof IommuUnitActor.DomainAllocated da) {
+            model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
+            model.finalizeHwpt(h);
+            opDone(m.replyTo(), new IoasidFdActor.HwptAllocated(h.id(), h.unitId(), h.domainId()));
+          } else {
+            model.abortHwpt(h);
+            opDone(m.replyTo(), refusal(unitError(reply)));
+          }
+        });
+    return this;
+  }
+
+  private Behavior<Command> onDestroy(IoasidFdActor.Destroy m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<IommufdCtx.DestroyPlan> begun = model.beginDestroy(m.id());
+    if (!begun.isOk()) {
+      m.replyTo().tell(refusal(begun));
+      return this;
+    }
+    IommufdCtx.DestroyPlan plan = begun.value();
+    if (plan.hwpt() == null) {
+      respond(plan.responses());
+      m.replyTo().tell(IoasidFdActor.Done.INSTANCE);
+      return this;
+    }
+    opStarted();
+    destroyHwpt(plan.hwpt(), () -> opDone(m.replyTo(), IoasidFdActor.Done.INSTANCE));
+    return this;
+  }
+
+  // ================================================================ invalidation and dirty tracking
+
+  private Behavior<Command> onHwptInvalidate(IoasidFdActor.HwptInvalidate m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Invalidation.Plan> begun =
+        model.beginInvalidate(m.hwptId(), m.dataType(), m.entryLen(), m.entries());
+    if (!begun.isOk()) {
+      m.replyTo().tell(refusal(begun));
+      return this;
+    }
+    opStarted();
+    runSteps(begun.value(), 0, m.replyTo());
+    return this;
+  }
+
+  private static IommuUnitActor.UserInvalidation toUnit(Invalidation.Entry e) {
+    IommuUnitActor.UserInvalidationKind kind =
+        switch (e.kind()) {
+          case IOTLB_RANGE -> IommuUnitActor.UserInvalidationKind.IOTLB_RANGE;
+          case IOTLB_ALL -> IommuUnitActor.UserInvalidationKind.IOTLB_ALL;
+          case ATC -> IommuUnitActor.UserInvalidationKind.ATC;
+        };
+    return new IommuUnitActor.UserInvalidation(kind, e.pasid(), e.address(), e.npages(), e.rid(), e.leaf());
+  }
+
+  private void runSteps(Invalidation.Plan plan, int i, ActorRef<Reply> replyTo) {
+    if (i == plan.steps().size()) {
+      opDone(replyTo, new IoasidFdActor.HwptInvalidated(plan.valid(), plan.errno(), plan.message()));
+      return;
+    }
+    Invalidation.Step step = plan.steps().get(i);
+    List<UnitAsk> asks = new ArrayList<>(step.batches().size());
+    for (Invalidation.Batch b : step.batches()) {
+      List<IommuUnitActor.UserInvalidation> entries = new ArrayList<>(b.entries().size());
+      for (Invalidation.Entry e : b.entries()) {
+        entries.add(toUnit(e));
+      }
+      int domainId = b.domainId();
+      asks.add(new UnitAsk(unit(b.unitId()), r -> new IommuUnitActor.InvalidateUser(domainId, entries, r)));
+    }
+    askAll(
+        asks,
+        replies -> {
+          int handledOk = step.to() - step.from();
+          Errno errno = null;
+          String message = null;
+          for (UnitReply r : replies) {
+            if (r instanceof IommuUnitActor.UserInvalidated ui) {
+              int ok = ui.errno() == null ? ui.handled() : ui.handled() - 1;
+              if (ui.errno() != null && ok < handledOk) {
+                handledOk = ok;
+                errno = ui.errno();
+                message = ui.message();
+              }
+            } else if (r instanceof IommuUnitActor.Refused f) {
+              handledOk = 0;
+              errno = f.errno();
+              message = f.message();
+            }
+          }
+          if (errno != null) {
+            opDone(replyTo, new IoasidFdActor.HwptInvalidated(step.from() + handledOk, errno, message));
+          } else {
+            runSteps(plan, i + 1, replyTo);
+          }
+        });
+  }
+
+  private Behavior<Command> onHwptSetDirtyTracking(IoasidFdActor.HwptSetDirtyTracking m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<HwPagetable> c = model.checkSetDirtyTracking(m.flags(), m.hwptId());
+    if (!c.isOk()) {
+      m.replyTo().tell(refusal(c));
+      return this;
+    }
+    HwPagetable h = c.value();
+    boolean enable = (m.flags() & io.iommulab.actors.fd.model.Uapi.HWPT_DIRTY_TRACKING_ENABLE) != 0;
+    opStarted();
+    ask(
+        unit(h.unitId()),
+        r -> new IommuUnitActor.SetDirtyTracking(h.domainId(), enable, r),
+        reply -> {
+          if (refused(reply)) {
+            opDone(m.replyTo(), refusal((IommuUnitActor.Refused) reply));
+          } else {
+            model.dirtyTrackingSet(h, enable);
+            opDone(m.replyTo(), IoasidFdActor.Done.INSTANCE);
+          }
+        });
+    return this;
+  }
+
+  private Behavior<Command> onHwptGetDirtyBitmap(IoasidFdActor.HwptGetDirtyBitmap m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<HwPagetable> c =
+        model.checkGetDirtyBitmap(m.hwptId(), m.flags(), m.iova(), m.length(), m.pageSize());
+    if (!c.isOk()) {
+      m.replyTo().tell(refusal(c));
+      return this;
+    }
+    HwPagetable h = c.value();
+    boolean clear = (m.flags() & io.iommulab.actors.fd.model.Uapi.HWPT_GET_DIRTY_BITMAP_NO_CLEAR) == 0;
+    opStarted();
+    ask(
+        unit(h.unitId()),
+        r -> new IommuUnitActor.ReadAndClearDirty(h.domainId(), m.iova(), m.length(), clear, r),
+        reply -> {
+          if (!(reply instanceof IommuUnitActor.DirtyRead dr)) {
+            opDone(m.replyTo(), refusal(unitError(reply)));
+            return;
+          }
+          long pages = Long.divideUnsigned(m.length(), m.pageSize());
+          long[] bitmap = new long[(int) ((pages + 63) / 64)];
+          long unitPage = Math.max(dr.pageSize(), 1);
+          for (long d : dr.dirtyIovas()) {
+            long from = Long.compareUnsigned(d, m.iova()) < 0 ? m.iova() : d;
+            long to = d + unitPage - 1;
+            long lastReq = m.iova() + m.length() - 1;
+            if (Long.compareUnsigned(to, lastReq) > 0) {
+              to = lastReq;
+            }
+            for (long a = from; Long.compareUnsigned(a, to) <= 0; a += m.pageSize()) {
+              long bit = Long.divideUnsigned(a - m.iova(), m.pageSize());
+              bitmap[(int) (bit >>> 6)] |= 1L << (bit & 63);
+              if (a + m.pageSize() < a) {
+                break;
+              }
+            }
+          }
+          opDone(m.replyTo(), new IoasidFdActor.DirtyBitmap(bitmap));
+        });
+    return this;
+  }
+
+  private Behavior<Command> onGetHwInfo(IoasidFdActor.GetHwInfo m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<IommufdCtx.HwInfo> o = model.hwInfo(m.flags(), m.devId(), m.dataLen());
+    if (!o.isOk()) {
+      m.replyTo().tell(refusal(o));
+      return this;
+    }
+    IommufdCtx.HwInfo i = o.value();
+    m.replyTo()
+        .tell(
+            new IoasidFdActor.HwInfo(
+                i.outDataType(), i.dataLen(), i.outCapabilities(), i.outMaxPasidLog2(), i.pageSizeBitmap(),
+                i.addressWidth(), i.reservedRegions()));
+    return this;
+  }
+
+  // ================================================================ FAULT, vIOMMU, vEVENTQ
+
+  private Behavior<Command> onFaultQueueAlloc(IoasidFdActor.FaultQueueAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Integer> o = model.faultQueueAlloc(m.flags());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.FaultQueueAllocated(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onFaultRead(IoasidFdActor.FaultRead m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Fault f = model.fault(m.faultId());
+    if (f == null) {
+      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
+      return this;
+    }
+    Outcome<List<HwptPgfault>> o = f.read(m.count());
+    m.replyTo()
+        .tell(
+            o.isOk()
+                ? new IoasidFdActor.FaultRecords(o.value(), o.value().size() * io.iommulab.actors.fd.model.Uapi.HWPT_PGFAULT_LEN)
+                : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onFaultWrite(IoasidFdActor.FaultWrite m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Fault f = model.fault(m.faultId());
+    if (f == null) {
+      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
+      return this;
+    }
+    Outcome<List<Fault.Response>> o = f.write(m.responses());
+    if (!o.isOk()) {
+      m.replyTo().tell(refusal(o));
+      return this;
+    }
+    respond(o.value());
+    m.replyTo().tell(new IoasidFdActor.FaultWritten(o.value().size() * io.iommulab.actors.fd.model.Uapi.HWPT_PAGE_RESPONSE_LEN));
+    return this;
+  }
+
+  private Behavior<Command> onFaultPoll(IoasidFdActor.FaultPoll m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Fault f = model.fault(m.faultId());
+    if (f == null) {
+      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
+      return this;
+    }
+    m.replyTo().tell(new IoasidFdActor.Polled(f.readable(), true));
+    return this;
+  }
+
+  private Behavior<Command> onViommuAlloc(IoasidFdActor.ViommuAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Integer> o = model.viommuAlloc(m.flags(), m.type(), m.devId(), m.hwptId());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.ViommuAllocated(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onVdeviceAlloc(IoasidFdActor.VdeviceAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Integer> o = model.vdeviceAlloc(m.viommuId(), m.devId(), m.virtId());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.VdeviceAllocated(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onVeventqAlloc(IoasidFdActor.VeventqAlloc m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Outcome<Integer> o = model.veventqAlloc(m.flags(), m.viommuId(), m.type(), m.veventqDepth());
+    m.replyTo().tell(o.isOk() ? new IoasidFdActor.VeventqAllocated(o.value()) : refusal(o));
+    return this;
+  }
+
+  private Behavior<Command> onVeventqRead(IoasidFdActor.VeventqRead m) {
+    if (refuseIfClosed(m.replyTo())) {
+      return this;
+    }
+    Veventq q = model.veventq(m.veventqId());
+    if (q == null) {
+      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "veventq fd " + m.veventqId() + " is not open"));
+      return this;
+    }
+    List<Vevent> read = q.read(m.count());
+    int bytes = 0;
+    for (Vevent v : read) {
+      bytes += v.bytes();
+    }
+    m.replyTo().tell(new IoasidFdActor.VeventsRead(read, bytes));
+    return this;
+  }
+
+  private Behavior<Command> onFaultEvent(FaultEventReceived m) {
+    if (closed) {
+      return this;
+    }
+    if (m.event() instanceof IommuUnitActor.PageRequested pr) {
+      PageRequest req = pr.request();
+      IommufdCtx.PageRequestRoute route = model.routePageRequest(req.unitId(), req.rid(), req.pasid());
+      if (route == null) {
+        if (req.lastPage() && units.containsKey(req.unitId())) {
+          unit(req.unitId())
+              .tell(new IommuUnitActor.RespondPageRequest(req.rid(), req.pasid(), req.groupId(), IommuUnitActor.PageResponseCode.INVALID));
+        }
+        return this;
+      }
+      Fault fault = route.hwpt().fault();
+      Fault.Reported r =
+          fault.report(route.device(), route.hwpt(), route.pasid(), req.groupId(), req.addr(), req.perm(), req.lastPage());
+      switch (r) {
+        case QUEUED_AND_READABLE -> events.tell(new IoasidFdActor.FaultQueueReadable(ictxId, fault.id()));
+        case FAILED -> {
+          Fault.Group g = fault.takeFailedGroup();
+          if (req.lastPage()) {
+            respond(List.of(new Fault.Response(g, Fault.RESP_FAILURE)));
+          }
+        }
+        default -> {}
+      }
+    } else if (m.event() instanceof IommuUnitActor.DmaFaulted df) {
+      DmaFault f = df.fault();
+      Veventq q = model.reportDmaFault(f.unitId(), f.rid(), f.pasid(), f.reason().name(), f.iova(), f.access());
+      if (q != null) {
+        events.tell(new IoasidFdActor.VeventqReadable(ictxId, q.id()));
+      }
+    }
+    return this;
+  }
+
+  // ================================================================ close and snapshot
+
+  private Behavior<Command> onGetSnapshot(IoasidFdActor.GetSnapshot m) {
+    m.replyTo().tell(new IoasidFdActor.Snapshotted(model.snapshot(pendingOps)));
+    return this;
+  }
+
+  private Behavior<Command> onClose(IoasidFdActor.Close m) {
+    if (closed) {
+      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fd " + ictxId + " is closed"));
+      return this;
+    }
+    closing = true;
+    closeWaiters.add(m.replyTo());
+    maybeStartClose();
+    return this;
+  }
+
+  private void maybeStartClose() {
+    if (closing && !closeStarted && pendingOps == 0) {
+      closeStarted = true;
+      objectsDestroyedAtClose = model.objects().size();
+      unbindAll(model.boundDevices(), 0);
+    }
+  }
+
+  private void unbindAll(List<Device> devices, int i) {
+    if (i == devices.size()) {
+      destroyRound();
+      return;
+    }
+    Outcome<Device> begun = model.beginUnbind(devices.get(i).id());
+    if (!begun.isOk()) {
+      throw new IllegalStateException("close cannot unbind: " + begun);
+    }
+    unbind(begun.value(), () -> unbindAll(devices, i + 1));
+  }
+
+  /** One round of {@code iommufd_fops_release}: destroy every leaf, then look again. */
+  private void destroyRound() {
+    List<FdObject> leaves = model.leaves();
+    if (leaves.isEmpty()) {
+      model.finishClose();
+      closed = true;
+      for (ActorRef<Reply> w : closeWaiters) {
+        w.tell(new IoasidFdActor.Closed(objectsDestroyedAtClose, pagesUnpinned));
+      }
+      closeWaiters.clear();
+      return;
+    }
+    int[] left = {leaves.size()};
+    Runnable one = () -> {
+      if (--left[0] == 0) {
+        destroyRound();
+      }
+    };
+    for (FdObject o : leaves) {
+      Outcome<IommufdCtx.DestroyPlan> plan = model.beginDestroy(o.id());
+      if (!plan.isOk()) {
+        throw new IllegalStateException("close cannot destroy a leaf: " + plan);
+      }
+      if (plan.value().hwpt() != null) {
+        destroyHwpt(plan.value().hwpt(), one);
+      } else {
+        respond(plan.value().responses());
+        one.run();
+      }
+    }
+  }
+}

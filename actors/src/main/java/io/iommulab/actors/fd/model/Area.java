@@ -1,0 +1,86 @@
+package io.iommulab.actors.fd.model;
+
+/**
+ * {@code struct iopt_area}: IOVA {@code [iova, last]} (inclusive) mapping the bytes of
+ * {@link Pages} from {@code pagesOffset} ({@code drivers/iommu/iommufd/io_pagetable.h}).
+ *
+ * <p>States follow the kernel's two-phase map: {@link State#MAPPING} is an area inserted with
+ * {@code pages == NULL} — it reserves its IOVA while the domains are filled, and an unmap that
+ * meets it fails with EBUSY; {@link State#MAPPED} is a published area; {@link State#UNMAPPING}
+ * is an area an unmap has taken (the kernel sets {@code area->pages = NULL} and drops it from the
+ * tree under the lock; here it keeps its IOVA until the units have invalidated, so a racing fixed
+ * MAP at that IOVA still gets EEXIST and a racing UNMAP no longer sees it).
+ *
+ * <p>{@code holdsPin}: the area holds one of its pages' pin references (its IOAS had a domain when
+ * it was filled or when a domain was added).
+ */
+public final class Area {
+
+  /** See the class comment. */
+  public enum State {
+    MAPPING,
+    MAPPED,
+    UNMAPPING
+  }
+
+  final long iova;
+  final long last;
+  final Pages pages;
+  final long pagesOffset;
+  final int prot;
+  State state = State.MAPPING;
+  boolean holdsPin;
+
+  Area(long iova, long last, Pages pages, long pagesOffset, int prot) {
+    this.iova = iova;
+    this.last = last;
+    this.pages = pages;
+    this.pagesOffset = pagesOffset;
+    this.prot = prot;
+  }
+
+  public long iova() {
+    return iova;
+  }
+
+  /** Inclusive last IOVA. */
+  public long last() {
+    return last;
+  }
+
+  public long length() {
+    return last - iova + 1;
+  }
+
+  public Pages pages() {
+    return pages;
+  }
+
+  /** Byte offset of the area's first IOVA in its pages ({@code start_byte}). */
+  public long pagesOffset() {
+    return pagesOffset;
+  }
+
+  /** {@code area->page_offset}: the sub-page offset of the first byte. */
+  public long pageOffset() {
+    return (pages.uptr() + pagesOffset) & (Uapi.PAGE_SIZE - 1);
+  }
+
+  /** {@link io.iommulab.hardware.Access} READ/WRITE bits. */
+  public int prot() {
+    return prot;
+  }
+
+  public State state() {
+    return state;
+  }
+
+  public boolean holdsPin() {
+    return holdsPin;
+  }
+
+  @Override
+  public String toString() {
+    return String.format("Area[0x%x-0x%x %s pages %d +0x%x]", iova, last, state, pages.id(), pagesOffset);
+  }
+}

@@ -1,0 +1,122 @@
+package io.iommulab.config;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Settings of the emulated kernel's user API (iommufd and VFIO type1), under {@code
+ * iommulab.uapi}: what a host administrator sets with rlimits and module parameters.
+ *
+ * <p>Invariants (checked on construction; reported with key paths by {@link #fromConfig}): {@code
+ * memlockLimit} is at least 0 and a multiple of 4 KiB (RLIMIT_MEMLOCK is counted in pages by
+ * {@code drivers/iommu/iommufd/pages.c} {@code incr_user_locked_vm}); {@code vfioDmaEntryLimit} is
+ * from 1 to 65535 ({@code dma_entry_limit} of {@code drivers/vfio/vfio_iommu_type1.c}, a
+ * {@code U16_MAX} default added for CVE-2019-3882).
+ *
+ * @param memlockLimit RLIMIT_MEMLOCK of every user, in bytes: pinned pages charged past it fail
+ *     with ENOMEM
+ * @param allowUnsafeInterrupts the {@code allow_unsafe_interrupts} module parameter: bind a device
+ *     whose IOMMU cannot isolate MSIs (otherwise EPERM)
+ * @param defaultAccountMode the accounting mode of a newly opened fd ({@code /dev/iommu} opens in
+ *     USER mode, {@code /dev/vfio/vfio} in MM mode; {@code main.c} {@code iommufd_fops_open})
+ * @param vfioDmaEntryLimit VFIO type1 {@code dma_entry_limit}: mappings per container
+ */
+public record UapiSettings(
+    long memlockLimit,
+    boolean allowUnsafeInterrupts,
+    AccountMode defaultAccountMode,
+    int vfioDmaEntryLimit) {
+
+  /** Where the section lives in a full config; problems are named under it. */
+  public static final String PATH = "iommulab.uapi";
+
+  static final List<String> KEYS =
+      List.of(
+          "memlock-limit", "allow-unsafe-interrupts", "default-account-mode", "vfio-dma-entry-limit");
+
+  private static final long PAGE = 4096;
+
+  private static final ConfigReader.Rule MEMLOCK =
+      new ConfigReader.Rule(v -> v >= 0 && v % PAGE == 0, "must be at least 0 and a multiple of 4K");
+
+  /**
+   * How an fd charges pinned pages against {@link #memlockLimit} ({@code enum
+   * iopt_pages_account_mode} minus NONE, which a CAP_IPC_LOCK opener gets regardless of mode).
+   */
+  public enum AccountMode {
+    /** Per user: {@code user->locked_vm}, as io_uring does ({@code IOPT_PAGES_ACCOUNT_USER}). */
+    USER("user"),
+    /** Per process: {@code mm->locked_vm}, as VFIO type1 does ({@code IOPT_PAGES_ACCOUNT_MM}). */
+    MM("mm");
+
+    private final String configName;
+
+    AccountMode(String configName) {
+      this.configName = configName;
+    }
+
+    public String configName() {
+      return configName;
+    }
+  }
+
+  public UapiSettings {
+    if (defaultAccountMode == null) {
+      throw new IllegalArgumentException("default-account-mode must not be null");
+    }
+    if (!MEMLOCK.test().test(memlockLimit)) {
+      throw new IllegalArgumentException(
+          "memlock-limit = " + memlockLimit + ": " + MEMLOCK.text());
+    }
+    if (vfioDmaEntryLimit < 1 || vfioDmaEntryLimit > 65535) {
+      throw new IllegalArgumentException(
+          "vfio-dma-entry-limit = " + vfioDmaEntryLimit + ": must be from 1 to 65535");
+    }
+  }
+
+  /**
+   * Builds the settings from the {@code iommulab.uapi} section (for example {@code
+   * ConfigFactory.load().getConfig(UapiSettings.PATH)}). Problems are named by their full path.
+   *
+   * @throws SettingsException listing every missing, mistyped, out-of-range or unknown key
+   */
+  public static UapiSettings fromConfig(Config uapi) {
+    ConfigReader r = ConfigReader.of(uapi, PATH);
+    Optional<UapiSettings> settings = read(r);
+    r.problems().throwIfAny();
+    return settings.orElseThrow();
+  }
+
+  /** The settings of the shipped {@code reference.conf}. */
+  public static UapiSettings defaults() {
+    return fromConfig(ConfigFactory.defaultReference().getConfig(PATH));
+  }
+
+  /** These settings with another memlock limit (tests and scenarios). */
+  public UapiSettings withMemlockLimit(long bytes) {
+    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit);
+  }
+
+  /** These settings with {@code allow_unsafe_interrupts} set as given. */
+  public UapiSettings withAllowUnsafeInterrupts(boolean allow) {
+    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit);
+  }
+
+  static Optional<UapiSettings> read(ConfigReader r) {
+    int mark = r.mark();
+    r.checkKnownKeys(KEYS, "the uapi section");
+    long memlock = r.getBytes("memlock-limit", MEMLOCK).orElse(0);
+    boolean unsafe = r.getBoolean("allow-unsafe-interrupts").orElse(false);
+    AccountMode mode =
+        r.getEnum("default-account-mode", AccountMode.values(), AccountMode::configName)
+            .orElse(AccountMode.USER);
+    int limit =
+        r.getInt("vfio-dma-entry-limit", ConfigReader.Rule.between(1, 65535)).orElse(65535);
+    if (r.failedSince(mark)) {
+      return Optional.empty();
+    }
+    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit));
+  }
+}
