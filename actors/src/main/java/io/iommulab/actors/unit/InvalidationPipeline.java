@@ -249,6 +249,9 @@ final class InvalidationPipeline {
    * its command (EBUSY) before changing anything, and count it ({@link #refused()}).
    */
   boolean canAccept() {
+    // Admit what the stream has made room for since the last batch event: EBUSY only when the
+    // stream is really saturated now.
+    drainParked();
     if (parked.size() < settings.maxParked()) {
       return true;
     }
@@ -289,6 +292,8 @@ final class InvalidationPipeline {
       ActorRef<FlushCompleted> flushTo, LongConsumer admitted) {
     requests++;
     Pending p = new Pending(request, clock.nanos(), wall(), tenant, flushed, flushTo, admitted);
+    // The stream may have made room since the last batch event: admit the parked ones first.
+    drainParked();
     if (!parked.isEmpty() || !offer(p)) {
       if (parked.size() >= settings.maxParked()) {
         throw new IllegalStateException(
@@ -466,7 +471,7 @@ final class InvalidationPipeline {
         "invalidation stream of unit " + name + " ended while the unit runs", failure);
   }
 
-  /** From PostStop: tear the stream down; nothing is completed afterwards. */
+  /** From PostStop or PreRestart: tear the stream down; nothing is completed afterwards. */
   void stop() {
     stopping = true;
     stream.killSwitch().shutdown();

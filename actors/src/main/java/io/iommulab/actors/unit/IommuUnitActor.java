@@ -626,7 +626,9 @@ public final class IommuUnitActor {
    * them, the first of which are in {@code faultLog} (bounded); {@code staleResponses}: page
    * responses for groups no longer pending (answered already, e.g. at detach);
    * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
-   * {@code pendingInvalidations}: unmaps, detaches etc. waiting for device-TLB acknowledgements.
+   * {@code pendingInvalidations}: unmaps, detaches etc. whose invalidation has not completed yet
+   * (queued in the unit's invalidation stream, parked, or waiting for device-TLB
+   * acknowledgements; see {@link InvalidationStats}).
    */
   public record UnitStats(
       int unitId,

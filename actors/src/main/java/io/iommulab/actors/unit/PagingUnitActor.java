@@ -66,6 +66,7 @@ import kamon.metric.Histogram;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.PreRestart;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
@@ -154,7 +155,8 @@ final class PagingUnitActor extends UnitActorBase {
         .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
         .onMessage(ExecuteBatch.class, this::onExecuteBatch)
         .onMessage(InvalidationStreamEnded.class, this::onInvalidationStreamEnded)
-        .onSignal(PostStop.class, this::onPostStop)
+        .onSignal(PostStop.class, signal -> onStopping())
+        .onSignal(PreRestart.class, signal -> onStopping())
         .onMessage(PamuSetGeometry.class, m -> unsupported(m.replyTo(), "PamuSetGeometry"))
         .onMessage(PamuSetWindowCount.class, m -> unsupported(m.replyTo(), "PamuSetWindowCount"))
         .onMessage(PamuGetGeometry.class, m -> unsupported(m.replyTo(), "PamuGetGeometry"))
@@ -258,7 +260,11 @@ final class PagingUnitActor extends UnitActorBase {
     return this;
   }
 
-  private Behavior<Command> onPostStop(PostStop signal) {
+  /**
+   * The unit stops or restarts: its stream goes with it. Issuers still waiting get no answer (a
+   * restarted unit has lost the model they changed; the fd treats the unit as gone).
+   */
+  private Behavior<Command> onStopping() {
     pipeline.stop();
     return this;
   }
