@@ -1,0 +1,108 @@
+package io.iommulab.actors.vm;
+
+import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.UnitKind;
+import io.iommulab.hardware.Errno;
+import io.iommulab.hardware.iommu.ReservedRegion;
+import java.util.List;
+import java.util.function.Predicate;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+
+/**
+ * A unit that says yes: every command is told to {@code recorder} and answered with success
+ * (domains numbered from 1), except those {@code refuse} matches, answered {@code errno}. What
+ * the VM asks of a unit is then visible in order.
+ */
+final class FakeUnit {
+  private FakeUnit() {}
+
+  static Behavior<IommuUnitActor.Command> create(
+      ActorRef<IommuUnitActor.Command> recorder, Predicate<IommuUnitActor.Command> refuse, Errno errno) {
+    int[] nextDomain = {1};
+    return Behaviors.receive(IommuUnitActor.Command.class)
+        .onAnyMessage(
+            cmd -> {
+              recorder.tell(cmd);
+              ActorRef<IommuUnitActor.UnitReply> replyTo = replyTo(cmd);
+              if (replyTo == null) {
+                return Behaviors.same();
+              }
+              if (refuse.test(cmd)) {
+                replyTo.tell(new IommuUnitActor.Refused(errno, "refused by the test: " + cmd.getClass().getSimpleName()));
+                return Behaviors.same();
+              }
+              replyTo.tell(answer(cmd, nextDomain));
+              return Behaviors.same();
+            })
+        .build();
+  }
+
+  static Behavior<IommuUnitActor.Command> create(ActorRef<IommuUnitActor.Command> recorder) {
+    return create(recorder, c -> false, Errno.EINVAL);
+  }
+
+  static final IommuUnitActor.UnitInfo INFO =
+      new IommuUnitActor.UnitInfo(
+          0, "vtd0", UnitKind.VTD, 0x40201000L, 48, 0, (1L << 48) - 1, 20, true, true, true, true,
+          true, true, List.of(ReservedRegion.VTD_MSI));
+
+  /** RID of the function behind a unit that cannot force snoop: its claim says so. */
+  static final int NON_COHERENT_RID = 0x100;
+
+  static IommuUnitActor.UnitInfo info(int rid) {
+    if (rid != NON_COHERENT_RID) {
+      return INFO;
+    }
+    return new IommuUnitActor.UnitInfo(
+        0, "vtd0", UnitKind.VTD, 0x40201000L, 48, 0, (1L << 48) - 1, 20, false, true, true, true,
+        true, true, List.of(ReservedRegion.VTD_MSI));
+  }
+
+  private static IommuUnitActor.UnitReply answer(IommuUnitActor.Command cmd, int[] nextDomain) {
+    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
+      return new IommuUnitActor.DmaOwnerClaimed(info(c.rid()));
+    } else if (cmd instanceof IommuUnitActor.AllocDomain) {
+      return new IommuUnitActor.DomainAllocated(nextDomain[0]++, 0x40201000L, 48, 0, (1L << 48) - 1);
+    } else if (cmd instanceof IommuUnitActor.MapRange m) {
+      long bytes = 0;
+      for (long l : m.lengths()) {
+        bytes += l;
+      }
+      return new IommuUnitActor.Mapped(bytes);
+    } else if (cmd instanceof IommuUnitActor.UnmapRange u) {
+      return new IommuUnitActor.Unmapped(u.length(), 170);
+    }
+    return IommuUnitActor.Done.INSTANCE;
+  }
+
+  private static ActorRef<IommuUnitActor.UnitReply> replyTo(IommuUnitActor.Command cmd) {
+    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.ReleaseDmaOwner c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.AllocDomain c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.FreeDomain c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.EnforceCacheCoherency c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.MapRange c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.UnmapRange c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Attach c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Detach c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Stage1Map c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Stage1Unmap c) {
+      return c.replyTo();
+    } else if (cmd instanceof IommuUnitActor.Replace c) {
+      return c.replyTo();
+    }
+    return null;
+  }
+}
