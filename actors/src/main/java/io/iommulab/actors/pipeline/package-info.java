@@ -1,5 +1,21 @@
 /**
- * The fault pipeline: how fault records get from the IOMMU units to the iommufd contexts (fds)
+ * The units' two streams.
+ *
+ * <p><b>Invalidation.</b> The streaming part of a unit's invalidation path: what an invalidation
+ * request is ({@link io.iommulab.actors.pipeline.InvalidationRequest}: unwidened IOTLB and
+ * device-TLB ranges plus pass-through descriptors), how a batch of them is merged and ordered
+ * ({@link io.iommulab.actors.pipeline.InvalidationBatch}: adjacent and overlapping ranges merged
+ * per (domain, PASID) and per (rid, PASID) before widening; IOTLB before device TLB before the
+ * Wait), and the bounded stream of one unit ({@link
+ * io.iommulab.actors.pipeline.InvalidationStream}: {@code BoundedSourceQueue} → {@code
+ * KillSwitch} → {@code batch} (strict) or the Linux-like flush queue (deferred) → merge → {@code
+ * mapAsync(1)} into the unit actor). Nothing here touches a hardware model: the unit actor owns
+ * its IOTLB and invalidation queue and executes each merged batch itself (see {@code
+ * io.iommulab.actors.unit.InvalidationPipeline} for admission, the full-ingress policy,
+ * completion and metrics). Everything here is immutable or confined to the stream's own stage,
+ * so merging runs off the unit actor.
+ *
+ * <p><b>Faults.</b> How fault records get from the IOMMU units to the iommufd contexts (fds)
  * that own the faulting attach handles.
  *
  * <p>Shape. One {@link io.iommulab.actors.pipeline.FaultPipeline} per unit, materialized by the
@@ -9,7 +25,7 @@
  * batch with at most one batch in flight per fd ({@code mapAsyncPartitionedUnordered} keyed by
  * the sink). Each record carries its attach handle's sink and the token the fd gave that
  * attachment, so a record of a detached or replaced handle still in flight is recognised by the
- * fd and lost (a last page answered INVALID), never delivered to the attachment that replaced it.
+ * fd and lost, never delivered to the attachment that replaced it.
  *
  * <p>Bounds. Ingress capacities, one batch being aggregated, {@code parallelism} batches; each fd
  * FAULT queue holds at most {@code fault-queue-depth} requests and each vEVENTQ its depth. Nothing

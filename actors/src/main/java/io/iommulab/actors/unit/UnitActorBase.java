@@ -30,6 +30,7 @@ import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
 import io.iommulab.config.FaultPipelineSettings;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.Rids;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
@@ -114,7 +115,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       ModeledClock clock,
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
-      FaultPipelineSettings pipeline,
+      InvalidationPipelineSettings pipeline,
+      FaultPipelineSettings faultPipeline,
       LongSupplier wallNanos) {}
 
   /** An attach handle's fault sink and the token its owner gave it. */
@@ -188,7 +190,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected final Counter msiCounter;
 
   // Fault publishing: the pipeline, the modeled reporting hardware, and every pipeline counter.
-  private final FaultPipeline pipeline;
+  private final FaultPipeline faultPipeline;
   private final LongSupplier wallNanos;
   private final ContendedResource faultReporting = new ContendedResource("fault-recording");
   private final ContendedResource pageRequestReporting = new ContendedResource("page-request-queue");
@@ -231,16 +233,16 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     this.faultCounter = Kamon.counter("iommulab.unit.faults").withTag("unit", name);
     this.pageRequestCounter = Kamon.counter("iommulab.unit.page-requests").withTag("unit", name);
     this.msiCounter = Kamon.counter("iommulab.unit.msi-writes").withTag("unit", name);
-    this.wallNanos = w.wallNanos();
+    this.wallNanos = w.wallNanos() == null ? FaultPipeline.NO_WALL_CLOCK : w.wallNanos();
     ActorRef<Command> self = context.getSelf();
-    this.pipeline =
+    this.faultPipeline =
         FaultPipeline.start(
             unitId,
             name,
-            w.pipeline(),
+            w.faultPipeline(),
             Materializer.createMaterializer(context),
             context.getSystem().scheduler(),
-            w.wallNanos(),
+            this.wallNanos,
             s -> self.tell(new FaultsAccounted(s.records(), s.delivered(), s.lostQueueFull(),
                 s.lostHandleGone(), s.lostUnacknowledged())));
     this.publishedCounter = Kamon.counter("iommulab.fault.published").withTag("unit", name);
@@ -784,7 +786,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     publishedCounter.increment();
     PublishedFault p = new PublishedFault(h.sink(), h.token(), record, null,
         reported - clock.nanos(), wallNanos.getAsLong());
-    if (!pipeline.offerFault(p)) {
+    if (!faultPipeline.offerFault(p)) {
       // VT-d PFO / SMMUv3 EVTQ overflow: the record is dropped by the hardware, counted here.
       lostIngressFaults++;
       lostIngressFaultCounter.increment();
@@ -825,7 +827,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(), r.address(), r.perm(),
             r.lastPage(), reported),
         reported - now, wall);
-    if (!pipeline.offerPageRequest(p)) {
+    if (!faultPipeline.offerPageRequest(p)) {
       pageRequestIngressOverflowed(e, r);
     } else if (r.lastPage()) {
       // A group awaits software's response once complete; partials of a handle that goes away
@@ -861,7 +863,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   /** A stopped pipeline loses everything at the ingress: say so once, loudly. */
   private void warnIfPipelineStopped() {
-    if (!stoppedReported && pipeline.stopped()) {
+    if (!stoppedReported && faultPipeline.stopped()) {
       stoppedReported = true;
       getContext().getLog().error("Unit [{}]: fault pipeline stopped; fault records are counted"
           + " lost at the ingress from now on", name);
@@ -872,7 +874,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private void offerDiscardMarkers(long wall) {
     Iterator<ActorRef<FaultEvent>> it = owedDiscardMarkers.iterator();
     while (it.hasNext()) {
-      if (!pipeline.offerPageRequest(PublishedFault.partialsDiscarded(it.next(), wall))) {
+      if (!faultPipeline.offerPageRequest(PublishedFault.partialsDiscarded(it.next(), wall))) {
         return;
       }
       it.remove();
@@ -897,8 +899,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       getContext().getLog().warn("Unit [{}]: {} fault records never acknowledged by their fd",
           name, a.lostUnacknowledged());
     }
-    faultIngressGauge.update(pipeline.faultIngressDepth());
-    pageRequestIngressGauge.update(pipeline.pageRequestIngressDepth());
+    faultIngressGauge.update(faultPipeline.faultIngressDepth());
+    pageRequestIngressGauge.update(faultPipeline.pageRequestIngressDepth());
     return this;
   }
 
@@ -908,7 +910,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     msg.replyTo().tell(new FaultPipelineStats(unitId, name, publishedFaults, publishedPageRequests,
         lostIngressFaults, lostIngressPageRequests, deliveredFaults, lostQueueFull, lostHandleGone,
         lostUnacknowledged, inFlight, batches, ingressLastPagesAnswered,
-        pipeline.faultIngressDepth(), pipeline.pageRequestIngressDepth()));
+        faultPipeline.faultIngressDepth(), faultPipeline.pageRequestIngressDepth()));
     return this;
   }
 
