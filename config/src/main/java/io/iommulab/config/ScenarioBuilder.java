@@ -69,7 +69,7 @@ public final class ScenarioBuilder {
   static final List<String> TENANT_KEYS =
       List.of(
           "name", "vms", "memory", "backing", "devices", "domains", "pasids-per-device", "nested",
-          "workload");
+          "pamu-windows", "workload");
   static final List<String> SLOT_KEYS = List.of("pool", "unit", "names", "per-vm");
   static final List<String> WORKLOAD_KEYS =
       List.of("map", "dma", "page-requests", "invalidations", "hotplug", "wbinvd");
@@ -347,6 +347,7 @@ public final class ScenarioBuilder {
       t.domains = r.getEnum("domains", DomainLayout.values(), DomainLayout::configName).orElse(null);
       t.pasids = r.getInt("pasids-per-device", Rule.between(0, (1 << 20) - 1)).orElse(-1);
       t.nested = r.getBoolean("nested").orElse(false);
+      t.pamuWindows = r.getInt("pamu-windows", Rule.powerOfTwoBetween(1, 256)).orElse(-1);
       t.workload = r.requireObject("workload", "an object { map, dma, ... }").flatMap(w -> readWorkload(t, w)).orElse(null);
       t.valid = !r.failedSince(mark);
       return t;
@@ -724,12 +725,21 @@ public final class ScenarioBuilder {
         }
       }
       int pasidQuota = base.hasPath("iommulab.host.vm-pasid-quota") ? base.getInt("iommulab.host.vm-pasid-quota") : Integer.MAX_VALUE;
+      boolean anyPamu = false;
       for (int vm = 0; vm < t.vmDevices.size(); vm++) {
         List<String> vmDevices = t.vmDevices.get(vm);
         for (String name : vmDevices) {
           DeviceSettings d = devices.get(name);
           IommuUnitSettings unit = topology.unit(d.unit()).orElseThrow();
           PagingUnitSettings paging = unit instanceof PagingUnitSettings p ? p : null;
+          if (unit instanceof PamuUnitSettings pamu) {
+            anyPamu = true;
+            if (t.pamuWindows > pamu.maxWindows()) {
+              r.entryProblem("pamu-windows", "device " + name + " is behind " + pamu.name()
+                  + ", whose max-windows = " + pamu.maxWindows());
+              return;
+            }
+          }
           if (t.nested && (paging == null || !paging.nesting())) {
             r.entryProblem("nested", "needs devices behind units with nesting = on; device " + name
                 + " is behind " + unit.name() + (paging == null ? " (a pamu unit)" : ", which has nesting = off"));
@@ -772,6 +782,9 @@ public final class ScenarioBuilder {
             return;
           }
         }
+      }
+      if (!anyPamu && t.pamuWindows > 1) {
+        r.entryProblem("pamu-windows", "is only for devices behind a PAMU, and no device of the tenant is");
       }
     }
 
@@ -1043,6 +1056,7 @@ public final class ScenarioBuilder {
     DomainLayout domains;
     int pasids;
     boolean nested;
+    int pamuWindows;
     WorkloadSettings workload;
     List<List<String>> vmDevices;
 
@@ -1056,7 +1070,8 @@ public final class ScenarioBuilder {
 
     TenantSettings build() {
       List<DeviceSlot> s = slots.stream().map(x -> x.slot).toList();
-      return new TenantSettings(name, vms, firstVmId, memory, backing, s, domains, pasids, nested, workload, vmDevices);
+      return new TenantSettings(
+          name, vms, firstVmId, memory, backing, s, domains, pasids, nested, pamuWindows, workload, vmDevices);
     }
   }
 

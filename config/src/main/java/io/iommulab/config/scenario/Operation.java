@@ -10,6 +10,11 @@ import java.util.Optional;
  * measured at its edge).
  */
 public enum Operation {
+  /**
+   * Attaching a device to its IOAS or HWPT (bind, attach, and for a PAMU the window setup): at VM
+   * start and after every replug. Every workload has it.
+   */
+  ATTACH("attach", "device attaches (at VM start and after each replug)"),
   /** IOAS map of a guest buffer (pin, charge, page-table writes in every domain of the IOAS). */
   MAP("map", "maps of a guest buffer into an IOAS"),
   /** IOAS unmap; strict unmaps return after the IOTLB and device-TLB invalidation sync. */

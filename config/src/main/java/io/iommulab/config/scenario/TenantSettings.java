@@ -27,6 +27,8 @@ import java.util.Objects;
  *     none
  * @param nested the VM's devices translate through nested domains (a guest stage 1 over a host
  *     stage 2)
+ * @param pamuWindows windows of each PAMU domain (a power of two; n > 1 windows take n - 1
+ *     entries of the shared SPAACT), for devices behind a PAMU
  * @param workload what each VM does
  * @param vmDevices the device names of each VM, in VM order: assigned when the scenario was
  *     read, deterministically (topology order)
@@ -41,6 +43,7 @@ public record TenantSettings(
     DomainLayout domains,
     int pasidsPerDevice,
     boolean nested,
+    int pamuWindows,
     WorkloadSettings workload,
     List<List<String>> vmDevices) {
 
@@ -61,6 +64,9 @@ public record TenantSettings(
     }
     if (backingBytes <= 0 || memoryBytes <= 0 || memoryBytes % backingBytes != 0) {
       throw new IllegalArgumentException(name + ": memory must be a positive multiple of backing");
+    }
+    if (pamuWindows < 1 || pamuWindows > 256 || Integer.bitCount(pamuWindows) != 1) {
+      throw new IllegalArgumentException(name + ": pamu-windows = " + pamuWindows);
     }
     if (vmDevices.size() != vms) {
       throw new IllegalArgumentException(name + ": " + vmDevices.size() + " device lists for " + vms + " VMs");

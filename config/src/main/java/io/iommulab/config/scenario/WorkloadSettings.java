@@ -165,9 +165,12 @@ public record WorkloadSettings(
     }
   }
 
-  /** The operations this workload performs (rate above 0, or scheduled unplugs). */
+  /**
+   * The operations this workload performs: attach always (every VM attaches its devices), the
+   * others when their rate is above 0 (or unplugs are scheduled).
+   */
   public Set<Operation> operations() {
-    Set<Operation> ops = EnumSet.noneOf(Operation.class);
+    Set<Operation> ops = EnumSet.of(Operation.ATTACH);
     if (map.rate() > 0) {
       ops.add(Operation.MAP);
       ops.add(Operation.UNMAP);

@@ -261,7 +261,7 @@ class ScenarioRulesTest {
       assertEquals(
           List.of(
               "scenario.tenants[0].vm = 2: unknown key (a tenant takes name, vms, memory, backing,"
-                  + " devices, domains, pasids-per-device, nested, workload)"),
+                  + " devices, domains, pasids-per-device, nested, pamu-windows, workload)"),
           tenantProblems("{ name = a, vm = 2, devices = [ { unit = vtd0 } ], workload {} }"));
     }
   }
@@ -374,6 +374,33 @@ class ScenarioRulesTest {
                   + " pasid-bits = 0"),
           tenantProblems(
               "{ name = a, pasids-per-device = 4, devices = [ { names = [nvme0] } ], workload {} }"));
+    }
+
+    @Test
+    void pamuWindowsAreAPowerOfTwo() {
+      assertEquals(
+          List.of("scenario.tenants[0].pamu-windows = 12: must be a power of two from 1 to 256"),
+          tenantProblems("{ name = a, pamu-windows = 12, devices = [ { unit = pamu0 } ], workload {} }"));
+    }
+
+    @Test
+    void pamuWindowsAreAtMostTheUnitsMaximum() {
+      assertEquals(
+          List.of(
+              "scenario.tenants[0].pamu-windows = 64: device dpaa0 is behind pamu0, whose max-windows"
+                  + " = 32"),
+          problemsOf("scenario.topology.unit-defaults.pamu.max-windows = 32\n"
+              + "scenario.tenants = [ { name = a, pamu-windows = 64, devices = [ { unit = pamu0 } ],"
+              + " workload {} } ]" + ONE_TENANT_AT_A_TIME));
+    }
+
+    @Test
+    void pamuWindowsNeedADeviceBehindAPamu() {
+      assertEquals(
+          List.of(
+              "scenario.tenants[0].pamu-windows = 4: is only for devices behind a PAMU, and no device"
+                  + " of the tenant is"),
+          tenantProblems("{ name = a, pamu-windows = 4, devices = [ { unit = vtd0 } ], workload {} }"));
     }
 
     @Test

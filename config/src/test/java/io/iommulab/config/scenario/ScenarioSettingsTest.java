@@ -85,6 +85,15 @@ class ScenarioSettingsTest {
   }
 
   @Test
+  void pamuWindowsApplyToDevicesBehindAPamu() {
+    ScenarioSettings s =
+        valid("scenario.tenants = [ { name = p, pamu-windows = 16, devices = [ { unit = pamu0 } ], workload {} } ]"
+            + "\nscenario.assertions = []");
+    assertEquals(16, s.tenants().get(0).pamuWindows());
+    assertEquals(1, load(Scenarios.VALID).tenants().get(0).pamuWindows());
+  }
+
+  @Test
   void ratesAcceptPerSecondPerMinuteAndPerHour() {
     ScenarioSettings s =
         valid("scenario.tenants = [ { name = a, devices = [ { unit = vtd0 } ],"
@@ -99,9 +108,10 @@ class ScenarioSettingsTest {
   @Test
   void theOperationsOfAWorkloadAreThoseWithARate() {
     ScenarioSettings s = load(Scenarios.VALID);
-    assertEquals(Set.of(Operation.MAP, Operation.UNMAP, Operation.DMA), s.operations());
+    assertEquals(Set.of(Operation.ATTACH, Operation.MAP, Operation.UNMAP, Operation.DMA), s.operations());
     assertEquals(
-        Set.of(Operation.MAP, Operation.UNMAP), s.tenant("db").orElseThrow().workload().operations());
+        Set.of(Operation.ATTACH, Operation.MAP, Operation.UNMAP),
+        s.tenant("db").orElseThrow().workload().operations());
   }
 
   @Test
@@ -165,6 +175,7 @@ class ScenarioSettingsTest {
         valid("scenario.assertions = [ { metric = \"*.latency.modeled\", stat = p99.9, lt = 1ms } ]");
     assertEquals(
         List.of(
+            "attach.latency.modeled p99.9 < 1ms [global]",
             "map.latency.modeled p99.9 < 1ms [global]",
             "unmap.latency.modeled p99.9 < 1ms [global]",
             "dma.latency.modeled p99.9 < 1ms [global]"),
