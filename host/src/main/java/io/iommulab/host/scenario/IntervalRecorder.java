@@ -49,6 +49,11 @@ public final class IntervalRecorder {
 
   /** Records one latency of {@code nanos} in {@code metric} (a LATENCY of the catalogue). */
   public void record(String metric, long nanos) {
+    record(metric, nanos, 1);
+  }
+
+  /** Records {@code times} latencies of {@code nanos} each (a batch that took the same time). */
+  public void record(String metric, long nanos, long times) {
     Histogram h = latencies.get(metric);
     if (h == null) {
       if (!MetricCatalog.isKnown(metric, MetricCatalog.Kind.LATENCY)) {
@@ -57,10 +62,10 @@ public final class IntervalRecorder {
       h = new Histogram(DIGITS);
       latencies.put(metric, h);
     }
-    if (nanos < 0) {
-      throw new IllegalArgumentException(metric + ": latency " + nanos + "ns is negative");
+    if (nanos < 0 || times < 0) {
+      throw new IllegalArgumentException(metric + ": latency " + nanos + "ns x " + times);
     }
-    h.recordValue(nanos);
+    h.recordValueWithCount(nanos, times);
   }
 
   /** Whether nothing was recorded since the last drain. */
