@@ -16,7 +16,7 @@ import org.HdrHistogram.Histogram;
 
 /**
  * {@code report.html}: a run's results for a person, in one self-contained file (styles inline,
- * plots as embedded SVG, no script, no network): the verdict, the assertions, the oracles with
+ * plots as embedded PNG, no script, no network): the verdict, the assertions, the oracles with
  * the traces of their violations, throughput and latency over time, latency distributions, the
  * global metrics, the per-tenant table and the resolved configuration.
  */
@@ -243,7 +243,7 @@ public final class HtmlReport {
     if (dataUri == null) {
       h.append("<p class=\"nodata\">no data</p>");
     } else {
-      h.append("<img class=\"chart\" alt=\"").append(id).append("\" src=\"").append(dataUri).append("\">");
+      h.append("<img class=\"chart\" width=\"960\" height=\"360\" alt=\"").append(id).append("\" src=\"").append(dataUri).append("\">");
     }
     h.append("</figure>\n");
   }
