@@ -1,6 +1,7 @@
 package io.iommulab.config.scenario;
 
 import java.math.BigDecimal;
+import java.math.MathContext;
 import java.math.RoundingMode;
 
 /** How results and problems write durations, sizes, rates and plain numbers for a person. */
@@ -9,11 +10,12 @@ public final class Units {
 
   private static final long[] NANOS = {86_400_000_000_000L, 3_600_000_000_000L, 60_000_000_000L,
       1_000_000_000L, 1_000_000L, 1_000L, 1L};
-  private static final String[] NANO_UNITS = {"d", "h", "min", "s", "ms", "us", "ns"};
+  private static final String[] NANO_UNITS = {"d", "h", "m", "s", "ms", "us", "ns"};
 
   /**
    * A duration in the largest unit that keeps it at least 1, with up to 3 significant decimals:
-   * {@code 20us}, {@code 1.5ms}, {@code 250ns}, {@code 2min}.
+   * {@code 20us}, {@code 1.5ms}, {@code 250ns}, {@code 2m}: HOCON duration syntax, so a value
+   * can be copied into a scenario.
    */
   public static String nanos(double ns) {
     if (ns == 0) {
@@ -46,8 +48,9 @@ public final class Units {
   }
 
   /**
-   * A plain number: integers as such ({@code 1200}), others rounded to 3 decimals with trailing
-   * zeros dropped ({@code 0.125}, {@code 12.3}).
+   * A plain number: integers as such ({@code 1200}), others with 3 decimals ({@code 12.3}, {@code
+   * 2523.15}) or, below 1, 3 significant digits ({@code 0.125}, {@code 0.0005}), trailing zeros
+   * dropped.
    */
   public static String number(double v) {
     if (Double.isNaN(v) || Double.isInfinite(v)) {
@@ -56,11 +59,10 @@ public final class Units {
     if (v == Math.rint(v) && Math.abs(v) < 1e15) {
       return Long.toString((long) v);
     }
-    BigDecimal d = new BigDecimal(v).setScale(3, RoundingMode.HALF_EVEN).stripTrailingZeros();
-    if (d.signum() == 0) {
-      BigDecimal small = new BigDecimal(v).round(new java.math.MathContext(3)).stripTrailingZeros();
-      return small.toPlainString();
-    }
-    return d.toPlainString();
+    BigDecimal d = new BigDecimal(v);
+    d = Math.abs(v) >= 1
+        ? d.setScale(3, RoundingMode.HALF_EVEN)
+        : d.round(new MathContext(3, RoundingMode.HALF_EVEN));
+    return d.stripTrailingZeros().toPlainString();
   }
 }

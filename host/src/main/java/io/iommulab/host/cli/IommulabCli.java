@@ -448,9 +448,10 @@ public final class IommulabCli implements Callable<Integer> {
     out.println("  host: " + Units.bytes(s.iommulab().topology().hostMemoryBytes()) + ", units " + String.join(", ", units)
         + ", " + s.iommulab().topology().devices().size() + " devices");
     for (TenantSettings t : s.tenants()) {
-      out.println("  tenant " + t.name() + ": " + t.vms() + (t.vms() == 1 ? " VM" : " VMs") + " (ids " + t.firstVmId()
+      out.println("  tenant " + t.name() + ": " + t.vms() + (t.vms() == 1 ? " VM (id " : " VMs (ids ") + t.firstVmId()
           + (t.vms() > 1 ? "-" + (t.firstVmId() + t.vms() - 1) : "") + "), " + Units.bytes(t.memoryBytes())
-          + " on " + Units.bytes(t.backingBytes()) + " pages, " + t.devicesPerVm() + " devices per VM, "
+          + " on " + Units.bytes(t.backingBytes()) + " pages, " + t.devicesPerVm()
+          + (t.devicesPerVm() == 1 ? " device" : " devices") + " per VM, "
           + t.domains().configName() + (t.nested() ? ", nested" : "")
           + (t.pasidsPerDevice() > 0 ? ", " + t.pasidsPerDevice() + " PASIDs per device" : ""));
       out.println("    workload: " + workload(t.workload()));
@@ -491,7 +492,7 @@ public final class IommulabCli implements Callable<Integer> {
       parts.add("invalidations " + Units.rate(w.invalidations().rate()) + " (" + Units.bytes(w.invalidations().size()) + ")");
     }
     if (w.hotplug().enabled()) {
-      parts.add("hotplug " + (w.hotplug().rate() > 0 ? Units.rate(w.hotplug().rate()) : "")
+      parts.add("hotplug" + (w.hotplug().rate() > 0 ? " " + Units.rate(w.hotplug().rate()) : "")
           + (w.hotplug().at().isEmpty() ? "" : " at " + String.join(", ",
               w.hotplug().at().stream().map(d -> Units.nanos(d.toNanos())).toList()))
           + " of " + w.hotplug().devices().configName() + " devices, replug "

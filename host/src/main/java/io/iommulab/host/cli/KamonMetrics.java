@@ -30,9 +30,10 @@ import org.HdrHistogram.HistogramIterationValue;
  *   <li>{@code iommulab.scenario.elapsed-seconds} (gauge).
  * </ul>
  *
- * Tags are the tenant and operation classes, never a VM: cardinality stays bounded. Metrics are
- * flushed to the endpoint every {@code tick} (the scenario's interval, at least 1 second... or as
- * given). {@link #stop()} waits for Kamon to stop.
+ * Tags are the tenant and operation classes, never a VM: cardinality stays bounded. Metrics reach
+ * the endpoint every {@code tick} (the runner gives the scenario's interval, at least a second).
+ * Attaching the instrumentation takes a few seconds at start. {@link #stop()} waits for Kamon to
+ * stop, which closes the endpoint.
  */
 public final class KamonMetrics {
   private final int port;
@@ -50,6 +51,7 @@ public final class KamonMetrics {
                 + "kamon.modules.status-page.enabled = no\n"
                 + "kamon.status-page.listen.hostname = \"127.0.0.1\"\n"
                 + "kamon.metric.tick-interval = " + tick.toMillis() + "ms\n"
+                + "kamon.init.hide-banner = yes\n"
                 + "kanela.show-banner = false\n")
         .withFallback(ConfigFactory.load());
   }

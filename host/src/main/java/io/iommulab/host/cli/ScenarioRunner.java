@@ -188,6 +188,7 @@ public final class ScenarioRunner {
     private final List<String> ioProblems = new ArrayList<>();
     private long lastReportNanos;
     private long violationsSoFar;
+    private double lastOpsPerSecond;
 
     Results(ScenarioSettings scenario, String engine, Instant startedAt, Options options, KamonMetrics kamon)
         throws IOException {
@@ -233,7 +234,8 @@ public final class ScenarioRunner {
         for (io.iommulab.config.scenario.Operation op : io.iommulab.config.scenario.Operation.values()) {
           ops += snapshot.total(op.configName() + ".count");
         }
-        progress.update(snapshot.endNanos(), seconds > 0 ? ops / seconds : 0, violationsSoFar);
+        lastOpsPerSecond = seconds > 0 ? ops / seconds : 0;
+        progress.update(snapshot.endNanos(), lastOpsPerSecond, violationsSoFar);
         long every = scenario.reportEvery().toNanos();
         if (every > 0 && snapshot.endNanos() - lastReportNanos >= every) {
           lastReportNanos = snapshot.endNanos();
@@ -260,7 +262,7 @@ public final class ScenarioRunner {
       all.addAll(ioProblems);
       RunReport report = RunReport.finished(data, engine, startedAt, completed, modeledNanos, oracles, error, all);
       long violations = Math.max(violationsSoFar, report.oracles().stream().mapToLong(OracleResult::violations).sum());
-      progress.update(data.endNanos(), 0, violations);
+      progress.update(data.endNanos(), lastOpsPerSecond, violations);
       progress.finish();
       JsonSummary.write(report, options.outputDir());
       HtmlReport.write(report, options.outputDir());
