@@ -134,7 +134,9 @@ public final class IommulabCli implements Callable<Integer> {
     cl.setErr(new java.io.PrintWriter(env.err(), true));
     cl.setCaseInsensitiveEnumValuesAllowed(true);
     cl.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
-      env.err().println("iommulab: " + e);
+      // Not a mistake in the scenario (those are reported as problems): a failure worth a trace.
+      env.err().println("iommulab: the command failed: " + e);
+      e.printStackTrace(env.err());
       return NOT_RUN;
     });
     return cl.execute(args);
@@ -159,7 +161,7 @@ public final class IommulabCli implements Callable<Integer> {
     @Option(
         names = "--duration",
         paramLabel = "DURATION",
-        description = "Run for this long instead (such as 30s, 10min, 24h): -Dduration=DURATION.")
+        description = "Run for this long instead (such as 30s, 10m, 24h): -Dduration=DURATION.")
     String duration;
 
     @Option(names = "--seed", paramLabel = "SEED", description = "The run's seed instead: -Dseed=SEED.")
@@ -289,7 +291,9 @@ public final class IommulabCli implements Callable<Integer> {
         report = ScenarioRunner.run(s, engine,
             new ScenarioRunner.Options(dir, metricsPort == null ? OptionalInt.empty() : OptionalInt.of(metricsPort),
                 mode, env.err(), env.wallClock()), stop);
+        printVerdict(env.out(), report, dir);
       } finally {
+        // Only now may a Ctrl-C'd JVM go: the results are written and the verdict printed.
         done.countDown();
         try {
           Runtime.getRuntime().removeShutdownHook(hook);
@@ -297,7 +301,6 @@ public final class IommulabCli implements Callable<Integer> {
           // The JVM is already exiting (Ctrl-C): the hook has done its job.
         }
       }
-      printVerdict(env.out(), report, dir);
       return report.exitCode();
     }
 

@@ -33,7 +33,8 @@ public final class ProgressBar {
   private long elapsedNanos;
   private double opsPerSecond;
   private long violations;
-  private long lastLineNanos = Long.MIN_VALUE;
+  private long lastLineNanos;
+  private boolean anyLine;
   private int drawnWidth;
 
   /**
@@ -57,7 +58,8 @@ public final class ProgressBar {
     this.violations = violations;
     if (mode == Mode.BAR) {
       draw();
-    } else if (mode == Mode.LINES && this.elapsedNanos - lastLineNanos >= lineEveryNanos) {
+    } else if (mode == Mode.LINES && (!anyLine || this.elapsedNanos - lastLineNanos >= lineEveryNanos)) {
+      anyLine = true;
       lastLineNanos = this.elapsedNanos;
       out.println(line());
       out.flush();
@@ -78,7 +80,7 @@ public final class ProgressBar {
       draw();
       out.println();
       out.flush();
-    } else if (mode == Mode.LINES && elapsedNanos != lastLineNanos) {
+    } else if (mode == Mode.LINES && (!anyLine || elapsedNanos != lastLineNanos)) {
       out.println(line());
       out.flush();
     }

@@ -100,7 +100,11 @@ public final class ScenarioRunner {
         : null;
     try {
       EdgeClock clock = new EdgeClock();
-      try (Host host = Host.start(systemName(scenario), scenario.hostOverrides(), clock, FaultInjector.NONE);
+      Map<String, Object> overrides = new HashMap<>(scenario.hostOverrides());
+      // On Ctrl-C the command line's own hook stops the workload, shuts the host down for its
+      // report and writes the results; Pekko's hook would terminate the host under it.
+      overrides.put("pekko.coordinated-shutdown.run-by-jvm-shutdown-hook", "off");
+      try (Host host = Host.start(systemName(scenario), overrides, clock, FaultInjector.NONE);
           Results results = new Results(scenario, engine.name(), startedAt, options, kamon)) {
         long start = clock.nanos();
         ScheduledExecutorService ticker = results.startTicker(clock, start);
@@ -264,11 +268,28 @@ public final class ScenarioRunner {
       long violations = Math.max(violationsSoFar, report.oracles().stream().mapToLong(OracleResult::violations).sum());
       progress.update(data.endNanos(), lastOpsPerSecond, violations);
       progress.finish();
-      JsonSummary.write(report, options.outputDir());
-      HtmlReport.write(report, options.outputDir());
-      JUnitXml.write(report, options.outputDir());
-      log.end(report);
+      // Each file on its own: one that cannot be written does not cost the others.
+      List<String> failed = new ArrayList<>();
+      write(failed, JsonSummary.FILE, () -> JsonSummary.write(report, options.outputDir()));
+      write(failed, HtmlReport.FILE, () -> HtmlReport.write(report, options.outputDir()));
+      write(failed, JUnitXml.FILE, () -> JUnitXml.write(report, options.outputDir()));
+      write(failed, IntervalLog.FILE, () -> log.end(report));
+      if (!failed.isEmpty()) {
+        throw new IOException("results could not be written: " + String.join("; ", failed));
+      }
       return report;
+    }
+
+    private interface Writer {
+      void write() throws IOException;
+    }
+
+    private static void write(List<String> failed, String file, Writer w) {
+      try {
+        w.write();
+      } catch (IOException | RuntimeException e) {
+        failed.add(file + ": " + e);
+      }
     }
 
     private void drain() {
@@ -284,6 +305,7 @@ public final class ScenarioRunner {
     private interface Io {
       void run() throws IOException;
     }
+
 
     private void io(Io action) {
       try {

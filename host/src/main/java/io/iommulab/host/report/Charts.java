@@ -8,6 +8,7 @@ import java.util.Base64;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
+import javax.imageio.ImageIO;
 import org.HdrHistogram.Histogram;
 import org.HdrHistogram.HistogramIterationValue;
 import org.knowm.xchart.BitmapEncoder;
@@ -34,6 +35,9 @@ final class Charts {
     if (System.getProperty("java.awt.headless") == null) {
       System.setProperty("java.awt.headless", "true");
     }
+    // ImageIO's file cache registers a JVM shutdown hook per stream, which fails while a run
+    // stopped by Ctrl-C writes its report from the command line's own hook.
+    ImageIO.setUseCache(false);
   }
 
   private Charts() {}

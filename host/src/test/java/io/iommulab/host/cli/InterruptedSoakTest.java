@@ -71,4 +71,38 @@ class InterruptedSoakTest {
     assertEquals(contents.intervals().size(), after.get("intervals").size());
     assertTrue(Files.exists(out.resolve(JUnitXml.FILE)));
   }
+
+  @Test
+  void aRunStoppedWithCtrlCOrSigtermStillJudgesAndWritesEveryResultFile() throws Exception {
+    Path out = dir.resolve("stopped");
+    Process p = SyntheticCliMain.start(dir.resolve("child.log"), "run", "tiny", "-o", out.toString(),
+        "-Dduration=120s", "-Dinterval=100ms", "--progress", "lines");
+    Path log = out.resolve(IntervalLog.FILE);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    try {
+      while (!(Files.exists(log) && IntervalLog.read(log).intervals().size() >= 5)) {
+        assertFalse(p.waitFor(100, TimeUnit.MILLISECONDS),
+            "the run ended by itself:\n" + Files.readString(dir.resolve("child.log")));
+        assertTrue(System.nanoTime() < deadline, "no intervals after 60s:\n" + Files.readString(dir.resolve("child.log")));
+      }
+      p.destroy(); // SIGTERM, as Ctrl-C's SIGINT: the JVM runs its shutdown hooks
+      assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the run did not stop");
+    } finally {
+      p.destroyForcibly();
+    }
+    String child = Files.readString(dir.resolve("child.log"));
+    IntervalLog.Contents contents = IntervalLog.read(log);
+    assertTrue(contents.end() != null, "the end line was written:\n" + child);
+    assertFalse(contents.end().get("completed").asBoolean());
+    JsonNode summary = JsonSummary.read(out.resolve(JsonSummary.FILE));
+    assertEquals("passed", summary.get("status").asText(), child);
+    assertFalse(summary.get("completed").asBoolean());
+    assertEquals(contents.intervals().size(), summary.get("intervals").size());
+    assertTrue(summary.get("notes").toString().contains("stopped early"), summary.get("notes").toString());
+    for (JsonNode o : summary.get("oracles")) {
+      assertTrue(o.get("judged").asBoolean(), "the host was shut down for its report: " + o);
+    }
+    assertTrue(Files.exists(out.resolve(JUnitXml.FILE)));
+    assertTrue(child.contains("tiny: PASSED"), child);
+  }
 }
