@@ -10,6 +10,8 @@ import io.iommulab.hardware.iommu.ReservedRegion;
 import java.util.List;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.pipeline.InvalidationBatch;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.config.PamuUnitSettings;
@@ -17,6 +19,9 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.LongSupplier;
+import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.ActorRef;
 
@@ -40,6 +45,8 @@ public final class IommuUnitActor {
    * {@code PamuUnitSettings}. Modeled time comes from {@code clock}, replacement randomness from
    * {@code seed}; completed DMA is checked by {@code memory}; PAMU MSI writes reach
    * {@code msiBanks} (by bank index), which are also told when a group's DMA owner changes.
+   * Invalidations run through a strict stream with the shipped bounds
+   * ({@link InvalidationPipelineSettings#strict()}); no wall-clock latency is recorded.
    */
   public static Behavior<Command> create(
       int unitId,
@@ -50,9 +57,34 @@ public final class IommuUnitActor {
       FaultInjector injector,
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
+    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
+        InvalidationPipelineSettings.strict(), null);
+  }
+
+  /**
+   * As above, with the unit's invalidation stream configured by {@code pipeline} (strict or
+   * deferred mode, its bounds) and {@code wallNanos} the wall clock the edge hands in (the host
+   * passes {@code System::nanoTime}, tests a fake): the unit records the wall-clock latency of
+   * every invalidation with it, and never reads a clock of its own. {@code wallNanos} may be null:
+   * no wall-clock latency is recorded then.
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings pipeline,
+      LongSupplier wallNanos) {
+    if (pipeline == null) {
+      throw new IllegalArgumentException("pipeline settings: missing");
+    }
     UnitActorBase.Wiring wiring =
         new UnitActorBase.Wiring(unitId, settings.name(), settings.kind(), cost, clock, memory,
-            Map.copyOf(msiBanks));
+            Map.copyOf(msiBanks), pipeline, wallNanos);
     if (settings instanceof PagingUnitSettings paging) {
       return PagingUnitActor.create(wiring, paging, seed, injector);
     }
@@ -92,7 +124,10 @@ public final class IommuUnitActor {
           AtcInvalidationAcked,
           GetSnapshot,
           GetStats,
-          BankLearned {}
+          GetInvalidationStats,
+          BankLearned,
+          ExecuteBatch,
+          InvalidationStreamEnded {}
 
   // ---------------------------------------------------------------- topology (guardian)
 
@@ -215,12 +250,33 @@ public final class IommuUnitActor {
   /**
    * Removes the leaves of {@code [iova, +length)} from a domain and invalidates every cache that
    * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
-   * sync. Replies {@link Unmapped} only when every targeted cache has dropped its entries (strict).
-   * EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain. PAMU:
-   * disables the windows; the domain when empty.
+   * sync, through the unit's invalidation stream (merged with other requests of the same batch).
+   *
+   * <p>Strict mode, or no {@code flushTo}: replies {@link Unmapped} (deferred=false) only when
+   * every targeted cache has dropped its entries. Deferred mode with a {@code flushTo}: replies
+   * {@link Unmapped} (deferred=true, with a flush token) as soon as the page-table entries are gone
+   * and the invalidation is queued; until {@link FlushCompleted} with that token reaches {@code
+   * flushTo}, translations of the range may still be served from the IOTLB or a device's ATC, so
+   * the issuer must neither reuse the IOVA range nor release the frames that backed it.
+   *
+   * <p>EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain, EBUSY
+   * when the unit's invalidation stream is saturated (ingress full and {@code max-parked}
+   * requests parked; nothing changed, retry). PAMU: disables the windows; the domain when empty;
+   * completes at once (no invalidation queue).
    */
-  public record UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo)
-      implements Command {}
+  public record UnmapRange(
+      int domainId,
+      long iova,
+      long length,
+      ActorRef<FlushCompleted> flushTo,
+      ActorRef<UnitReply> replyTo)
+      implements Command {
+
+    /** A strict unmap: no one to tell of a deferred flush (the original form of the command). */
+    public UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
+      this(domainId, iova, length, null, replyTo);
+    }
+  }
 
   /**
    * The guest IOMMU driver writes its stage-1 table of a NESTED domain (IOVA → GPA). As on
@@ -382,6 +438,18 @@ public final class IommuUnitActor {
   /** An MSI bank told its MSIIR address (the unit asks every bank at start). */
   record BankLearned(int bankIndex, long msiirAddress) implements Command {}
 
+  /**
+   * The unit's invalidation stream hands the actor a merged batch to execute against the model;
+   * {@code executed} completes when the batch's sync completed and every device acknowledged.
+   * Local only (the stream and the actor share a JVM), never serialized.
+   */
+  record ExecuteBatch(InvalidationBatch batch, CompletableFuture<org.apache.pekko.Done> executed)
+      implements Command, NoSerializationVerificationNeeded {}
+
+  /** The invalidation stream ended ({@code failure} null: completed). Local only. */
+  record InvalidationStreamEnded(Throwable failure)
+      implements Command, NoSerializationVerificationNeeded {}
+
   // ---------------------------------------------------------------- inspection
 
   /** Replies {@link UnitSnapshotted}. */
@@ -389,6 +457,9 @@ public final class IommuUnitActor {
 
   /** Replies {@link UnitStats}. */
   public record GetStats(ActorRef<UnitStats> replyTo) implements Command {}
+
+  /** Replies {@link InvalidationStats}: the counters and bounds of the invalidation stream. */
+  public record GetInvalidationStats(ActorRef<InvalidationStats> replyTo) implements Command {}
 
   // ================================================================ replies
 
@@ -441,8 +512,51 @@ public final class IommuUnitActor {
 
   public record Mapped(long bytes) implements UnitReply {}
 
-  /** {@code modeledLatencyNs}: modeled time of the unmap including invalidation and queueing. */
-  public record Unmapped(long bytes, long modeledLatencyNs) implements UnitReply {}
+  /**
+   * {@code modeledLatencyNs}: modeled time from the command to the reply, the invalidation and its
+   * queueing included when {@code deferred} is false. {@code deferred}: the reply came before the
+   * invalidation (deferred mode); {@code flushToken} (0 when not deferred) then names it in the
+   * {@link FlushCompleted} that will follow.
+   */
+  public record Unmapped(long bytes, long modeledLatencyNs, long flushToken, boolean deferred)
+      implements UnitReply {
+
+    /** A completed (strict) unmap: the original form of the reply. */
+    public Unmapped(long bytes, long modeledLatencyNs) {
+      this(bytes, modeledLatencyNs, 0, false);
+    }
+  }
+
+  /**
+   * Deferred unmaps of unit {@code unitId} whose invalidation has completed: every IOTLB entry
+   * and every device-TLB entry of their ranges is gone (the sync completed and every device
+   * acknowledged), at modeled time {@code modeledCompletedAtNs}. The issuer may reuse the IOVA
+   * ranges and release the frames of these {@code tokens} now. Each token is reported exactly
+   * once; a unit's tokens complete in increasing order. Sent to the {@code flushTo} of the unmaps,
+   * one event per flush and listener.
+   */
+  public record FlushCompleted(int unitId, long[] tokens, long modeledCompletedAtNs)
+      implements CborSerializable {
+
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof FlushCompleted f
+          && f.unitId == unitId
+          && java.util.Arrays.equals(f.tokens, tokens)
+          && f.modeledCompletedAtNs == modeledCompletedAtNs;
+    }
+
+    @Override
+    public int hashCode() {
+      return java.util.Arrays.hashCode(tokens) * 31 + unitId;
+    }
+
+    @Override
+    public String toString() {
+      return "FlushCompleted[unit=" + unitId + ", tokens=" + java.util.Arrays.toString(tokens)
+          + ", at=" + modeledCompletedAtNs + "]";
+    }
+  }
 
   public record DirtyRead(long[] dirtyIovas, long pageSize) implements UnitReply {}
 
@@ -512,7 +626,9 @@ public final class IommuUnitActor {
    * them, the first of which are in {@code faultLog} (bounded); {@code staleResponses}: page
    * responses for groups no longer pending (answered already, e.g. at detach);
    * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
-   * {@code pendingInvalidations}: unmaps, detaches etc. waiting for device-TLB acknowledgements.
+   * {@code pendingInvalidations}: unmaps, detaches etc. whose invalidation has not completed yet
+   * (queued in the unit's invalidation stream, parked, or waiting for device-TLB
+   * acknowledgements; see {@link InvalidationStats}).
    */
   public record UnitStats(
       int unitId,
@@ -555,4 +671,52 @@ public final class IommuUnitActor {
           0, 0, 0);
     }
   }
+
+  /**
+   * The invalidation stream of a unit: its mode and bounds, and what went through it.
+   * {@code requests}: invalidation requests admitted (unmaps, detaches, user invalidations ...);
+   * {@code batches}: batches executed; {@code rangesIn}/{@code rangesOut}: IOTLB and device-TLB
+   * ranges before and after merging; {@code descriptors}, {@code syncs}, {@code atcInvalidations}:
+   * what reached the hardware queue and the devices; {@code ingressDepth}: requests in the ingress
+   * queue now (at most {@code ingressCapacity}); {@code flushQueueOccupancy}: requests in the
+   * deferred flush queue now (at most {@code flush-entries}; 0 in strict mode); {@code parked}/{@code parkedHighWater}: requests
+   * waiting for room in the ingress queue (at most {@code maxParked}); {@code pending}: requests
+   * admitted or parked and not completed; {@code deferredUnflushed}: deferred unmaps answered
+   * whose flush has not completed; {@code refusedBusy}: commands refused EBUSY because the stream
+   * was saturated; {@code flushes*}: batches per reason; {@code largestBatch}: most requests in one
+   * batch; {@code completed}: requests completed, with the sum and maximum of their modeled
+   * latency (command to flush completion, modeled clock) and wall-clock latency (the {@code
+   * wallNanos} handed to the unit; 0 without one). A PAMU has no stream: everything is 0.
+   */
+  public record InvalidationStats(
+      int unitId,
+      String unitName,
+      InvalidationPipelineSettings.Mode mode,
+      long requests,
+      long batches,
+      long rangesIn,
+      long rangesOut,
+      long descriptors,
+      long syncs,
+      long atcInvalidations,
+      int ingressDepth,
+      int ingressCapacity,
+      int flushQueueOccupancy,
+      int parked,
+      int parkedHighWater,
+      int maxParked,
+      int pending,
+      int deferredUnflushed,
+      long refusedBusy,
+      long flushesStrict,
+      long flushesFull,
+      long flushesTimeout,
+      long flushesUrgent,
+      int largestBatch,
+      long completed,
+      long modeledLatencySumNs,
+      long modeledLatencyMaxNs,
+      long wallLatencySumNs,
+      long wallLatencyMaxNs)
+      implements CborSerializable {}
 }

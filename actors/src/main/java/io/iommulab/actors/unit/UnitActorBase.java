@@ -25,6 +25,7 @@ import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.Rids;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
@@ -46,6 +47,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.function.LongSupplier;
 import kamon.Kamon;
 import kamon.metric.Counter;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -91,7 +93,9 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       CostModel cost,
       ModeledClock clock,
       ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {}
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings pipeline,
+      LongSupplier wallNanos) {}
 
   /** One function behind the unit. Mutable, confined to the unit actor. */
   static final class DeviceEntry {
