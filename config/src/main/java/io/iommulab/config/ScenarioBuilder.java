@@ -64,6 +64,7 @@ public final class ScenarioBuilder {
           "topology",
           "uapi",
           "cost-model",
+          "pipeline",
           "tenants",
           "assertions");
   static final List<String> TENANT_KEYS =
@@ -206,6 +207,7 @@ public final class ScenarioBuilder {
 
       Optional<IommulabSettings> host = readHost();
       Optional<UapiSettings> uapi = readSection("uapi", UapiSettings.PATH, UapiSettings::read);
+      Optional<InvalidationPipelineSettings> pipeline = readPipeline(invalidation);
 
       List<TenantEntry> tenants = readTenants();
       if (topology != null && !tenants.isEmpty()) {
@@ -233,6 +235,7 @@ public final class ScenarioBuilder {
               invalidation,
               host.orElseThrow(),
               uapi.orElseThrow(),
+              pipeline.orElseThrow(),
               built,
               assertions,
               resolved));
@@ -252,6 +255,32 @@ public final class ScenarioBuilder {
       topology = t.get();
       topologyConfig = merged("topology", TopologySettings.PATH);
       return Optional.of(new IommulabSettings(t.get(), c.get()));
+    }
+
+    /**
+     * The invalidation pipeline: the scenario's {@code pipeline} overrides over {@code
+     * iommulab.pipeline}, its mode set by {@code scenario.invalidation} (and only there).
+     */
+    private Optional<InvalidationPipelineSettings> readPipeline(InvalidationMode invalidation) {
+      Optional<ConfigReader> p = overrides("pipeline", "iommulab.pipeline", false);
+      if (p.isEmpty()) {
+        return Optional.empty();
+      }
+      p.get().checkKnownKeys(List.of("invalidation"), "the pipeline section");
+      if (file.hasPath(ScenarioSettings.PATH + ".pipeline.invalidation.mode")) {
+        problems.add(ScenarioSettings.PATH + ".pipeline.invalidation.mode = "
+            + ConfigReader.render(file.getValue(ScenarioSettings.PATH + ".pipeline.invalidation.mode"))
+            + ": set by scenario.invalidation (strict or deferred); give the mode there");
+        return Optional.empty();
+      }
+      Optional<InvalidationPipelineSettings> read =
+          p.get().requireObject("invalidation", "an object").flatMap(InvalidationPipelineSettings::read);
+      if (read.isEmpty() || invalidation == null) {
+        return Optional.empty();
+      }
+      return Optional.of(read.get().withMode(invalidation == InvalidationMode.STRICT
+          ? InvalidationPipelineSettings.Mode.STRICT
+          : InvalidationPipelineSettings.Mode.DEFERRED));
     }
 
     private <T> Optional<T> readSection(
@@ -1003,7 +1032,8 @@ public final class ScenarioBuilder {
 
     /**
      * The resolved configuration: the scenario with every default filled in and the {@code
-     * iommulab} sections the host runs with (the seed and strict-unmap set from the scenario).
+     * iommulab} sections the host runs with (the seed, strict-unmap and the invalidation
+     * pipeline's mode set from the scenario).
      */
     private Config resolved(IommulabSettings host, long seed, InvalidationMode invalidation) {
       Config d = base.getConfig(ScenarioSettings.DEFAULTS_PATH);
@@ -1033,6 +1063,8 @@ public final class ScenarioBuilder {
           .withValue("topology", topologyConfig.root())
           .withValue("uapi", merged("uapi", UapiSettings.PATH).root())
           .withValue("cost-model", merged("cost-model", CostModelSettings.PATH).root())
+          .withValue("pipeline", merged("pipeline", "iommulab.pipeline")
+              .withValue("invalidation.mode", ConfigValueFactory.fromAnyRef(invalidation.configName())).root())
           .withValue("host", hostSection.root())
           .root();
       return ConfigFactory.empty()

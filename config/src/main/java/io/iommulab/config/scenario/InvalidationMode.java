@@ -5,7 +5,7 @@ package io.iommulab.config.scenario;
  * invalidation has completed; the stale-translation oracle counts any DMA that completes at an
  * IOVA whose unmap had returned) or {@code deferred} (flush-queue style: an unmap may return
  * before the flush; stale hits in that window are counted as tolerated, not as violations). Sets
- * {@code iommulab.host.strict-unmap}.
+ * {@code iommulab.host.strict-unmap} and {@code iommulab.pipeline.invalidation.mode}.
  */
 public enum InvalidationMode {
   STRICT("strict"),

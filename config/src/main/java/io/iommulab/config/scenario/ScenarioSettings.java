@@ -3,6 +3,7 @@ package io.iommulab.config.scenario;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigRenderOptions;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommulabSettings;
 import io.iommulab.config.ScenarioBuilder;
 import io.iommulab.config.UapiSettings;
@@ -17,7 +18,7 @@ import java.util.Set;
 
 /**
  * A validated scenario: a host (the default topology or overrides of {@code iommulab.topology},
- * {@code iommulab.uapi} and {@code iommulab.cost-model}), tenants of VMs with their devices and
+ * {@code iommulab.uapi}, {@code iommulab.cost-model} and {@code iommulab.pipeline}), tenants of VMs with their devices and
  * workloads, a duration, a seed, the invalidation mode and assertions. Read from a HOCON file
  * whose root is {@code scenario { ... }}; every key a file omits comes from {@code
  * iommulab.scenario-defaults} (documented key by key in the config module's reference.conf).
@@ -34,9 +35,12 @@ import java.util.Set;
  * @param reportEvery how often a run rewrites its summary and HTML report while it runs (soak
  *     runs); zero: only at the end
  * @param seed the run's seed: every actor's and the workload's randomness derive from it
- * @param invalidation strict or deferred unmaps
+ * @param invalidation strict or deferred unmaps: sets {@code iommulab.host.strict-unmap} (what the
+ *     stale-translation oracle judges) and the units' {@code iommulab.pipeline.invalidation.mode}
  * @param iommulab the host's topology and cost model after the scenario's overrides
  * @param uapi the uAPI limits after the scenario's overrides
+ * @param pipeline the units' invalidation stream after the scenario's {@code pipeline} overrides,
+ *     in the scenario's invalidation mode
  * @param tenants the tenants, VM ids running on from 1 across them
  * @param assertions the assertions, in file order
  * @param resolved the resolved configuration: {@code scenario} (after command-line overrides,
@@ -53,6 +57,7 @@ public record ScenarioSettings(
     InvalidationMode invalidation,
     IommulabSettings iommulab,
     UapiSettings uapi,
+    InvalidationPipelineSettings pipeline,
     List<TenantSettings> tenants,
     List<AssertionSettings> assertions,
     Config resolved) {
@@ -69,6 +74,7 @@ public record ScenarioSettings(
     Objects.requireNonNull(invalidation, "invalidation");
     Objects.requireNonNull(iommulab, "iommulab");
     Objects.requireNonNull(uapi, "uapi");
+    Objects.requireNonNull(pipeline, "pipeline");
     Objects.requireNonNull(resolved, "resolved");
     tenants = List.copyOf(tenants);
     assertions = List.copyOf(assertions);

@@ -78,7 +78,7 @@ class ScenarioRulesTest {
       assertEquals(
           List.of(
               "scenario.durtion = 5s: unknown key (a scenario takes description, duration, interval,"
-                  + " report-every, seed, invalidation, topology, uapi, cost-model, tenants,"
+                  + " report-every, seed, invalidation, topology, uapi, cost-model, pipeline, tenants,"
                   + " assertions)"),
           problemsOf("scenario.durtion = 5s"));
     }
@@ -193,6 +193,22 @@ class ScenarioRulesTest {
       assertEquals(
           List.of("scenario.uapi.memlock-limit = 5: must be at least 0 and a multiple of 4K"),
           problemsOf("scenario.uapi.memlock-limit = 5"));
+    }
+
+    @Test
+    void theInvalidationPipelinesModeIsSetByTheScenariosInvalidationOnly() {
+      assertEquals(
+          List.of(
+              "scenario.pipeline.invalidation.mode = deferred: set by scenario.invalidation (strict or"
+                  + " deferred); give the mode there"),
+          problemsOf("scenario.pipeline.invalidation.mode = deferred"));
+    }
+
+    @Test
+    void pipelineOverridesAreChecked() {
+      assertEquals(
+          List.of("scenario.pipeline.invalidation.flush-timeout = 20s: must be from 1ns to 10s"),
+          problemsOf("scenario.pipeline.invalidation.flush-timeout = 20s"));
     }
 
     @Test

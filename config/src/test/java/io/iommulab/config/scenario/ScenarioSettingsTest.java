@@ -130,8 +130,20 @@ class ScenarioSettingsTest {
   }
 
   @Test
-  void deferredInvalidationTurnsStrictUnmapOff() {
-    assertFalse(valid("scenario.invalidation = deferred").resolved().getBoolean("iommulab.host.strict-unmap"));
+  void deferredInvalidationTurnsStrictUnmapOffAndDefersThePipeline() {
+    ScenarioSettings s = valid("scenario.invalidation = deferred\nscenario.pipeline.invalidation.flush-entries = 64");
+    assertFalse(s.resolved().getBoolean("iommulab.host.strict-unmap"));
+    assertEquals("deferred", s.resolved().getString("iommulab.pipeline.invalidation.mode"));
+    assertEquals(io.iommulab.config.InvalidationPipelineSettings.Mode.DEFERRED, s.pipeline().mode());
+    assertEquals(64, s.pipeline().flushEntries());
+    assertEquals(64, s.resolved().getInt("iommulab.pipeline.invalidation.flush-entries"));
+  }
+
+  @Test
+  void strictInvalidationMakesThePipelineStrict() {
+    ScenarioSettings s = load(Scenarios.VALID);
+    assertEquals("strict", s.resolved().getString("iommulab.pipeline.invalidation.mode"));
+    assertEquals(io.iommulab.config.InvalidationPipelineSettings.Mode.STRICT, s.pipeline().mode());
   }
 
   @Test
