@@ -48,6 +48,7 @@ public final class RunAggregator {
   private final List<Violation> violations = new ArrayList<>();
   private final Map<String, Long> violationCounts = new LinkedHashMap<>();
   private final List<String> notes = new ArrayList<>();
+  private final java.util.Set<String> strangers = new java.util.HashSet<>();
   private int nextIndex;
   private long endNanos;
 
@@ -119,6 +120,10 @@ public final class RunAggregator {
     scratch.clear();
     Map<String, Long> intervalCounters = new HashMap<>();
     for (TenantSample t : s.tenants()) {
+      if (scenario.tenant(t.tenant()).isEmpty() && strangers.add(t.tenant())) {
+        notes.add("interval " + s.index() + ": tenant " + t.tenant() + " is not in the scenario;"
+            + " its data count in the global totals only");
+      }
       for (Map.Entry<String, EncodedHistogram> e : t.latencies().entrySet()) {
         Histogram h = e.getValue().decode();
         scratch.computeIfAbsent(e.getKey(), k -> new Histogram(IntervalRecorder.DIGITS)).add(h);

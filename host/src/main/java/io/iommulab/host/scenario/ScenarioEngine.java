@@ -19,8 +19,10 @@ package io.iommulab.host.scenario;
  *       randomness from {@code scenario.seed()} only (a {@code SplittableRandom} split per VM), so
  *       a run replays.
  *   <li>Every {@code scenario.interval()}, calls {@link RunListener#onInterval} with the interval
- *       just ended: intervals numbered from 0, contiguous, the last one ending with the run. It
- *       reports each violation with {@link RunListener#onViolation} as soon as it sees one.
+ *       just ended: intervals numbered from 0, contiguous, the last one ending with the run (also
+ *       when stopped early), one {@link TenantSample} per tenant of the scenario. It reports each
+ *       violation with {@link RunListener#onViolation} as soon as it sees one. Every call to the
+ *       listener happens before {@code run} returns.
  *   <li>Tears the workload down (closes every fd and destroys every VM, or leaves them for the
  *       host's shutdown, which closes them too), and returns an {@link EngineOutcome} with its
  *       oracle verdicts ({@code fd-close} and {@code fault-conservation} at least).
@@ -51,6 +53,12 @@ package io.iommulab.host.scenario;
  *       <op>.latency.wall} is what the driver measured with the run's clock at the edge (never in
  *       a hardware model). Kamon metrics the actors already publish (tagged by unit and tenant)
  *       are separate and stay as they are.
+ *   <li>What to count: {@code <op>.count} for every operation completed (refused ones too) and
+ *       {@code <op>.errors} for those refused with an errno; {@code attach} at VM start and after
+ *       each replug; {@code dma.translations} one per access of a burst, {@code dma.faults} those
+ *       that faulted, {@code dma.bytes}; {@code faults.published/delivered/lost} from the fault
+ *       queues and logs; {@code wbinvd.emulated} for the WBINVDs KVM emulated; {@code
+ *       violations.<oracle>} for each violation seen during the run.
  * </ul>
  *
  * <h2>Oracles</h2>
