@@ -496,8 +496,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
       return;
     }
     IommufdCtx.MapOp op = begun.value();
-    Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
     if (op.targets().isEmpty()) {
+      Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
       model.finishMap(op);
       modes.shadow.afterParentMap(ioas, op.areas(), () -> {
         releaseRead(ioas);
@@ -525,6 +525,15 @@ final class FdBehavior extends AbstractBehavior<Command> {
         replies -> {
           IommuUnitActor.Refused bad = firstRefusal(replies);
           if (bad == null) {
+            long modeled = 0;
+            for (UnitReply r : replies) {
+              if (r instanceof IommuUnitActor.Mapped mapped) {
+                modeled += mapped.modeledLatencyNs();
+              }
+            }
+            Reply ok = copy
+                ? new IoasidFdActor.IoasCopied(op.iova())
+                : new IoasidFdActor.IoasMapped(op.iova(), modeled);
             model.finishMap(op);
             modes.shadow.afterParentMap(ioas, op.areas(), () -> {
               releaseRead(ioas);
@@ -590,11 +599,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
             getContext().getLog().error("fd [{}]: a unit refused to unmap a whole area: [{}]", ictxId, bad);
           }
           long bytes = model.finishUnmap(op);
+          long modeled = 0;
+          for (UnitReply r : replies) {
+            if (r instanceof IommuUnitActor.Unmapped unmapped) {
+              modeled += unmapped.modeledLatencyNs();
+            }
+          }
           releaseRead(ioas);
           opDone(
               m.replyTo(),
               op.errno() == null
-                  ? new IoasidFdActor.IoasUnmapped(bytes)
+                  ? new IoasidFdActor.IoasUnmapped(bytes, modeled)
                   : new IoasidFdActor.Refused(op.errno(), op.message()));
         });
   }

@@ -617,10 +617,30 @@ public final class IoasidFdActor {
 
   public record IoasAllocated(int outIoasId) implements Reply {}
 
-  public record IoasMapped(long iova) implements Reply {}
+  /**
+   * {@code modeledLatencyNs}: the cost model's charge of the map in every domain of the IOAS,
+   * summed (the kernel fills the domains one after the other, {@code iopt_area_fill_domains}).
+   */
+  public record IoasMapped(long iova, long modeledLatencyNs) implements Reply {
 
-  /** {@code length}: bytes unmapped. */
-  public record IoasUnmapped(long length) implements Reply {}
+    /** Without a modeled charge: the original form of the reply. */
+    public IoasMapped(long iova) {
+      this(iova, 0);
+    }
+  }
+
+  /**
+   * {@code length}: bytes unmapped; {@code modeledLatencyNs}: the units' modeled unmap latencies
+   * (page-table writes, invalidation and its sync), summed over the domains, which the kernel
+   * unmaps one after the other.
+   */
+  public record IoasUnmapped(long length, long modeledLatencyNs) implements Reply {
+
+    /** Without a modeled charge: the original form of the reply. */
+    public IoasUnmapped(long length) {
+      this(length, 0);
+    }
+  }
 
   public record IoasCopied(long dstIova) implements Reply {}
 

@@ -600,7 +600,18 @@ public final class IommuUnitActor {
       int domainId, long pageSizeBitmap, int addressWidth, long apertureStart, long apertureLast)
       implements UnitReply {}
 
-  public record Mapped(long bytes) implements UnitReply {}
+  /**
+   * {@code modeledLatencyNs}: what the cost model charges the map: one {@code pte-write} per leaf
+   * entry written (fewer with large pages), plus the invalidation of not-present entries a
+   * caching-mode unit needs.
+   */
+  public record Mapped(long bytes, long modeledLatencyNs) implements UnitReply {
+
+    /** A map without a modeled charge: the original form of the reply. */
+    public Mapped(long bytes) {
+      this(bytes, 0);
+    }
+  }
 
   /**
    * {@code modeledLatencyNs}: modeled time from the command to the reply, the invalidation and its

@@ -491,6 +491,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     long cur = msg.iova();
     long total = 0;
+    long leavesBefore = d.leafCount();
     for (int i = 0; i < hpas.length; i++) {
       Outcome<Void> r = d.map(cur, hpas[i], lengths[i], msg.prot());
       if (!r.isOk()) {
@@ -502,16 +503,19 @@ final class PagingUnitActor extends UnitActorBase {
       cur += lengths[i];
     }
     long bytes = total;
+    long pteCost = cost.pteWrites(Math.max(0, d.leafCount() - leavesBefore));
     ActorRef<UnitReply> replyTo = msg.replyTo();
     if (!unit.cachingMode()) {
-      replyTo.tell(new Mapped(bytes));
+      replyTo.tell(new Mapped(bytes, pteCost));
       return this;
     }
     // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
-    invalidate(plan, null, tenant(d), completedAt -> replyTo.tell(new Mapped(bytes)));
+    long start = clock.nanos();
+    invalidate(plan, null, tenant(d),
+        completedAt -> replyTo.tell(new Mapped(bytes, pteCost + Math.max(0, completedAt - start))));
     return this;
   }
 

@@ -290,7 +290,8 @@ final class PamuUnitActor extends UnitActorBase {
       total += len;
       i = j;
     }
-    msg.replyTo().tell(new Mapped(total));
+    // A PAACE write per window enabled; no invalidation queue to wait on.
+    msg.replyTo().tell(new Mapped(total, cost.pteWrites(d.windowSize() == 0 ? 0 : total / d.windowSize())));
     return this;
   }
 

@@ -220,7 +220,8 @@ class VmGuestDriverTest {
     rig.clock.advance(1000);
     VmActor.BufferUnmapped unmapped = rig.unmap(fd, ioas, iova, 2 * MIB);
 
-    assertEquals(new VmActor.BufferUnmapped(iova, 2 * MIB, 1000), unmapped);
+    assertEquals(new VmActor.BufferUnmapped(iova, 2 * MIB, 1000, unmapped.modeledLatencyNs()), unmapped);
+    assertTrue(unmapped.modeledLatencyNs() > 0, "the unit's modeled unmap charge is passed on to the caller");
     rig.unitSees(IommuUnitActor.UnmapRange.class, u -> u.iova() == iova);
     assertFalse(rig.pins.receiveMessage().pinned());
     assertEquals(0, rig.pinnedFrames());
