@@ -31,9 +31,20 @@ final class GuestFd {
   final Map<String, Binding> bound = new LinkedHashMap<>();
   /** (ioasId, unitId) → the HWPT_PAGING allocated with this fd's FAULT queue (PRI devices). */
   final Map<Long, Integer> faultHwpts = new HashMap<>();
+  /**
+   * (ioasId, unitId) → the PASID-capable HWPT_PAGING (with this fd's FAULT queue for PRI devices)
+   * a device's RID moves to before its first PASID is attached.
+   */
+  final Map<Long, Integer> pasidHwpts = new HashMap<>();
+  /** (ioasId, unitId) → the NEST_PARENT HWPT_PAGING over the IOAS (the stage 2 of nested domains). */
+  final Map<Long, Integer> nestParents = new HashMap<>();
+  /** (ioasId, unitId) → the HWPT_NESTED (the guest's stage-1 domain) its devices share. */
+  final Map<Long, int[]> nestedHwpts = new HashMap<>();
   /** The FAULT object, 0 until a PRI device is attached. */
   int faultId;
   boolean readingFaults;
+  /** A readable edge arrived while reading: read once more before stopping. */
+  boolean readAgain;
 
   GuestFd(int fd, int ictxId, ActorRef<IoasidFdActor.Command> ref) {
     this.fd = fd;
@@ -111,6 +122,10 @@ final class GuestFd {
     final IommuUnitActor.UnitInfo info;
     int ioasId;
     int hwptId;
+    /** Attached through a nested HWPT: its DMA uses guest IOVAs. */
+    boolean nested;
+    /** PASID → the HWPT it is attached to (always one of the IOAS {@code ioasId}). */
+    final Map<Integer, Integer> pasids = new TreeMap<>();
 
     Binding(DeviceHandle handle, int devId, IommuUnitActor.UnitInfo info) {
       this.handle = handle;

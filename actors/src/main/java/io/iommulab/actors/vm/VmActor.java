@@ -137,6 +137,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           RunDma,
           GuestWbinvd,
           ReleaseDevice,
+          AdoptDevice,
+          AttachDevicePasid,
+          AttachDeviceNested,
           GetVmState,
           Shutdown,
           MemoryAnswered,
@@ -274,6 +277,41 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    */
   public record ReleaseDevice(String device, ActorRef<VmReply> replyTo) implements Command {}
 
+  /**
+   * Hot-plug into a running guest: the host hands the VM {@code handle}, a device it plugged back
+   * (or a new one); the guest driver may bind it again. A device the VM released before is
+   * assigned afresh (nothing of its former binding is left: its release unbound it). Replies
+   * {@link DeviceAdopted}; EBUSY when the VM holds the device and has not released it.
+   */
+  public record AdoptDevice(DeviceHandle handle, ActorRef<VmReply> replyTo) implements Command {}
+
+  /**
+   * Attaches PASID {@code pasid} of bound {@code device} to IOAS {@code ioasId} of fd {@code fd}
+   * ({@code VFIO_DEVICE_ATTACH_IOMMUFD_PT} with {@code VFIO_DEVICE_ATTACH_PASID}): through the
+   * same HWPT the device's RID uses for that IOAS (the fault-capable one of a PRI device, else the
+   * IOAS's auto domain), so DMA tagged with the PASID translates through the IOAS and the
+   * stale-translation oracle judges it there. The PASID should be one the VM allocated ({@link
+   * AllocPasid}). Replies {@link DevicePasidAttached}; EBADF; ENOENT (not bound, no such IOAS);
+   * EINVAL (the RID is not attached to that IOAS); EBUSY (PASID attached already); the fd's
+   * refusal (EINVAL: a device without PASID support, or a PASID beyond its width).
+   */
+  public record AttachDevicePasid(int fd, String device, int pasid, int ioasId, ActorRef<VmReply> replyTo)
+      implements Command {}
+
+  /**
+   * Attaches bound {@code device} through a nested domain: the guest owns the stage-1 table, IOAS
+   * {@code ioasId} of fd {@code fd} is the stage 2 (GPA → host), as with a vIOMMU. The VM
+   * allocates, once per IOAS and unit, a HWPT_PAGING with NEST_PARENT over the IOAS and, per
+   * device, a HWPT_NESTED of the unit's stage-1 format over it, and attaches the device to the
+   * nested HWPT. The guest then writes its stage 1 ({@link WriteStage1}) at the nested domain id
+   * the reply names and invalidates ({@link InvalidateStage1}). DMA through a nested domain uses
+   * guest IOVAs, which the stale-translation oracle (judging IOAS IOVAs) leaves unjudged. Replies
+   * {@link DeviceAttachedNested}; EBADF; ENOENT; EBUSY (attached already); the fd's refusal
+   * (EOPNOTSUPP: the unit has no nesting).
+   */
+  public record AttachDeviceNested(int fd, String device, int ioasId, ActorRef<VmReply> replyTo)
+      implements Command {}
+
   /** Replies {@link VmState}. */
   public record GetVmState(ActorRef<VmReply> replyTo) implements Command {}
 
@@ -350,6 +388,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           DmaDone,
           WbinvdHandled,
           DeviceReleased,
+          DeviceAdopted,
+          DevicePasidAttached,
+          DeviceAttachedNested,
           VmState,
           VmShutDown {}
 
@@ -366,8 +407,23 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    */
   public record FdOpened(int fd, ActorRef<IoasidFdActor.Command> ref) implements VmReply {}
 
-  /** {@code objectsDestroyed} and {@code pagesUnpinned}: as the fd reported its close. */
-  public record FdClosed(int fd, int objectsDestroyed, long pagesUnpinned) implements VmReply {}
+  /**
+   * {@code objectsDestroyed} and {@code pagesUnpinned}: as the fd reported its close. {@code
+   * leftBehind}: what the fd still held after its close (objects, tombstones, reserved ids, IOASes,
+   * pins, charges, operations in flight), one line each, from its snapshot taken once the close
+   * completed; empty when the close left nothing, as it must.
+   */
+  public record FdClosed(int fd, int objectsDestroyed, long pagesUnpinned, List<String> leftBehind)
+      implements VmReply {
+    public FdClosed {
+      leftBehind = List.copyOf(leftBehind);
+    }
+
+    /** A close that left nothing behind: the original form of the reply. */
+    public FdClosed(int fd, int objectsDestroyed, long pagesUnpinned) {
+      this(fd, objectsDestroyed, pagesUnpinned, List.of());
+    }
+  }
 
   /** {@code info}: what the unit told at the ownership claim (GET_HW_INFO, reserved regions). */
   public record DeviceBound(int fd, String device, int devId, IommuUnitActor.UnitInfo info)
@@ -382,18 +438,43 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   public record DeviceDetached(int fd, String device) implements VmReply {}
 
-  public record BufferMapped(long iova, long length) implements VmReply {}
+  /** {@code modeledLatencyNs}: the fd's modeled charge of the map (0 for a lazy buffer). */
+  public record BufferMapped(long iova, long length, long modeledLatencyNs) implements VmReply {
+
+    /** Without a modeled charge: the original form of the reply. */
+    public BufferMapped(long iova, long length) {
+      this(iova, length, 0);
+    }
+  }
 
   /**
-   * {@code returnedAtNs}: the modeled time the last unmap returned (every invalidation done).
+   * {@code returnedAtNs}: the modeled time the last unmap returned (every invalidation done);
+   * {@code modeledLatencyNs}: the fd's modeled charges of the IOAS_UNMAPs it took, summed.
    */
-  public record BufferUnmapped(long iova, long bytes, long returnedAtNs) implements VmReply {}
+  public record BufferUnmapped(long iova, long bytes, long returnedAtNs, long modeledLatencyNs)
+      implements VmReply {
+
+    /** Without a modeled charge: the original form of the reply. */
+    public BufferUnmapped(long iova, long bytes, long returnedAtNs) {
+      this(iova, bytes, returnedAtNs, 0);
+    }
+  }
 
   /** A stage-1 write or clear of {@code [iova, +length)} in nested domain {@code nestedDomainId}. */
   public record Stage1Written(int nestedDomainId, long iova, long length) implements VmReply {}
 
-  /** {@code handled} entries ran; {@code errno} of the one that stopped them, null when none. */
-  public record Stage1Invalidated(int handled, Errno errno, String message) implements VmReply {}
+  /**
+   * {@code handled} entries ran; {@code errno} of the one that stopped them, null when none;
+   * {@code modeledLatencyNs}: the unit's modeled charge (descriptors, sync, device TLBs).
+   */
+  public record Stage1Invalidated(int handled, Errno errno, String message, long modeledLatencyNs)
+      implements VmReply {
+
+    /** Without a modeled charge: the original form of the reply. */
+    public Stage1Invalidated(int handled, Errno errno, String message) {
+      this(handled, errno, message, 0);
+    }
+  }
 
   /**
    * A burst finished: {@code status[i]} per {@link DeviceActor.DmaCompleted}; {@code staleAtIssue}
@@ -425,6 +506,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   public record WbinvdHandled(boolean emulated, KvmVfio.Snapshot kvm) implements VmReply {}
 
   public record DeviceReleased(int vmId, String device) implements VmReply {}
+
+  public record DeviceAdopted(int vmId, String device) implements VmReply {}
+
+  public record DevicePasidAttached(int fd, String device, int pasid, int hwptId) implements VmReply {}
+
+  /**
+   * {@code hwptId}: the nested HWPT the device is attached to; {@code nestedDomainId} and {@code
+   * unitId}: where the hardware holds it (stage-1 writes and invalidations name it).
+   */
+  public record DeviceAttachedNested(
+      int fd, String device, int ioasId, int hwptId, int unitId, int nestedDomainId)
+      implements VmReply {}
 
   /**
    * The VM's state: memory, devices (name → released), fds and what they hold, KVM counters,
@@ -597,6 +690,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return c.replyTo();
     } else if (cmd instanceof ReleaseDevice c) {
       return c.replyTo();
+    } else if (cmd instanceof AdoptDevice c) {
+      return c.replyTo();
+    } else if (cmd instanceof AttachDevicePasid c) {
+      return c.replyTo();
+    } else if (cmd instanceof AttachDeviceNested c) {
+      return c.replyTo();
     } else if (cmd instanceof GetVmState c) {
       return c.replyTo();
     } else if (cmd instanceof Shutdown c) {
@@ -626,6 +725,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final ArrayDeque<Command> queued = new ArrayDeque<>();
   private final java.util.BitSet ictxSlotsInUse = new java.util.BitSet();
   private final List<String> failures = new ArrayList<>();
+  /** What closed fds left behind (reported again at shutdown as leaks). */
+  private final List<String> closeLeaks = new ArrayList<>();
   private final ActorRef<DeviceActor.DmaCompleted> dmaAdapter;
   private final ActorRef<IoasidFdActor.FdEvent> fdEvents;
   /** device → the ictx of the fd that reported it non-coherent (KVM file added on its word). */
@@ -641,6 +742,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private long dmaFaults;
   private long pageRequestsResolved;
   private long pageRequestsInvalid;
+  /** The modeled charge of the IOMMU operation in flight, summed over its fd calls. */
+  private long opModeledNs;
   private boolean opInFlight;
   private boolean draining;
   private boolean shuttingDown;
@@ -717,6 +820,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .onMessage(ClearStage1.class, this::enqueue)
         .onMessage(InvalidateStage1.class, this::enqueue)
         .onMessage(ReleaseDevice.class, this::enqueue)
+        .onMessage(AdoptDevice.class, this::enqueue)
+        .onMessage(AttachDevicePasid.class, this::enqueue)
+        .onMessage(AttachDeviceNested.class, this::enqueue)
         .onMessage(ReadFaults.class, this::enqueue)
         .onMessage(Shutdown.class, this::enqueue)
         .onMessage(UnitAnswered.class, this::onUnitAnswered)
@@ -775,6 +881,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return startInvalidateStage1(c);
     } else if (cmd instanceof ReleaseDevice c) {
       return startRelease(c);
+    } else if (cmd instanceof AdoptDevice c) {
+      return startAdopt(c);
+    } else if (cmd instanceof AttachDevicePasid c) {
+      return startAttachPasid(c);
+    } else if (cmd instanceof AttachDeviceNested c) {
+      return startAttachNested(c);
     } else if (cmd instanceof ReadFaults c) {
       return startReadFaults(c.fd());
     } else if (cmd instanceof Shutdown c) {
@@ -1128,6 +1240,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           oracle.note(clock.nanos(), "device " + b.handle.name() + " detached from ioas " + b.ioasId);
           b.ioasId = 0;
           b.hwptId = 0;
+          b.nested = false;
+          b.pasids.clear();
           return reply(cmd.replyTo(), new DeviceDetached(f.fd, cmd.device()));
         });
   }
@@ -1182,6 +1296,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return refused(cmd.replyTo(), Errno.EEXIST, "iova [0x%x, +0x%x): overlaps the buffer at 0x%x", iova, cmd.length(), clash.iova);
     }
     Area area = new Area(iova, cmd.length(), cmd.gpa(), cmd.prot(), cmd.lazy(), ownIova);
+    opModeledNs = 0;
     oracle.mapIssued(f.space(ioas.id), iova, cmd.length());
     if (area.lazy) {
       ioas.areas.put(iova, area);
@@ -1191,14 +1306,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         f,
         r -> new IoasidFdActor.IoasMap(mapFlags(area.prot), ioas.id, layout.userVaBase() + area.gpa, area.length, area.iova, r),
         reply -> {
-          if (!(reply instanceof IoasidFdActor.IoasMapped)) {
+          if (!(reply instanceof IoasidFdActor.IoasMapped mapped)) {
             if (area.ownIova) {
               iovas.free(area.iova).value();
             }
             return reply(cmd.replyTo(), fdRefused(reply, String.format("IOAS_MAP at iova 0x%x", area.iova)));
           }
           ioas.areas.put(area.iova, area);
-          return reply(cmd.replyTo(), new BufferMapped(area.iova, area.length));
+          return reply(cmd.replyTo(), new BufferMapped(area.iova, area.length, mapped.modeledLatencyNs()));
         });
   }
 
@@ -1241,8 +1356,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (victims.isEmpty()) {
       return refused(cmd.replyTo(), Errno.ENOENT, "[0x%x, +0x%x): nothing mapped", cmd.iova(), cmd.length());
     }
+    opModeledNs = 0;
     return unmapAreas(f, ioas, victims, 0, 0, cmd.replyTo(),
-        bytes -> reply(cmd.replyTo(), new BufferUnmapped(cmd.iova(), bytes, clock.nanos())));
+        bytes -> reply(cmd.replyTo(), new BufferUnmapped(cmd.iova(), bytes, clock.nanos(), opModeledNs)));
   }
 
   @FunctionalInterface
@@ -1285,9 +1401,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         f,
         r -> new IoasidFdActor.IoasUnmap(ioas.id, p[0], p[1], r),
         reply -> {
-          if (!(reply instanceof IoasidFdActor.IoasUnmapped)) {
+          if (!(reply instanceof IoasidFdActor.IoasUnmapped unmapped)) {
             return then.run(fdRefused(reply, String.format("IOAS_UNMAP of [0x%x, +0x%x)", p[0], p[1])));
           }
+          opModeledNs += unmapped.modeledLatencyNs();
           if (a.lazy) {
             a.installed.clear((int) ((p[0] - a.iova) / PAGE));
           }
@@ -1354,7 +1471,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         r -> new IommuUnitActor.InvalidateUser(cmd.nestedDomainId(), cmd.entries(), r),
         reply -> {
           if (reply instanceof IommuUnitActor.UserInvalidated u) {
-            return reply(cmd.replyTo(), new Stage1Invalidated(u.handled(), u.errno(), u.message()));
+            return reply(cmd.replyTo(), new Stage1Invalidated(u.handled(), u.errno(), u.message(), u.modeledLatencyNs()));
           }
           return reply(cmd.replyTo(), asRefused(reply, "stage-1 invalidation of domain " + cmd.nestedDomainId()));
         });
@@ -1404,6 +1521,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         f.readingFaults = true;
         return enqueue(new ReadFaults(f.fd));
       }
+      if (f != null) {
+        // The edge came while a read is under way: its answer may have been taken before the new
+        // records arrived (the event travels directly, the read's answer through the ask), so the
+        // read loop must go round once more before it stops.
+        f.readAgain = true;
+      }
       return this;
     }
     return this; // vEVENTQ readiness: no vIOMMU in this guest driver
@@ -1422,7 +1545,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         r -> new IoasidFdActor.FaultRead(f.faultId, FAULT_READ_RECORDS * Uapi.HWPT_PGFAULT_LEN, r),
         reply -> {
           if (!(reply instanceof IoasidFdActor.FaultRecords records) || records.records().isEmpty()) {
+            if (f.readAgain && reply instanceof IoasidFdActor.FaultRecords) {
+              f.readAgain = false;
+              return startReadFaults(fdNumber);
+            }
             f.readingFaults = false;
+            f.readAgain = false;
             return opDone();
           }
           Map<Integer, int[]> codes = new LinkedHashMap<>(); // cookie -> {code}
@@ -1554,10 +1682,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     boolean hasSpace = false;
     long space = 0;
     Integer fd = boundIn.get(cmd.device());
-    if (fd != null && cmd.pasid() == IommuUnitActor.NO_PASID) {
+    if (fd != null) {
       GuestFd f = fds.get(fd);
       Binding b = f.bound.get(cmd.device());
-      if (b.attached()) {
+      // Nested DMA uses guest IOVAs (stage 1), not the IOAS's: the oracle cannot judge it.
+      boolean judged = cmd.pasid() == IommuUnitActor.NO_PASID || b.pasids.containsKey(cmd.pasid());
+      if (b.attached() && !b.nested && judged) {
         hasSpace = true;
         space = f.space(b.ioasId);
       }
@@ -1626,6 +1756,178 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   // ================================================================ hot-unplug
 
+  private Behavior<Command> startAdopt(AdoptDevice cmd) {
+    DeviceHandle h = cmd.handle();
+    AssignedDevice d = devices.get(h.name());
+    if (d != null && !d.released) {
+      return refused(cmd.replyTo(), Errno.EBUSY, "device %s: held by vm %d and not released", h.name(), spec.vmId());
+    }
+    devices.put(h.name(), new AssignedDevice(h));
+    oracle.note(clock.nanos(), "device " + h.name() + " plugged into the guest");
+    return reply(cmd.replyTo(), new DeviceAdopted(spec.vmId(), h.name()));
+  }
+
+  private Behavior<Command> startAttachPasid(AttachDevicePasid cmd) {
+    GuestFd f = fds.get(cmd.fd());
+    if (f == null) {
+      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    }
+    Binding b = f.bound.get(cmd.device());
+    if (b == null) {
+      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
+    }
+    Ioas ioas = f.ioas.get(cmd.ioasId());
+    if (ioas == null) {
+      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
+    }
+    if (!b.attached() || b.ioasId != ioas.id || b.nested) {
+      return refused(cmd.replyTo(), Errno.EINVAL, "device %s: its RID is not attached to ioas %d (through a paging HWPT)", cmd.device(), ioas.id);
+    }
+    if (b.pasids.containsKey(cmd.pasid())) {
+      return refused(cmd.replyTo(), Errno.EBUSY, "device %s: pasid %d attached already", cmd.device(), cmd.pasid());
+    }
+    long key = GuestFd.faultHwptKey(ioas.id, b.handle.unitId());
+    Integer capable = f.pasidHwpts.get(key);
+    if (capable != null && capable == b.hwptId) {
+      return attachPasid(f, b, cmd.pasid(), capable, cmd.replyTo());
+    }
+    if (capable != null) {
+      return replaceRid(f, b, capable, () -> attachPasid(f, b, cmd.pasid(), capable, cmd.replyTo()), cmd.replyTo());
+    }
+    // The RID's HWPT cannot take PASIDs (iommufd_hwpt_pasid_compat): move it to one that can.
+    return pasidCapableHwpt(f, b, ioas, (hwptId, refusal) -> refusal != null
+        ? reply(cmd.replyTo(), refusal)
+        : replaceRid(f, b, hwptId, () -> attachPasid(f, b, cmd.pasid(), hwptId, cmd.replyTo()), cmd.replyTo()));
+  }
+
+  @FunctionalInterface
+  private interface Next {
+    Behavior<Command> run();
+  }
+
+  private Behavior<Command> replaceRid(GuestFd f, Binding b, int hwptId, Next then, ActorRef<VmReply> replyTo) {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceReplace(b.devId, hwptId, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.DeviceAttached attached)) {
+            return reply(replyTo, fdRefused(reply, "device " + b.handle.name() + ": replace onto PASID-capable hwpt " + hwptId));
+          }
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " moved to PASID-capable hwpt " + attached.ptId());
+          b.hwptId = attached.ptId();
+          return then.run();
+        });
+  }
+
+  private Behavior<Command> attachPasid(GuestFd f, Binding b, int pasid, int hwptId, ActorRef<VmReply> replyTo) {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DevicePasidAttach(b.devId, pasid, hwptId, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.DeviceAttached attached)) {
+            return reply(replyTo, fdRefused(reply, "device " + b.handle.name() + ": attach pasid " + pasid));
+          }
+          b.pasids.put(pasid, attached.ptId());
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " pasid " + pasid + " attached to hwpt " + attached.ptId());
+          return reply(replyTo, new DevicePasidAttached(f.fd, b.handle.name(), pasid, attached.ptId()));
+        });
+  }
+
+  /** The PASID-capable HWPT_PAGING of {@code ioas} on the device's unit (with the FAULT queue for PRI). */
+  private Behavior<Command> pasidCapableHwpt(GuestFd f, Binding b, Ioas ioas, HwptThen then) {
+    long key = GuestFd.faultHwptKey(ioas.id, b.handle.unitId());
+    if (b.handle.pri() && f.faultId == 0) {
+      return askFd(
+          f,
+          r -> new IoasidFdActor.FaultQueueAlloc(0, r),
+          reply -> {
+            if (!(reply instanceof IoasidFdActor.FaultQueueAllocated q)) {
+              return then.run(0, fdRefused(reply, "FAULT_QUEUE_ALLOC"));
+            }
+            f.faultId = q.outFaultId();
+            return pasidCapableHwpt(f, b, ioas, then);
+          });
+    }
+    int flags = Uapi.HWPT_ALLOC_PASID | (b.handle.pri() ? Uapi.HWPT_ALLOC_FAULT_ID_VALID : 0);
+    int faultId = b.handle.pri() ? f.faultId : 0;
+    return askFd(
+        f,
+        r -> new IoasidFdActor.HwptAlloc(flags, b.devId, ioas.id, Uapi.HWPT_DATA_NONE, 0, faultId, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.HwptAllocated h)) {
+            return then.run(0, fdRefused(reply, "device " + b.handle.name() + ": HWPT_ALLOC (PASID-capable)"));
+          }
+          f.pasidHwpts.put(key, h.outHwptId());
+          return then.run(h.outHwptId(), null);
+        });
+  }
+
+  private Behavior<Command> startAttachNested(AttachDeviceNested cmd) {
+    GuestFd f = fds.get(cmd.fd());
+    if (f == null) {
+      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    }
+    Binding b = f.bound.get(cmd.device());
+    if (b == null) {
+      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
+    }
+    Ioas ioas = f.ioas.get(cmd.ioasId());
+    if (ioas == null) {
+      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
+    }
+    if (b.attached()) {
+      return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already attached to ioas %d", cmd.device(), b.ioasId);
+    }
+    if (b.handle.unitKind() != io.iommulab.config.UnitKind.VTD) {
+      return refused(cmd.replyTo(), Errno.EOPNOTSUPP, "device %s: the guest driver nests only on VT-d (a VT-d stage-1 table); %s nests through a vIOMMU", cmd.device(), b.handle.unitKind());
+    }
+    long key = GuestFd.faultHwptKey(ioas.id, b.handle.unitId());
+    int[] nested = f.nestedHwpts.get(key);
+    if (nested != null) {
+      return attachNested(f, b, ioas, nested, cmd.replyTo());
+    }
+    Integer parent = f.nestParents.get(key);
+    if (parent == null) {
+      return askFd(
+          f,
+          r -> new IoasidFdActor.HwptAlloc(Uapi.HWPT_ALLOC_NEST_PARENT, b.devId, ioas.id, Uapi.HWPT_DATA_NONE, 0, 0, r),
+          reply -> {
+            if (!(reply instanceof IoasidFdActor.HwptAllocated h)) {
+              return reply(cmd.replyTo(), fdRefused(reply, "device " + b.handle.name() + ": HWPT_ALLOC (NEST_PARENT)"));
+            }
+            f.nestParents.put(key, h.outHwptId());
+            return startAttachNested(cmd);
+          });
+    }
+    return askFd(
+        f,
+        r -> new IoasidFdActor.HwptAlloc(0, b.devId, parent, Uapi.HWPT_DATA_VTD_S1, Uapi.HWPT_VTD_S1_LEN, 0, r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.HwptAllocated h)) {
+            return reply(cmd.replyTo(), fdRefused(reply, "device " + b.handle.name() + ": HWPT_ALLOC (nested, VT-d stage 1)"));
+          }
+          int[] made = {h.outHwptId(), h.unitId(), h.domainId()};
+          f.nestedHwpts.put(key, made);
+          return attachNested(f, b, ioas, made, cmd.replyTo());
+        });
+  }
+
+  private Behavior<Command> attachNested(GuestFd f, Binding b, Ioas ioas, int[] nested, ActorRef<VmReply> replyTo) {
+    return askFd(
+        f,
+        r -> new IoasidFdActor.DeviceAttach(b.devId, nested[0], r),
+        reply -> {
+          if (!(reply instanceof IoasidFdActor.DeviceAttached attached)) {
+            return reply(replyTo, fdRefused(reply, "device " + b.handle.name() + ": attach to nested hwpt " + nested[0]));
+          }
+          b.ioasId = ioas.id;
+          b.hwptId = attached.ptId();
+          b.nested = true;
+          oracle.note(clock.nanos(), "device " + b.handle.name() + " attached to nested hwpt " + nested[0] + " over ioas " + ioas.id);
+          return reply(replyTo, new DeviceAttachedNested(f.fd, b.handle.name(), ioas.id, attached.ptId(), nested[1], nested[2]));
+        });
+  }
+
   private Behavior<Command> startRelease(ReleaseDevice cmd) {
     Outcome<AssignedDevice> device = usableDevice(cmd.device());
     if (device instanceof Outcome.Err<AssignedDevice> e) {
@@ -1665,15 +1967,21 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     if (f == null) {
       return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
     }
-    return closeFd(f, closed -> reply(cmd.replyTo(), new FdClosed(f.fd, closed.objectsDestroyed(), closed.pagesUnpinned())));
+    return closeFd(f, (closed, leftBehind) ->
+        reply(cmd.replyTo(), new FdClosed(f.fd, closed.objectsDestroyed(), closed.pagesUnpinned(), leftBehind)));
   }
 
   @FunctionalInterface
   private interface Closed {
-    Behavior<Command> run(IoasidFdActor.Closed closed);
+    /** {@code leftBehind}: what the fd's snapshot still held once its close completed. */
+    Behavior<Command> run(IoasidFdActor.Closed closed, List<String> leftBehind);
   }
 
-  /** close(fd): the fd destroys everything, leaf first; then the VM forgets it and stops it. */
+  /**
+   * close(fd): the fd destroys everything, leaf first; the VM then takes the fd's snapshot (it
+   * must be empty: whatever it still holds is left behind, reported and kept as a leak), forgets
+   * the fd and stops it.
+   */
   private Behavior<Command> closeFd(GuestFd f, Closed then) {
     return askFd(
         f,
@@ -1686,11 +1994,56 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             failure("fd " + f.fd + " did not close: " + reply);
             closed = new IoasidFdActor.Closed(0, 0);
           }
-          forgetFd(f);
-          getContext().stop(f.ref);
-          oracle.note(clock.nanos(), "fd " + f.fd + " closed");
-          return then.run(closed);
+          IoasidFdActor.Closed result = closed;
+          return askFd(
+              f,
+              IoasidFdActor.GetSnapshot::new,
+              snap -> {
+                List<String> left = new ArrayList<>();
+                if (snap instanceof IoasidFdActor.Snapshotted s) {
+                  left.addAll(leftBehind(s.snapshot()));
+                } else {
+                  left.add("no snapshot after close: " + snap);
+                }
+                for (String l : left) {
+                  closeLeaks.add("vm " + spec.vmId() + " fd " + f.fd + " left behind at close: " + l);
+                }
+                forgetFd(f);
+                getContext().stop(f.ref);
+                oracle.note(clock.nanos(), "fd " + f.fd + " closed" + (left.isEmpty() ? "" : ", left behind " + left));
+                return then.run(result, left);
+              });
         });
+  }
+
+  /** What a closed fd's snapshot still holds, one line per kind; empty when nothing is. */
+  static List<String> leftBehind(io.iommulab.actors.fd.model.FdSnapshot s) {
+    List<String> left = new ArrayList<>();
+    if (!s.objects().isEmpty()) {
+      List<String> objects = new ArrayList<>();
+      for (io.iommulab.actors.fd.model.FdSnapshot.ObjectSnapshot o : s.objects()) {
+        objects.add(o.type() + " " + o.id());
+      }
+      left.add(s.objects().size() + " objects " + objects);
+    }
+    if (!s.tombstones().isEmpty()) {
+      left.add(s.tombstones().size() + " tombstones " + s.tombstones());
+    }
+    if (!s.reservedIds().isEmpty()) {
+      left.add(s.reservedIds().size() + " reserved ids " + s.reservedIds());
+    }
+    if (!s.ioases().isEmpty()) {
+      left.add(s.ioases().size() + " IOASes");
+    }
+    io.iommulab.actors.fd.model.FdSnapshot.AccountingSnapshot a = s.accounting();
+    if (a.pinnedPages() != 0 || a.userLockedPages() != 0 || a.mmLockedPages() != 0 || a.pagesObjects() != 0) {
+      left.add("pinned pages " + a.pinnedPages() + ", locked (user " + a.userLockedPages() + ", mm "
+          + a.mmLockedPages() + "), pages objects " + a.pagesObjects());
+    }
+    if (s.pendingOperations() != 0) {
+      left.add(s.pendingOperations() + " operations in flight");
+    }
+    return left;
   }
 
   /** Drops what the VM knew of fd {@code f}: bindings (and their KVM files), buffers, IOVAs. */
@@ -1743,7 +2096,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   private Behavior<Command> closeAll(Shutdown cmd) {
     if (!fds.isEmpty()) {
-      return closeFd(fds.values().iterator().next(), closed -> closeAll(cmd));
+      return closeFd(fds.values().iterator().next(), (closed, left) -> closeAll(cmd));
     }
     kvm.destroy();
     kvm.checkInvariants();
@@ -1761,7 +2114,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> onMemoryReleased(MemoryReleased released) {
-    List<String> leaks = new ArrayList<>();
+    List<String> leaks = new ArrayList<>(closeLeaks);
     long bytes = 0;
     if (released.reply() instanceof HostMemoryActor.GuestMemoryReleased r) {
       bytes = r.bytes();
