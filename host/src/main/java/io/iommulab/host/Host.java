@@ -156,6 +156,16 @@ public final class Host implements AutoCloseable {
             executor);
   }
 
+  /** {@link HostGuardian.AssignDevice}: a present, unassigned device hot-plugged into a running VM. */
+  public CompletionStage<Outcome<Void>> assign(String device, int vmId) {
+    return AskPattern.<HostGuardian.Command, HostGuardian.HotplugReply>ask(
+            system, replyTo -> new HostGuardian.AssignDevice(device, vmId, replyTo), timeout, system.scheduler())
+        .thenApplyAsync(
+            reply ->
+                reply instanceof HostGuardian.DeviceAssigned ? Outcome.OK : refusal((HostGuardian.Refused) reply),
+            executor);
+  }
+
   /** {@link HostGuardian.GetTopology}. */
   public CompletionStage<HostGuardian.Topology> topology() {
     return AskPattern.ask(system, HostGuardian.GetTopology::new, timeout, system.scheduler());

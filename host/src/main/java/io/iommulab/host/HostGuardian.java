@@ -87,12 +87,14 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
           DestroyVm,
           UnplugDevice,
           PlugDevice,
+          AssignDevice,
           GetTopology,
           Shutdown,
           DeviceRegistered,
           VmStartAnswered,
           VmShutDownAnswered,
           VmReleasedDevice,
+          VmAdoptedDevice,
           DeviceQuiesced,
           DeviceUnregistered,
           DeviceReRegistered,
@@ -153,6 +155,16 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    */
   public record PlugDevice(String name, ActorRef<HotplugReply> replyTo) implements Command {}
 
+  /**
+   * Hot-plugs present, unassigned device {@code name} into running VM {@code vmId}: the VM adopts
+   * it ({@link VmActor.AdoptDevice}; its guest driver may then bind it) and the device is assigned
+   * to it. With {@link PlugDevice} first, this is the replug half of a hotplug cycle. Replies
+   * {@link DeviceAssigned}; ENOENT for an unknown device or VM, ENODEV for an unplugged device,
+   * EBUSY for a device (or a member of its IOMMU group) held by a VM, being plugged or unplugged,
+   * or a VM that is not running; the VM's refusal.
+   */
+  public record AssignDevice(String name, int vmId, ActorRef<HotplugReply> replyTo) implements Command {}
+
   /** Replies {@link Topology}. */
   public record GetTopology(ActorRef<Topology> replyTo) implements Command {}
 
@@ -173,6 +185,10 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       implements Command {}
 
   private record VmReleasedDevice(String name, VmActor.VmReply reply, String failure)
+      implements Command {}
+
+  private record VmAdoptedDevice(
+      String name, int vmId, ActorRef<HotplugReply> replyTo, VmActor.VmReply reply, String failure)
       implements Command {}
 
   private record DeviceQuiesced(String name, DeviceActor.Quiesced reply, String failure)
@@ -203,7 +219,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   public sealed interface DestroyVmReply extends CborSerializable permits VmDestroyed, Refused {}
 
   public sealed interface HotplugReply extends CborSerializable
-      permits DeviceUnplugged, DevicePlugged, Refused {}
+      permits DeviceUnplugged, DevicePlugged, DeviceAssigned, Refused {}
 
   /** A guest (or operator) mistake: nothing changed. */
   public record Refused(Errno errno, String message)
@@ -229,6 +245,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   public record DeviceUnplugged(String name, int formerVmId) implements HotplugReply {}
 
   public record DevicePlugged(String name) implements HotplugReply {}
+
+  public record DeviceAssigned(String name, int vmId) implements HotplugReply {}
 
   /** Presence of a device in the host. */
   public enum Presence {
@@ -581,6 +599,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
         .onMessage(DestroyVm.class, this::onDestroyVm)
         .onMessage(UnplugDevice.class, this::onUnplugDevice)
         .onMessage(PlugDevice.class, this::onPlugDevice)
+        .onMessage(AssignDevice.class, this::onAssignDevice)
+        .onMessage(VmAdoptedDevice.class, this::onVmAdoptedDevice)
         .onMessage(GetTopology.class, this::onGetTopology)
         .onMessage(Shutdown.class, this::onShutdown)
         .onMessage(DeviceRegistered.class, this::onDeviceRegistered)
@@ -670,13 +690,19 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       handles.add(slot.handle);
     }
     ActorRef<VmActor.StartReply> started =
-        getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(cmd.vmId(), r));
+        // One adapter per message class: a later CreateVm replaces it, so the VM id comes from the
+        // reply itself (VMs created concurrently each answer through the same adapter).
+        getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
     ActorRef<VmActor.Command> ref =
         spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);
     return this;
+  }
+
+  private static int startedVmId(VmActor.StartReply r) {
+    return r instanceof VmActor.Started s ? s.vmId() : ((VmActor.StartRefused) r).vmId();
   }
 
   private Refused checkCreate(CreateVm cmd) {
@@ -998,6 +1024,86 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
         recordFailure("unit did not register " + msg.name() + ": " + (msg.failure() != null ? msg.failure() : msg.reply()));
         replyTo.tell(new Refused(Errno.EIO, "device " + msg.name() + ": unit did not answer"));
       }
+    }
+    return this;
+  }
+
+  private Behavior<Command> onAssignDevice(AssignDevice cmd) {
+    if (deferred(cmd)) {
+      return this;
+    }
+    if (shutDown()) {
+      cmd.replyTo().tell(new Refused(Errno.EBUSY, "host is shut down"));
+      return this;
+    }
+    DeviceSlot slot = devices.get(cmd.name());
+    if (slot == null) {
+      cmd.replyTo().tell(new Refused(Errno.ENOENT, "device " + cmd.name() + ": no such device"));
+      return this;
+    }
+    if (slot.presence == Presence.ABSENT) {
+      cmd.replyTo().tell(new Refused(Errno.ENODEV, "device " + cmd.name() + ": unplugged"));
+      return this;
+    }
+    if (slot.presence != Presence.PRESENT) {
+      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase()));
+      return this;
+    }
+    if (slot.holder() != 0) {
+      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": assigned to vm " + slot.holder()));
+      return this;
+    }
+    for (DeviceSlot other : groups.get(groupKey(slot.handle))) {
+      if (other.holder() != 0 && other.holder() != cmd.vmId()) {
+        cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": IOMMU group " + slot.handle.group()
+            + " is owned by vm " + other.holder() + " (through " + other.handle.name() + ")"));
+        return this;
+      }
+    }
+    VmSlot vm = vms.get(cmd.vmId());
+    if (vm == null) {
+      cmd.replyTo().tell(new Refused(Errno.ENOENT, "vm " + cmd.vmId() + ": no such VM"));
+      return this;
+    }
+    if (vm.phase != VmPhase.RUNNING) {
+      cmd.replyTo().tell(new Refused(Errno.EBUSY, "vm " + cmd.vmId() + ": " + vm.phase.name().toLowerCase()));
+      return this;
+    }
+    slot.reservedVmId = cmd.vmId();
+    DeviceHandle handle = slot.handle;
+    String name = cmd.name();
+    int vmId = cmd.vmId();
+    ActorRef<HotplugReply> replyTo = cmd.replyTo();
+    getContext()
+        .ask(
+            VmActor.VmReply.class,
+            vm.ref,
+            askTimeout,
+            r -> new VmActor.AdoptDevice(handle, r),
+            (reply, failure) -> new VmAdoptedDevice(name, vmId, replyTo, reply, describe(failure)));
+    return this;
+  }
+
+  private Behavior<Command> onVmAdoptedDevice(VmAdoptedDevice msg) {
+    DeviceSlot slot = devices.get(msg.name());
+    if (slot.reservedVmId == msg.vmId()) {
+      slot.reservedVmId = 0;
+    }
+    VmSlot vm = vms.get(msg.vmId());
+    if (msg.reply() instanceof VmActor.DeviceAdopted && vm != null && vm.phase == VmPhase.RUNNING) {
+      slot.assignedVmId = msg.vmId();
+      if (!vm.devices.contains(msg.name())) {
+        vm.devices.add(msg.name());
+      }
+      getContext().getLog().info("Device [{}] plugged into vm [{}]", msg.name(), msg.vmId());
+      msg.replyTo().tell(new DeviceAssigned(msg.name(), msg.vmId()));
+    } else if (msg.reply() instanceof VmActor.Refused r) {
+      msg.replyTo().tell(new Refused(r.errno(), r.message()));
+    } else {
+      if (msg.failure() != null) {
+        recordFailure("vm " + msg.vmId() + " did not answer the adoption of " + msg.name() + ": " + msg.failure());
+      }
+      msg.replyTo().tell(new Refused(Errno.EBUSY, "vm " + msg.vmId() + " is gone or stopping"));
     }
     return this;
   }
