@@ -17,8 +17,12 @@ import java.util.regex.Pattern;
  * included), {@code op.errors} (refused: a Linux errno), {@code op.latency.modeled} (nanoseconds
  * the cost model charged) and {@code op.latency.wall} (nanoseconds measured at the run's edge).
  * Besides: {@code dma.translations} (accesses translated, one per access of a burst), {@code
- * dma.faults}, {@code dma.bytes}, {@code faults.published}, {@code faults.delivered}, {@code
- * faults.lost}, {@code wbinvd.emulated}, and {@code violations.<oracle>} for each {@link Oracle}.
+ * dma.faults}, {@code dma.bytes}, {@code dma.atc-hits}, {@code faults.published}, {@code
+ * faults.delivered}, {@code faults.lost}, {@code wbinvd.emulated}, {@code msi.requests}, {@code
+ * msi.refusals}, and {@code violations.<oracle>} for each {@link Oracle}. For each operation also
+ * {@code op.late} (issued after their scheduled time, from the VM's backlog) and {@code
+ * op.dropped} (due but never issued: the backlog was full): an open workload that could not keep
+ * its schedule says so.
  *
  * <p>A counter with a {@linkplain Metric#ratioBase() ratio base} supports the {@code ratio}
  * statistic: {@code dma.faults} over {@code dma.translations}, {@code op.errors} over {@code
@@ -74,6 +78,13 @@ public final class MetricCatalog {
           "modeled latency of " + op.description() + ", in ns (the cost model's charge)"));
       put(m, new Metric(n + ".latency.wall", Kind.LATENCY, o, Optional.empty(),
           "wall latency of " + op.description() + ", in ns (measured at the run's edge)"));
+      put(m, new Metric(n + ".late", Kind.COUNTER, o, Optional.of(n + ".count"),
+          op.description() + " issued after their scheduled time: the VM had its most operations of"
+              + " this kind in flight, so they waited in its backlog (their latency counts from the"
+              + " scheduled time)"));
+      put(m, new Metric(n + ".dropped", Kind.COUNTER, o, Optional.of(n + ".count"),
+          op.description() + " due by the schedule but never issued: the VM's backlog of this kind"
+              + " was full (ratio: per operation completed)"));
     }
     Optional<Operation> dma = Optional.of(Operation.DMA);
     put(m, new Metric("dma.translations", Kind.COUNTER, dma, Optional.empty(),
@@ -81,6 +92,13 @@ public final class MetricCatalog {
     put(m, new Metric("dma.faults", Kind.COUNTER, dma, Optional.of("dma.translations"),
         "DMA accesses that faulted"));
     put(m, new Metric("dma.bytes", Kind.COUNTER, dma, Optional.empty(), "bytes moved by DMA"));
+    put(m, new Metric("dma.atc-hits", Kind.COUNTER, dma, Optional.of("dma.translations"),
+        "DMA accesses translated by the device's ATC (ATS), without an IOMMU lookup"));
+    Optional<Operation> attach = Optional.of(Operation.ATTACH);
+    put(m, new Metric("msi.requests", Kind.COUNTER, attach, Optional.empty(),
+        "MSI vector allocations a VM's device asked of an MSI bank (PAMU parts, at attach)"));
+    put(m, new Metric("msi.refusals", Kind.COUNTER, attach, Optional.of("msi.requests"),
+        "MSI vector allocations an MSI bank refused (its vectors were taken)"));
     put(m, new Metric("faults.published", Kind.COUNTER, Optional.empty(), Optional.empty(),
         "faults and page requests the units published to a fault queue or log"));
     put(m, new Metric("faults.delivered", Kind.COUNTER, Optional.empty(), Optional.of("faults.published"),
