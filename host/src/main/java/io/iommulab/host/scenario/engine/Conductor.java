@@ -89,7 +89,8 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
 
   private record FaultStatsAnswered(int unitId, IommuUnitActor.FaultPipelineStats stats) implements Command {}
 
-  private record BankAnswered(int index, MsiBankActor.BankReply reply) implements Command {}
+  /** {@code beforeTeardown}: asked when the workload ended, before the VMs gave their vectors back. */
+  private record BankAnswered(int index, MsiBankActor.BankReply reply, boolean beforeTeardown) implements Command {}
 
   static Behavior<Command> create(ScenarioRun run, CompletableFuture<EngineOutcome> outcome) {
     return Behaviors.setup(ctx -> Behaviors.withTimers(t -> new Conductor(ctx, t, run, outcome)));
@@ -121,6 +122,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
   private final Map<Integer, IommuUnitActor.UnitStats> unitsAtEnd = new TreeMap<>();
   private final Map<Integer, IommuUnitActor.FaultPipelineStats> faultStats = new TreeMap<>();
   private final Map<Integer, MsiBankActor.BankState> banks = new TreeMap<>();
+  private final Map<Integer, MsiBankActor.BankState> banksBeforeTeardown = new TreeMap<>();
   private HostGuardian.Topology topology;
   private Phase phase = Phase.RUN;
   private int open; // the interval being filled
@@ -383,6 +385,14 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     if (draining >= 0) {
       close(draining, (draining + 1) * interval);
     }
+    if (topology != null) {
+      // The MSI banks as the workload left them, before the VMs give their vectors back.
+      for (int i = 0; i < topology.msiBanks().size(); i++) {
+        int index = i;
+        getContext().ask(MsiBankActor.BankReply.class, topology.msiBanks().get(i), askTimeout,
+            MsiBankActor.GetBankState::new, (r, f) -> new BankAnswered(index, r, true));
+      }
+    }
     return finishAll();
   }
 
@@ -440,7 +450,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     for (int i = 0; i < topology.msiBanks().size(); i++) {
       int index = i;
       getContext().ask(MsiBankActor.BankReply.class, topology.msiBanks().get(i), askTimeout,
-          MsiBankActor.GetBankState::new, (r, f) -> new BankAnswered(index, r));
+          MsiBankActor.GetBankState::new, (r, f) -> new BankAnswered(index, r, false));
     }
     checksPending++;
     askFaultStats();
@@ -481,6 +491,12 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
   }
 
   private Behavior<Command> onBank(BankAnswered a) {
+    if (a.beforeTeardown()) {
+      if (a.reply() instanceof MsiBankActor.BankState s) {
+        banksBeforeTeardown.put(a.index(), s);
+      }
+      return this;
+    }
     if (a.reply() instanceof MsiBankActor.BankState s) {
       banks.put(a.index(), s);
     }
@@ -608,21 +624,27 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
   private void bankNotes() {
     boolean anyUsed = false;
     for (MsiBankActor.BankState s : banks.values()) {
-      anyUsed |= s.freeVectors() < s.vectors() || s.breaches() > 0 || s.delivered() > 0;
+      anyUsed |= s.breaches() > 0 || s.delivered() > 0;
+    }
+    for (MsiBankActor.BankState s : banksBeforeTeardown.values()) {
+      anyUsed |= s.freeVectors() < s.vectors();
     }
     if (!anyUsed) {
       return;
     }
-    for (MsiBankActor.BankState s : banks.values()) {
+    for (MsiBankActor.BankState end : banks.values()) {
+      MsiBankActor.BankState s = banksBeforeTeardown.getOrDefault(end.bankIndex(), end);
       List<String> owners = new ArrayList<>();
       for (int o : s.owners()) {
         owners.add(o > 0 ? "vm " + o : "host");
       }
       notes.add(String.format(
-          "MSI bank %d at the end: %d/%d vectors in use, groups %s, owners %s, isolation %s; %d times during the run"
-              + " a second owner took vectors of it (sharing breaks MSI isolation), %d cross-owner interrupts",
+          "MSI bank %d when the workload ended: %d/%d vectors in use, groups %s, owners %s, isolation %s; over the"
+              + " run a second owner took vectors of it %d times (a shared bank lets each owner raise the"
+              + " other's interrupts), %d cross-owner interrupts; %d/%d vectors in use after teardown",
           s.bankIndex(), s.vectors() - s.freeVectors(), s.vectors(), s.groups(), owners,
-          s.isolationBroken() ? "BROKEN (shared)" : "ok", s.breaches(), s.crossOwnerInterrupts()));
+          s.isolationBroken() ? "BROKEN (shared by " + s.owners().size() + " owners)" : "ok", end.breaches(),
+          end.crossOwnerInterrupts(), end.vectors() - end.freeVectors(), end.vectors()));
     }
   }
 
@@ -630,10 +652,21 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     Map<String, Map<String, Long>> errnos = new TreeMap<>();
     Map<String, Long> stray = new TreeMap<>();
     Map<String, Long> aborted = new TreeMap<>();
+    Map<String, long[]> kvm = new LinkedHashMap<>();
     List<String> problems = new ArrayList<>();
     for (Messages.WorkloadReport r : reports) {
+      long[] k = kvm.computeIfAbsent(r.tenant(), t -> new long[] {0, 0, -1, -1, 0, 0});
+      Messages.Kvm x = r.kvm();
+      k[0] += x.wbinvd();
+      k[1] += x.emulated();
+      if (x.firstEmulatedAt() >= 0) {
+        k[2] = k[2] < 0 ? x.firstEmulatedAt() : Math.min(k[2], x.firstEmulatedAt());
+      }
+      k[3] = Math.max(k[3], x.lastEmulatedAt());
+      k[4] += x.registrations();
+      k[5] += x.unregistrations();
       Map<String, Long> e = errnos.computeIfAbsent(r.tenant(), t -> new TreeMap<>());
-      r.errnos().forEach((k, v) -> e.merge(k, v, Long::sum));
+      r.errnos().forEach((what, n) -> e.merge(what, n, Long::sum));
       stray.merge(r.tenant(), r.strayCompleted(), Long::sum);
       aborted.merge(r.tenant(), r.aborted(), Long::sum);
       for (String p : r.problems()) {
@@ -641,6 +674,18 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
           problems.add("tenant " + r.tenant() + ": " + p);
         }
       }
+    }
+    for (TenantSettings t : scenario.tenants()) {
+      long[] k = kvm.get(t.name());
+      if (k == null || k[0] == 0) {
+        continue;
+      }
+      notes.add(String.format("KVM WBINVD emulation, tenant %s: %d of %d guest WBINVDs emulated%s; non-coherent DMA"
+              + " registrations %d, unregistrations %d (as the VMs last saw them)",
+          t.name(), k[1], k[0],
+          k[1] == 0 ? " (never on)"
+              : ", the first at " + Units.nanos(k[2]) + " and the last at " + Units.nanos(k[3]) + " of the run",
+          k[4], k[5]));
     }
     for (Map.Entry<String, Map<String, Long>> e : errnos.entrySet()) {
       if (!e.getValue().isEmpty()) {

@@ -40,6 +40,7 @@ final class Messages {
    * @param strayCompleted stray accesses to IOVAs the VM never mapped that nevertheless
    *     completed (each must fault)
    * @param aborted DMA accesses aborted by a device that was being unplugged
+   * @param kvm what KVM did with the WBINVDs of these VMs
    */
   record WorkloadReport(
       String tenant,
@@ -49,7 +50,8 @@ final class Messages {
       Map<String, Long> errnos,
       List<String> problems,
       long strayCompleted,
-      long aborted)
+      long aborted,
+      Kvm kvm)
       implements CborSerializable {
     WorkloadReport {
       closes = List.copyOf(closes);
@@ -57,6 +59,15 @@ final class Messages {
       problems = List.copyOf(problems);
     }
   }
+
+  /**
+   * KVM's side of the WBINVDs a workload's VMs issued: how many, how many KVM emulated (the VM had
+   * non-coherent DMA registered), when the first and last emulated ones happened (from the run's
+   * start, -1 for none), and the non-coherent registrations and unregistrations the VMs reported
+   * last (summed).
+   */
+  record Kvm(long wbinvd, long emulated, long firstEmulatedAt, long lastEmulatedAt, long registrations,
+      long unregistrations) implements CborSerializable {}
 
   /** Setup of a workload's VMs is over: {@code ready} of {@code vms} run their workload. */
   record SetupDone(String tenant, int vms, int ready, long tookNanos) implements Conductor.Command {}

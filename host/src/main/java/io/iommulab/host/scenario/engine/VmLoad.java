@@ -47,8 +47,10 @@ final class VmLoad {
     int windowCount;
     int msiBank = -1;
     boolean vectorsHeld;
-    /** Operations in flight that target this device (DMA, PAMU maps): unplug waits for PAMU ones. */
+    /** Container operations (PAMU maps and unmaps) in flight: a PAMU unplug waits for them. */
     int pamuOpsInFlight;
+    /** DMA bursts in flight on this device. */
+    int dmaInFlight;
     boolean unplugWanted;
 
     Dev(String name) {
@@ -70,6 +72,8 @@ final class VmLoad {
     long unmapDue;
     /** Index in {@link Space#held}, -1 once its unmap was issued. */
     int index = -1;
+    /** PAMU: DMA bursts in flight into this window (its unmap waits for them). */
+    int dmaRefs;
 
     Held(Space space, long iova, long length, long gpa) {
       this.space = space;
@@ -150,6 +154,9 @@ final class VmLoad {
   long staleSeen;
   int staleReported;
   boolean staleAsked;
+  /** KVM's counters as the VM's last WBINVD reported them. */
+  long kvmRegistrations;
+  long kvmUnregistrations;
 
   VmLoad(int vmId, long memoryBytes, List<String> deviceNames, long seed) {
     this.vmId = vmId;

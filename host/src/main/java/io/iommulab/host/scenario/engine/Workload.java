@@ -68,11 +68,12 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * it back into the VM after {@code replug-after}, which counts an attach again; WBINVDs ask KVM.
  *
  * <p><b>Measurements</b> per operation: count, errors (and errnos, in the report), modeled latency
- * (what the actors' replies say the cost model charged: the DMA burst, the map's page-table
- * writes, the unmap's and invalidation's descriptors and sync; for attach, unplug, hotplug and
- * WBINVD, which the cost model does not charge, the modeled clock from issue to reply) and wall
- * latency (the run's clock from the operation's start to its reply: from its issue, or from its
- * scheduled time when it had to wait for the VM's in-flight cap). Each interval the recorder is
+ * (what the actors' replies say the cost model charged: the DMA burst with its translations, ATS
+ * requests and page requests, the map's page-table writes, the unmap's and guest invalidation's
+ * descriptors, device-TLB invalidations and sync; {@link #UNCHARGED} for the operations the cost
+ * model does not charge: attach, unplug, hotplug, WBINVD, VFIO-PAMU window maps) and wall latency
+ * (the run's clock from the operation's start to its reply: from its issue, or from its scheduled
+ * time when it had to wait for the VM's in-flight cap). Each interval the recorder is
  * drained to the conductor. Fault counters come from the VMs' fd fault statistics, read at
  * interval ends after any fault activity.
  *
@@ -104,6 +105,12 @@ final class Workload extends AbstractBehavior<Workload.Command> {
   static final Duration FIXED_UNPLUG_RETRY = Duration.ofMillis(100);
   static final int MAX_PROBLEMS = 20;
   private static final int FAULT_REASONS = FaultReason.values().length;
+  /**
+   * The modeled latency of an operation the cost model does not charge, or whose reply does not
+   * carry the charge: attach, unplug, hotplug, WBINVD, and the VFIO-PAMU container's MAP_DMA and
+   * UNMAP_DMA. Its wall latency is what it took.
+   */
+  static final long UNCHARGED = 0;
 
   // ================================================================ protocol
 
@@ -183,6 +190,10 @@ final class Workload extends AbstractBehavior<Workload.Command> {
   private long tickAt = Long.MAX_VALUE;
   private long strayCompleted;
   private long aborted;
+  private long wbinvds;
+  private long wbinvdsEmulated;
+  private long firstEmulatedAt = -1;
+  private long lastEmulatedAt = -1;
   private final int[] sizesIndex;
 
   private Workload(
@@ -538,7 +549,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
 
   private void attached(Dev d, long start) {
     d.state = DevState.READY;
-    completed(Operation.ATTACH, clock.nanos() - start, start);
+    completed(Operation.ATTACH, UNCHARGED, start);
   }
 
   /** The guest's stage 1 maps the working set at guest IOVAs (once per nested domain). */
@@ -951,6 +962,11 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       if (h.index < 0) {
         continue; // a PAMU window the container's teardown took with it
       }
+      if (h.dmaRefs > 0) {
+        h.unmapDue = now + 1_000_000L; // a PAMU window still under DMA: a little later
+        vm.unmapsDue.add(h);
+        continue;
+      }
       boolean late = h.unmapDue <= previous;
       if (late) {
         recorder.count(Operation.UNMAP.configName() + ".late", 1);
@@ -1027,9 +1043,8 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       first = candidates.get(vm.choices.nextInt(candidates.size()));
     }
     if (first < 0) {
-      error(Operation.MAP, "ENOSPC");
-      errnos.merge("map ENOSPC (no free PAMU window)", 1L, Long::sum);
-      count(Operation.MAP, 1);
+      // Every window is mapped: the guest has no window to ask for, so it does not ask.
+      recorder.count(Operation.MAP.configName() + ".dropped", 1);
       done(vm, vm.map, Operation.MAP);
       return;
     }
@@ -1046,7 +1061,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       d.pamuOpsInFlight--;
       if (reply == IoasidFdActor.Done.INSTANCE && s.windows != null) {
         // PAMU maps are PAACE writes, one per window; the model charges no other cost.
-        completed(Operation.MAP, clock.nanos() - start, start);
+        completed(Operation.MAP, UNCHARGED, start);
         Held h = new Held(s, iova, bytes, gpa);
         h.unmapDue = clock.nanos() + w.map().hold().toNanos();
         s.add(h);
@@ -1084,7 +1099,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
         dev.pamuOpsInFlight--;
       }
       if (reply instanceof IoasidFdActor.VfioDmaUnmapped) {
-        completed(Operation.UNMAP, clock.nanos() - start, start);
+        completed(Operation.UNMAP, UNCHARGED, start);
         if (s.windows != null && dev != null && dev.windowSize > 0) {
           int first = (int) ((h.iova - s.guestIovaBase) / dev.windowSize);
           for (int j = first; j < first + h.length / dev.windowSize && j < s.windows.length; j++) {
@@ -1108,7 +1123,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
 
   /** A PAMU container op settled: an unplug waiting for the container to be quiet may go. */
   private void pamuOpsSettled(VmLoad vm, Dev d) {
-    if (d.unplugWanted && d.pamuOpsInFlight == 0 && vm.unmapsInFlight == 0) {
+    if (d.unplugWanted && d.pamuOpsInFlight == 0 && vm.unmapsInFlight == 0 && d.dmaInFlight == 0) {
       d.unplugWanted = false;
       doUnplug(vm, d, clock.nanos(), pendingUnplugSchedule.remove(d));
     }
@@ -1118,8 +1133,11 @@ final class Workload extends AbstractBehavior<Workload.Command> {
 
   private final Map<Dev, Schedule> pendingUnplugSchedule = new HashMap<>();
 
-  /** One access address of a burst on {@code d}: working set or a held buffer; or stray. */
-  private long target(VmLoad vm, Dev d, boolean stray, boolean[] neverMapped) {
+  /**
+   * One access address of a burst on {@code d}: working set or a held buffer (put in {@code
+   * heldOut[0]}); or stray.
+   */
+  private long target(VmLoad vm, Dev d, boolean stray, boolean[] neverMapped, Held[] heldOut) {
     Space s = d.space;
     int size = w.dma().accessSize();
     long offset = size >= PAGE ? 0 : (vm.choices.nextInt((int) (PAGE - size) + 1) & ~7L);
@@ -1154,6 +1172,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     if (h == null) {
       return -1;
     }
+    heldOut[0] = h;
     return base + vm.choices.nextLong(h.length / PAGE) * PAGE + offset;
   }
 
@@ -1179,12 +1198,21 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     int[] access = new int[n];
     boolean[] strayNever = new boolean[n];
     boolean[] never = new boolean[1];
+    Held[] held = new Held[1];
+    List<Held> windows = d.pamu() ? new ArrayList<>(2) : null;
     double stray = w.dma().strayFraction();
     for (int i = 0; i < n; i++) {
       never[0] = false;
+      held[0] = null;
       // No strays on a PAMU: an access violation disables the LIODN, another study.
       boolean s = stray > 0 && !d.pamu() && vm.choices.nextDouble() < stray;
-      long iova = target(vm, d, s, never);
+      long iova = target(vm, d, s, never, held);
+      if (windows != null && held[0] != null && !windows.contains(held[0])) {
+        // A PAMU guest unmaps a window only once its DMA is done: a DMA into a disabled window
+        // is an access violation, which disables the whole LIODN.
+        windows.add(held[0]);
+        held[0].dmaRefs++;
+      }
       strayNever[i] = never[0];
       iovas[i] = iova;
       lengths[i] = w.dma().accessSize();
@@ -1196,7 +1224,17 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       pasid = k == d.pasids.size() ? IommuUnitActor.NO_PASID : d.pasids.get(k);
     }
     int p = pasid;
+    d.dmaInFlight++;
     askVm(vm, r -> new VmActor.RunDma(d.name, p, iovas, lengths, access, r), (reply, failure) -> {
+      d.dmaInFlight--;
+      if (windows != null) {
+        for (Held h : windows) {
+          h.dmaRefs--;
+        }
+      }
+      if (d.pamu()) {
+        pamuOpsSettled(vm, d);
+      }
       if (reply instanceof VmActor.DmaDone done) {
         completed(Operation.DMA, done.modeledLatencyNs(), start);
         burstCounters(vm, done, w.dma().accessSize(), strayNever);
@@ -1383,12 +1421,20 @@ final class Workload extends AbstractBehavior<Workload.Command> {
   // ================================================================ WBINVD
 
   private void issueWbinvd(VmLoad vm, long start) {
-    long issued = clock.nanos();
     askVm(vm, VmActor.GuestWbinvd::new, (reply, failure) -> {
       if (reply instanceof VmActor.WbinvdHandled h) {
-        completed(Operation.WBINVD, clock.nanos() - issued, start);
+        completed(Operation.WBINVD, UNCHARGED, start);
+        wbinvds++;
+        vm.kvmRegistrations = h.kvm().registrations();
+        vm.kvmUnregistrations = h.kvm().unregistrations();
         if (h.emulated()) {
           recorder.count("wbinvd.emulated", 1);
+          wbinvdsEmulated++;
+          long at = clock.nanos() - env.startNanos();
+          lastEmulatedAt = at;
+          if (firstEmulatedAt < 0) {
+            firstEmulatedAt = at;
+          }
         }
       } else {
         error(Operation.WBINVD, errnoOf(reply, failure));
@@ -1420,8 +1466,11 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     Dev d = targets.get(vm.choices.nextInt(targets.size()));
     vm.hotplugBusy = true;
     d.state = DevState.UNPLUGGING;
-    if (d.pamu() && (d.pamuOpsInFlight > 0 || vm.unmapsInFlight > 0)) {
-      // The container's own operations go first: an unplug tears the container down.
+    if (d.pamu() && (d.pamuOpsInFlight > 0 || vm.unmapsInFlight > 0 || d.dmaInFlight > 0)) {
+      // An orderly removal on a PAMU: the guest stops the device's DMA and the container's own
+      // operations and waits for them before it lets the device go. A detached LIODN falls back
+      // to the default bypass window (fsl_pamu.c, remove_device_ref), so a DMA still in flight
+      // would reach host memory untranslated: the isolation oracle catches that if it happens.
       d.unplugWanted = true;
       pendingUnplugSchedule.put(d, s);
       return true;
@@ -1438,7 +1487,6 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       });
       return;
     }
-    long issued = clock.nanos();
     askHotplug(r -> new HostGuardian.UnplugDevice(d.name, r), (reply, failure) -> {
       if (!(reply instanceof HostGuardian.DeviceUnplugged)) {
         error(Operation.UNPLUG, errnoOf(reply, failure));
@@ -1448,7 +1496,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
         hotplugOver(vm, s);
         return;
       }
-      completed(Operation.UNPLUG, clock.nanos() - issued, start);
+      completed(Operation.UNPLUG, UNCHARGED, start);
       d.state = DevState.UNPLUGGED;
       if (d.pamu()) {
         pamuGone(vm, d);
@@ -1502,7 +1550,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
           hotplugOver(vm, s);
           return;
         }
-        completed(Operation.HOTPLUG, clock.nanos() - start, start);
+        completed(Operation.HOTPLUG, UNCHARGED, start);
         if (finishing) {
           hotplugOver(vm, s);
           return;
@@ -1657,8 +1705,16 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       }
     }
     TenantSample last = recorder.drain();
+    long registrations = 0;
+    long unregistrations = 0;
+    for (VmLoad vm : vms) {
+      registrations += vm.kvmRegistrations;
+      unregistrations += vm.kvmUnregistrations;
+    }
+    Messages.Kvm kvm = new Messages.Kvm(wbinvds, wbinvdsEmulated, firstEmulatedAt, lastEmulatedAt, registrations,
+        unregistrations);
     env.conductor().tell(new Messages.Finished(last, new Messages.WorkloadReport(
-        tenant.name(), vms.size(), started, closes, errnos, problems, strayCompleted, aborted)));
+        tenant.name(), vms.size(), started, closes, errnos, problems, strayCompleted, aborted, kvm)));
   }
 
   @Override
