@@ -11,6 +11,7 @@ import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.vm.GuestFd.Area;
 import io.iommulab.actors.vm.GuestFd.Binding;
 import io.iommulab.actors.vm.GuestFd.Ioas;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
@@ -428,7 +429,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   /**
    * The VM's state: memory, devices (name → released), fds and what they hold, KVM counters,
-   * PASIDs, DMA and fault counters, the oracle's report and failures of others it saw.
+   * PASIDs, DMA and fault counters, the oracle's report and failures of others it saw; devices
+   * whose DMA the IOMMU disabled after an access violation (name → reason; no DMA is issued on
+   * them until attached again) and how many such events came; buffers unmapped whose deferred
+   * flush has not completed (their IOVA is not reused yet) and flush completions seen.
    */
   public record VmState(
       int vmId,
@@ -451,9 +455,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       long pageRequestsResolved,
       long pageRequestsInvalid,
       StaleDmaOracle.Report oracle,
-      List<String> failures)
+      List<String> failures,
+      Map<String, String> devicesDmaDisabled,
+      long dmaDisabledEvents,
+      int buffersAwaitingFlush,
+      long flushesObserved)
       implements VmReply {
     public VmState {
+      devicesDmaDisabled = Map.copyOf(devicesDmaDisabled);
       devicesReleased = Map.copyOf(devicesReleased);
       devicesBound = List.copyOf(devicesBound);
       devicesAttached = List.copyOf(devicesAttached);
@@ -495,7 +504,25 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ActorRef<StartReply> creator,
       UapiSettings uapi,
       FaultInjector injector) {
+    return create(spec, devices, memory, clock, creator, uapi, FaultPipelineSettings.defaults(),
+        injector);
+  }
+
+  /**
+   * As above, with the host's fault-pipeline settings {@code faultPipeline}, which the VM's fds
+   * take (the tenant tag of their metrics).
+   */
+  public static Behavior<Command> create(
+      VmSpec spec,
+      List<DeviceHandle> devices,
+      ActorRef<HostMemoryActor.Command> memory,
+      ModeledClock clock,
+      ActorRef<StartReply> creator,
+      UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
+      FaultInjector injector) {
     Objects.requireNonNull(uapi, "uapi");
+    Objects.requireNonNull(faultPipeline, "faultPipeline");
     Objects.requireNonNull(injector, "injector");
     Objects.requireNonNull(spec, "spec");
     List<DeviceHandle> assigned = List.copyOf(devices);
@@ -510,7 +537,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   memory.tell(
                       new HostMemoryActor.AllocateGuestMemory(
                           spec.vmId(), spec.memoryBytes(), spec.backing(), adapter));
-                  return starting(context, stash, spec, assigned, memory, clock, creator, uapi, injector);
+                  return starting(context, stash, spec, assigned, memory, clock, creator, uapi,
+                      faultPipeline, injector);
                 }));
   }
 
@@ -523,6 +551,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ModeledClock clock,
       ActorRef<StartReply> creator,
       UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
       FaultInjector injector) {
     return Behaviors.receive(Command.class)
         .onMessage(
@@ -536,7 +565,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 }
                 creator.tell(new Started(spec.vmId(), allocated.layout()));
                 return stash.unstashAll(
-                    new VmActor(context, spec, devices, memory, clock, allocated.layout(), uapi, injector));
+                    new VmActor(context, spec, devices, memory, clock, allocated.layout(), uapi,
+                        faultPipeline, injector));
               }
               if (answered.reply() instanceof HostMemoryActor.MemoryRefused refused) {
                 context.getLog()
@@ -612,6 +642,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final ModeledClock clock;
   private final GuestMemoryLayout layout;
   private final UapiSettings uapi;
+  private final FaultPipelineSettings faultPipeline;
   private final FaultInjector injector;
   private final Duration askTimeout;
   private final Map<String, AssignedDevice> devices = new LinkedHashMap<>();
@@ -634,6 +665,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final Counter wbinvdSkippedCounter;
   private final Counter staleCounter;
   private final Counter accessCounter;
+  private final Counter dmaDisabledCounter;
   private int nextFd = 3; // 0-2 are the VMM's stdio
   private long nextTag = 1;
   private long burstsIssued;
@@ -641,6 +673,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private long dmaFaults;
   private long pageRequestsResolved;
   private long pageRequestsInvalid;
+  private long dmaDisabledEvents;
+  private long flushesObserved;
   private boolean opInFlight;
   private boolean draining;
   private boolean shuttingDown;
@@ -649,6 +683,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private static final class AssignedDevice {
     final DeviceHandle handle;
     boolean released;
+    /**
+     * The IOMMU disabled its DMA after an access violation (PAMU: the LIODN is disabled): the guest
+     * driver issues no DMA on it until it is attached again. The reason, or null.
+     */
+    String dmaDisabled;
 
     AssignedDevice(DeviceHandle handle) {
       this.handle = handle;
@@ -665,9 +704,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ModeledClock clock,
       GuestMemoryLayout layout,
       UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
       FaultInjector injector) {
     super(context);
     this.spec = spec;
+    this.faultPipeline = faultPipeline;
     this.memory = memory;
     this.clock = clock;
     this.layout = layout;
@@ -697,6 +738,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         Kamon.counter("iommulab.vm.wbinvd.exits").withTag("tenant", tenant).withTag("emulated", false);
     this.staleCounter = Kamon.counter("iommulab.vm.stale-dma.violations").withTag("tenant", tenant);
     this.accessCounter = Kamon.counter("iommulab.vm.dma.accesses").withTag("tenant", tenant);
+    this.dmaDisabledCounter = Kamon.counter("iommulab.vm.dma-disabled").withTag("tenant", tenant);
   }
 
   @Override
@@ -916,7 +958,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     fdEvents,
                     injector,
                     clock,
-                    spec.msiBanks()),
+                    spec.msiBanks(),
+                    faultPipeline),
                 "fd-" + fd);
     getContext().watch(ref);
     fds.put(fd, new GuestFd(fd, ictxId, ref));
@@ -1063,6 +1106,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           b.ioasId = ioas.id;
           b.hwptId = attached.ptId();
           oracle.note(clock.nanos(), "device " + b.handle.name() + " attached to ioas " + ioas.id + " (hwpt " + b.hwptId + ") of fd " + f.fd);
+          AssignedDevice assigned = devices.get(b.handle.name());
+          if (assigned != null) {
+            assigned.dmaDisabled = null; // a fresh attachment re-enables its DMA
+          }
           return reply(replyTo, new DeviceAttached(f.fd, b.handle.name(), ioas.id, b.hwptId));
         });
   }
@@ -1263,20 +1310,63 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Area a = areas.get(i);
     StaleDmaOracle.Event issued =
         oracle.note(clock.nanos(), String.format("unmap [0x%x, +0x%x) issued", a.iova, a.length));
-    return unmapPieces(f, ioas, a, presentPieces(a), 0, refusal -> {
+    List<long[]> pieces = presentPieces(a);
+    List<long[]> strictPieces = new ArrayList<>();
+    return unmapPieces(f, ioas, a, pieces, 0, strictPieces, refusal -> {
       if (refusal != null) {
         return reply(replyTo, refusal);
       }
       ioas.areas.remove(a.iova);
-      if (a.ownIova) {
+      long now = clock.nanos();
+      boolean deferred = a.awaitingFlush > 0;
+      oracle.unmapReturned(f.space(ioas.id), a.iova, a.length, issued, now, deferred);
+      if (deferred) {
+        // The flush window: pieces the units invalidated before answering are closed at once.
+        for (long[] p : strictPieces) {
+          oracle.flushCompleted(f.space(ioas.id), p[0], p[1], now);
+        }
+      } else if (a.ownIova) {
         iovas.free(a.iova).value();
       }
-      oracle.unmapReturned(f.space(ioas.id), a.iova, a.length, issued, clock.nanos());
       return unmapAreas(f, ioas, areas, i + 1, bytes + a.length, replyTo, done);
     });
   }
 
-  private Behavior<Command> unmapPieces(GuestFd f, Ioas ioas, Area a, List<long[]> pieces, int i, Then then) {
+  /**
+   * A piece of {@code a} was unmapped with a deferred flush: its IOVA (the buffer's) stays taken
+   * until the fd releases it — unless the release came first.
+   */
+  private void awaitFlush(GuestFd f, Ioas ioas, Area a, long pieceIova) {
+    if (ioas.releasedEarly.remove(pieceIova)) {
+      return;
+    }
+    a.awaitingFlush++;
+    ioas.flushing.put(pieceIova, a);
+  }
+
+  /** The fd released a piece unmapped with a deferred flush: its flush completed. */
+  private Behavior<Command> onIovaReleased(IoasidFdActor.IovaReleased r) {
+    GuestFd f = fdOfContext(r.ictxId());
+    Ioas ioas = f == null ? null : f.ioas.get(r.ioasId());
+    if (ioas == null) {
+      return this; // an fd or IOAS driven through the uAPI facade, or already closed
+    }
+    flushesObserved++;
+    Area a = ioas.flushing.remove(r.iova());
+    if (a == null) {
+      ioas.releasedEarly.add(r.iova()); // its unmap's answer is still on its way
+      return this;
+    }
+    oracle.flushCompleted(f.space(ioas.id), r.iova(), r.length(), clock.nanos());
+    if (--a.awaitingFlush == 0 && a.ownIova && !ioas.areas.containsKey(a.iova)) {
+      iovas.free(a.iova).value();
+    }
+    return this;
+  }
+
+  private Behavior<Command> unmapPieces(
+      GuestFd f, Ioas ioas, Area a, List<long[]> pieces, int i, List<long[]> strictPieces,
+      Then then) {
     if (i == pieces.size()) {
       return then.run(null);
     }
@@ -1285,13 +1375,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         f,
         r -> new IoasidFdActor.IoasUnmap(ioas.id, p[0], p[1], r),
         reply -> {
-          if (!(reply instanceof IoasidFdActor.IoasUnmapped)) {
+          if (!(reply instanceof IoasidFdActor.IoasUnmapped unmapped)) {
             return then.run(fdRefused(reply, String.format("IOAS_UNMAP of [0x%x, +0x%x)", p[0], p[1])));
           }
           if (a.lazy) {
             a.installed.clear((int) ((p[0] - a.iova) / PAGE));
           }
-          return unmapPieces(f, ioas, a, pieces, i + 1, then);
+          if (unmapped.awaitingFlushBytes() > 0) {
+            awaitFlush(f, ioas, a, p[0]);
+          } else {
+            strictPieces.add(p);
+          }
+          return unmapPieces(f, ioas, a, pieces, i + 1, strictPieces, then);
         });
   }
 
@@ -1396,6 +1491,21 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         kvm.deleteFile(d.device()).value();
         oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + d.device() + " unregistered");
       }
+      return this;
+    }
+    if (event instanceof IoasidFdActor.IovaReleased r) {
+      return onIovaReleased(r);
+    }
+    if (event instanceof IoasidFdActor.DeviceDmaDisabled d) {
+      dmaDisabledEvents++;
+      dmaDisabledCounter.increment();
+      AssignedDevice dev = devices.get(d.device());
+      if (dev != null) {
+        dev.dmaDisabled = d.reason() + String.format(" at iova 0x%x", d.iova());
+      }
+      oracle.note(clock.nanos(), "device " + d.device() + ": DMA disabled by the IOMMU (" + d.reason() + ")");
+      getContext().getLog().warn("VM [{}]: DMA of device [{}] disabled by the IOMMU: [{}] at iova [0x{}]",
+          spec.vmId(), d.device(), d.reason(), Long.toHexString(d.iova()));
       return this;
     }
     if (event instanceof IoasidFdActor.FaultQueueReadable r) {
@@ -1518,6 +1628,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Outcome<AssignedDevice> device = usableDevice(cmd.device());
     if (device instanceof Outcome.Err<AssignedDevice> e) {
       cmd.replyTo().tell(new Refused(e.errno(), e.message()));
+      return this;
+    }
+    if (device.value().dmaDisabled != null) {
+      cmd.replyTo().tell(new Refused(Errno.EIO, String.format(
+          "device %s: DMA disabled by the IOMMU (%s); attach it again first", cmd.device(),
+          device.value().dmaDisabled)));
       return this;
     }
     int n = cmd.iovas().length;
@@ -1709,6 +1825,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           iovas.free(a.iova).value();
         }
       }
+      // Close waited for every flush: buffers still awaiting one here had their release overtaken
+      // by the close's answer.
+      for (Area a : new java.util.LinkedHashSet<>(ioas.flushing.values())) {
+        if (a.ownIova && !ioas.areas.containsKey(a.iova)) {
+          iovas.free(a.iova).value();
+        }
+      }
       oracle.forgetSpace(f.space(ioas.id));
     }
     fds.remove(f.fd);
@@ -1789,6 +1912,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private VmState state() {
     Map<String, Boolean> released = new LinkedHashMap<>();
     devices.forEach((name, d) -> released.put(name, d.released));
+    Map<String, String> disabled = new LinkedHashMap<>();
+    devices.forEach((name, d) -> {
+      if (d.dmaDisabled != null) {
+        disabled.put(name, d.dmaDisabled);
+      }
+    });
+    int awaiting = 0;
+    for (GuestFd f : fds.values()) {
+      for (Ioas ioas : f.ioas.values()) {
+        awaiting += new java.util.HashSet<>(ioas.flushing.values()).size();
+      }
+    }
     List<String> bound = new ArrayList<>();
     List<String> attached = new ArrayList<>();
     int areas = 0;
@@ -1828,6 +1963,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         pageRequestsResolved,
         pageRequestsInvalid,
         oracle.report(),
-        failures);
+        failures,
+        disabled,
+        dmaDisabledEvents,
+        awaiting,
+        flushesObserved);
   }
 }
