@@ -349,13 +349,33 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     return create(settings, hostSettings, clock, injector, HostParts.REAL);
   }
 
-  /** A host whose actors come from {@code parts} (tests plant fakes there). */
+  /**
+   * A host whose actors come from {@code parts} (tests plant fakes there); units measure wall
+   * latencies with the edge's clock ({@link EdgeClock#WALL_NANOS}).
+   */
   public static Behavior<Command> create(
       IommulabSettings settings,
       HostSettings hostSettings,
       ModeledClock clock,
       FaultInjector injector,
       HostParts parts) {
+    return create(settings, hostSettings, clock, injector, parts, EdgeClock.WALL_NANOS);
+  }
+
+  /**
+   * As above, with the wall clock the units measure wall-clock latencies with ({@code wallNanos}:
+   * handed in by the edge; null measures none). Each unit's invalidation stream runs in the mode
+   * and with the bounds of {@code settings.invalidation()} ({@code
+   * iommulab.pipeline.invalidation}), its fault pipeline with {@code settings.faultPipeline()};
+   * every VM's fds take the uAPI and fault-pipeline settings.
+   */
+  public static Behavior<Command> create(
+      IommulabSettings settings,
+      HostSettings hostSettings,
+      ModeledClock clock,
+      FaultInjector injector,
+      HostParts parts,
+      java.util.function.LongSupplier wallNanos) {
     Objects.requireNonNull(settings, "settings");
     Objects.requireNonNull(hostSettings, "hostSettings");
     Objects.requireNonNull(clock, "clock");
@@ -365,7 +385,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
         STASH_CAPACITY,
         stash ->
             Behaviors.setup(
-                context -> new HostGuardian(context, stash, settings, hostSettings, clock, injector, parts)));
+                context -> new HostGuardian(context, stash, settings, hostSettings, clock, injector, parts,
+                    wallNanos)));
   }
 
   // ================================================================ state
@@ -456,7 +477,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       HostSettings hostSettings,
       ModeledClock clock,
       FaultInjector injector,
-      HostParts parts) {
+      HostParts parts,
+      java.util.function.LongSupplier wallNanos) {
     super(context);
     this.stash = stash;
     this.settings = settings;
@@ -486,7 +508,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
               "unit",
               "unit-" + unit.name(),
               parts.unit(
-                  unitId, unit, cost, clock, seeds.split().nextLong(), injector, memory, Map.copyOf(bankMap)));
+                  unitId, unit, cost, clock, seeds.split().nextLong(), injector, memory, Map.copyOf(bankMap),
+                  settings.invalidation(), settings.faultPipeline(), wallNanos));
       units.add(new UnitEntry(unitId, unit.name(), unit.kind(), ref));
       unitIds.put(unit.name(), unitId);
     }
@@ -524,8 +547,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     context.getLog()
         .info(
-            "Host booting: [{}] units, [{}] devices, [{}] MSI banks, seed [{}]",
-            units.size(), devices.size(), banks.size(), hostSettings.seed());
+            "Host booting: [{}] units, [{}] devices, [{}] MSI banks, seed [{}], invalidation [{}]",
+            units.size(), devices.size(), banks.size(), hostSettings.seed(),
+            settings.invalidation().mode().configName());
   }
 
   /**
@@ -672,7 +696,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     ActorRef<VmActor.StartReply> started =
         getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(cmd.vmId(), r));
     ActorRef<VmActor.Command> ref =
-        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), injector));
+        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), settings.faultPipeline(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);
