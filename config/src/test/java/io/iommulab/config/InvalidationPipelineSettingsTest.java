@@ -19,6 +19,16 @@ class InvalidationPipelineSettingsTest {
   }
 
   @Test
+  void theStaleHitOracleIsOnByDefaultAndCanBeTurnedOff() {
+    assertEquals(true, InvalidationPipelineSettings.defaults().staleHitChecks());
+    InvalidationPipelineSettings off =
+        InvalidationPipelineSettings.fromRoot(
+            ConfigFactory.parseString("iommulab.pipeline.invalidation.stale-hit-checks = off")
+                .withFallback(ConfigFactory.defaultReference()));
+    assertEquals(InvalidationPipelineSettings.defaults().withStaleHitChecks(false), off);
+  }
+
+  @Test
   void anOverrideInAFullConfigIsRead() {
     InvalidationPipelineSettings s =
         InvalidationPipelineSettings.fromRoot(
@@ -46,7 +56,7 @@ class InvalidationPipelineSettingsTest {
         List.of(
             "iommulab.pipeline.invalidation.flush-entry = 3: unknown key (the invalidation pipeline"
                 + " takes mode, ingress-capacity, max-parked, max-batch, flush-entries,"
-                + " flush-timeout)",
+                + " flush-timeout, stale-hit-checks)",
             "iommulab.pipeline.invalidation.mode = lazy: must be strict or deferred",
             "iommulab.pipeline.invalidation.ingress-capacity = 0: must be from 1 to 1048576",
             "iommulab.pipeline.invalidation.max-parked = -1: must be from 0 to 1048576",

@@ -38,7 +38,9 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * GuestMemoryLayout} handed out at allocation.
  *
  * <p>The oracle ({@link CheckDma}) judges each access with {@link HostMemory#check}, allocation
- * free; verdicts are counted, the first non-OK ones are logged by the model (bounded) and the rest
+ * free, pins included: a VM's access to one of its frames that nobody pins is {@link
+ * DmaCheck#UNPINNED_FRAME} (see {@code HostMemory.check} for why that is sound although pins and
+ * checks come from different actors); verdicts are counted, the first non-OK ones are logged by the model (bounded) and the rest
  * counted as dropped. Pin bookkeeping from fds is fire and forget: a bad one (a pin outside guest
  * memory, an unpin below zero, an unknown VM) is a bug of the sender, logged at error level and
  * kept in {@link MemoryReport#bugs()}, never a silent crash and never a half-applied change (the
@@ -146,6 +148,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       ActorContext<Command> context, TopologySettings topology, FaultInjector injector) {
     super(context);
     this.memory = new HostMemory(topology.hostMemoryBytes(), injector);
+    memory.setPinChecks(true); // a VM's DMA must reach pinned frames only (UNPINNED_FRAME)
     for (MsiBankSettings bank : topology.msiBanks()) {
       long page = bank.msiirAddress() & ~0xFFFL;
       Outcome<Void> r = memory.reserve(page, 0x1000, HostMemory.HOST);

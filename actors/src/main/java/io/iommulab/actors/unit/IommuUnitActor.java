@@ -814,7 +814,9 @@ public final class IommuUnitActor {
    * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
    * {@code pendingInvalidations}: unmaps, detaches etc. whose invalidation has not completed yet
    * (queued in the unit's invalidation stream, parked, or waiting for device-TLB
-   * acknowledgements; see {@link InvalidationStats}).
+   * acknowledgements; see {@link InvalidationStats}); {@code staleHitsInWindow} / {@code
+   * staleHitViolations}: IOTLB hits the stale-hit oracle found stale while an invalidation covering
+   * them was pending (legal) / with none pending (a missed invalidation: fails the run).
    */
   public record UnitStats(
       int unitId,
@@ -835,8 +837,37 @@ public final class IommuUnitActor {
       long staleResponses,
       long msiWrites,
       long msiUnisolated,
-      int pendingInvalidations)
+      int pendingInvalidations,
+      long staleHitsInWindow,
+      long staleHitViolations)
       implements CborSerializable {
+
+    /** Without the stale-hit oracle's counters (zero). */
+    public UnitStats(
+        int unitId,
+        String unitName,
+        long translations,
+        long iotlbHits,
+        long iotlbMisses,
+        long faults,
+        long pageRequests,
+        long invalidationDescriptors,
+        long syncs,
+        long atcInvalidations,
+        int iotlbSize,
+        int domains,
+        long unhandledFaults,
+        List<DmaFault> faultLog,
+        long pageResponses,
+        long staleResponses,
+        long msiWrites,
+        long msiUnisolated,
+        int pendingInvalidations) {
+      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
+          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, unhandledFaults,
+          faultLog, pageResponses, staleResponses, msiWrites, msiUnisolated, pendingInvalidations,
+          0, 0);
+    }
 
     /** The original counters; the later ones zero. */
     public UnitStats(
@@ -872,7 +903,9 @@ public final class IommuUnitActor {
    * was saturated; {@code flushes*}: batches per reason; {@code largestBatch}: most requests in one
    * batch; {@code completed}: requests completed, with the sum and maximum of their modeled
    * latency (command to flush completion, modeled clock) and wall-clock latency (the {@code
-   * wallNanos} handed to the unit; 0 without one). A PAMU has no stream: everything is 0.
+   * wallNanos} handed to the unit; 0 without one); {@code staleHitsInWindow}/{@code
+   * staleHitViolations}: stale IOTLB hits the oracle saw with/without a covering invalidation
+   * pending (see {@link UnitStats}). A PAMU has no stream: everything is 0.
    */
   public record InvalidationStats(
       int unitId,
@@ -903,6 +936,8 @@ public final class IommuUnitActor {
       long modeledLatencySumNs,
       long modeledLatencyMaxNs,
       long wallLatencySumNs,
-      long wallLatencyMaxNs)
+      long wallLatencyMaxNs,
+      long staleHitsInWindow,
+      long staleHitViolations)
       implements CborSerializable {}
 }

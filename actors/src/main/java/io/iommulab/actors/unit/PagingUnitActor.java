@@ -125,7 +125,8 @@ final class PagingUnitActor extends UnitActorBase {
             context.getLog());
     this.pipeline =
         new InvalidationPipeline(context, unitId, name, wiring.pipeline(), unit, executor, clock,
-            wiring.wallNanos());
+            wiring.wallNanos(), wiring.faultPipeline()::tenantOf);
+    unit.setStaleHitChecks(wiring.pipeline().staleHitChecks());
     long bitmap = 0;
     for (PageSize p : unit.pageSizes()) {
       bitmap |= p.bytes();
@@ -192,7 +193,22 @@ final class PagingUnitActor extends UnitActorBase {
     } else {
       unit.translate(rid, pasid, iova, access, now, out);
     }
+    if (unit.lastHitStale()
+        && !pipeline.staleHit(unit.lastStaleDomainId(), unit.lastStalePasid(), iova)
+        && staleViolationsLogged < STALE_LOG) {
+      staleViolationsLogged++;
+      getContext().getLog().error(
+          "unit [{}]: stale IOTLB hit with no invalidation pending (a missed invalidation): rid {}"
+              + " pasid {} iova 0x{} domain {} -> hpa 0x{}",
+          name, rid(rid), pasid, Long.toHexString(iova), unit.lastStaleDomainId(),
+          Long.toHexString(out.hpa));
+    }
   }
+
+  /** Stale-hit violations logged; later ones are only counted. */
+  private static final int STALE_LOG = 16;
+
+  private int staleViolationsLogged;
 
   @Override
   protected UnitInfo info(DeviceEntry e) {
@@ -235,7 +251,9 @@ final class PagingUnitActor extends UnitActorBase {
         c.staleResponses(),
         c.msiWrites(),
         c.msiUnisolated(),
-        pipeline.pending());
+        pipeline.pending(),
+        pipeline.staleHitsInWindow(),
+        pipeline.staleHitViolations());
   }
 
   @Override

@@ -457,7 +457,7 @@ final class PamuUnitActor extends UnitActorBase {
   /** A PAMU has no invalidation queue, so no stream: every counter is 0. */
   private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(new IommuUnitActor.InvalidationStats(unitId, name, mode, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     return this;
   }
 
