@@ -308,6 +308,15 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return memory == null ? 0 : memory.checks().getOrDefault(DmaCheck.ISOLATION_VIOLATION, 0L);
     }
 
+    /**
+     * DMA accesses that reached a frame of their own VM that nobody pinned: a translation outlived
+     * the unpin of its frame (deferred unmaps released too early) or a mapping was made without a
+     * pin. Fails the run like an isolation violation.
+     */
+    public long unpinnedFrameViolations() {
+      return memory == null ? 0 : memory.checks().getOrDefault(DmaCheck.UNPINNED_FRAME, 0L);
+    }
+
     /** DMA accesses that completed at an IOVA whose (strict) unmap had returned. */
     public long staleViolations() {
       long n = 0;
@@ -326,9 +335,10 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return all;
     }
 
-    /** No leak, no failure, no isolation or stale violation. */
+    /** No leak, no failure, no isolation, unpinned-frame or stale violation. */
     public boolean clean() {
-      return leaks.isEmpty() && failures.isEmpty() && isolationViolations() == 0 && staleViolations() == 0;
+      return leaks.isEmpty() && failures.isEmpty() && isolationViolations() == 0
+          && unpinnedFrameViolations() == 0 && staleViolations() == 0;
     }
   }
 
@@ -411,6 +421,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final List<String> failures = new ArrayList<>();
   private final List<String> leaks = new ArrayList<>();
 
+  private final ActorRef<VmActor.StartReply> startAdapter;
   private int registrationsPending;
   private long vmIncarnation;
   private ShutdownProgress shutdown;
@@ -487,6 +498,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     this.parts = parts;
     this.injector = injector;
     this.askTimeout = hostSettings.askTimeout();
+    this.startAdapter =
+        context.messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
     SplittableRandom seeds = new SplittableRandom(hostSettings.seed());
     this.vmSeedBase = seeds.split().nextLong();
 
@@ -693,8 +706,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       slot.reservedVmId = cmd.vmId();
       handles.add(slot.handle);
     }
-    ActorRef<VmActor.StartReply> started =
-        getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(cmd.vmId(), r));
+    // One adapter for every VM (an actor has one adapter per message class: a new one would
+    // replace the function of the others still waiting): the reply names its VM.
+    ActorRef<VmActor.StartReply> started = startAdapter;
     ActorRef<VmActor.Command> ref =
         spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), settings.faultPipeline(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
@@ -745,6 +759,13 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
 
   private long vmSeed(int vmId) {
     return new SplittableRandom(vmSeedBase + vmId).nextLong();
+  }
+
+  private static int startedVmId(VmActor.StartReply r) {
+    if (r instanceof VmActor.Started s) {
+      return s.vmId();
+    }
+    return ((VmActor.StartRefused) r).vmId();
   }
 
   private Behavior<Command> onVmStartAnswered(VmStartAnswered msg) {

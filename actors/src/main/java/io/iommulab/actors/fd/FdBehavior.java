@@ -720,13 +720,13 @@ final class FdBehavior extends AbstractBehavior<Command> {
               failed.add(a);
             }
           }
-          long awaiting = 0;
+          long bytes = model.finishUnmap(op, flushes, failed);
+          long awaiting = 0; // a flush reported before its unmap's answer released the area already
           for (Area a : flushes.keySet()) {
-            if (!failed.contains(a)) {
+            if (a.pendingFlushes() > 0 && !failed.contains(a)) {
               awaiting += a.length();
             }
           }
-          long bytes = model.finishUnmap(op, flushes, failed);
           if (!flushes.isEmpty()) {
             deferredCounter.increment(flushes.size());
           }
