@@ -1009,6 +1009,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           }
           Binding b = new Binding(h, bound.devId(), bound.info());
           f.bound.put(h.name(), b);
+          device.value().dmaDisabled = null; // a fresh binding: the guest may program it again
           boundIn.put(h.name(), f.fd);
           for (ReservedRegion region : bound.info().reservedRegions()) {
             if (region.type() != ReservedRegion.Type.DIRECT_RELAXABLE) {
