@@ -335,10 +335,23 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return all;
     }
 
-    /** No leak, no failure, no isolation, unpinned-frame or stale violation. */
+    /**
+     * IOTLB hits the units' stale-hit oracle found stale with no invalidation pending that would
+     * drop them: missed invalidations.
+     */
+    public long unitStaleHitViolations() {
+      long n = 0;
+      for (IommuUnitActor.UnitStats u : units) {
+        n += u.staleHitViolations();
+      }
+      return n;
+    }
+
+    /** No leak, no failure, no isolation, unpinned-frame or stale violation (VMs' or units'). */
     public boolean clean() {
       return leaks.isEmpty() && failures.isEmpty() && isolationViolations() == 0
-          && unpinnedFrameViolations() == 0 && staleViolations() == 0;
+          && unpinnedFrameViolations() == 0 && staleViolations() == 0
+          && unitStaleHitViolations() == 0;
     }
   }
 

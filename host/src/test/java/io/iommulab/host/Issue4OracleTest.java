@@ -182,6 +182,7 @@ class Issue4OracleTest {
     assertEquals(0, report.memory().pinnedFrames(), "pinned frames left (seed " + seed + ")");
     assertEquals(0, report.isolationViolations(), "isolation (seed " + seed + ")");
     assertEquals(0, report.unpinnedFrameViolations(), "unpinned frames (seed " + seed + ")");
+    assertEquals(0, report.unitStaleHitViolations(), "units' stale hits (seed " + seed + ")");
     for (IommuUnitActor.UnitStats u : report.units()) {
       assertEquals(0, u.staleHitViolations(), "unit " + u.unitName() + " stale hits without a pending"
           + " invalidation (seed " + seed + ")");

@@ -72,7 +72,12 @@ public final class StaleDmaOracle {
     }
   }
 
-  /** The oracle's counters and the first violations. */
+  /**
+   * The oracle's counters and the first violations: {@code judgedAccesses} were issued at an IOVA
+   * whose unmap had returned; of those that completed, {@code violations} had their flush done
+   * (strict), {@code toleratedStaleHits} were in a deferred flush window (or the oracle is not
+   * strict).
+   */
   public record Report(
       boolean strict,
       long unmapsReturned,
