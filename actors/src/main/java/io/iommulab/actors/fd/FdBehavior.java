@@ -1229,6 +1229,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ close and snapshot
 
   private Behavior<Command> onGetSnapshot(IoasidFdActor.GetSnapshot m) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    model.checkInvariants();
     m.replyTo().tell(new IoasidFdActor.Snapshotted(model.snapshot(pendingOps)));
     return this;
   }

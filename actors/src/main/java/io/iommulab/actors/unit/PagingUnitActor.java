@@ -660,6 +660,8 @@ final class PagingUnitActor extends UnitActorBase {
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    unit.checkInvariants();
     msg.replyTo().tell(
         new UnitSnapshotted(unit.snapshot(), null, groupSummaries(), handleSummaries(),
             registeredRids()));

@@ -451,6 +451,8 @@ final class PamuUnitActor extends UnitActorBase {
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    pamu.checkInvariants();
     msg.replyTo().tell(new UnitSnapshotted(null, pamu.snapshot(), groupSummaries(),
         handleSummaries(), registeredRids()));
     return this;
