@@ -281,6 +281,8 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
   }
 
   private Behavior<Command> onGetReport(GetReport msg) {
+    // A report of a model whose invariants broke would be a lie: throw (a bug) instead.
+    memory.checkInvariants();
     Map<DmaCheck, Long> checks = new EnumMap<>(DmaCheck.class);
     for (DmaCheck c : VERDICTS) {
       checks.put(c, memory.checkCount(c));
