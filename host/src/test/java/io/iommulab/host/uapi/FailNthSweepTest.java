@@ -325,6 +325,9 @@ class FailNthSweepTest {
       int other = r.step("IOAS_ALLOC other", fd::ioasAlloc);
       r.step("MAP other", () -> fd.ioasMap(IoasMap.fixed(other, va, 2 * MB, 16 * MB)));
       r.step("REPLACE nic0", () -> nic0.replace(other));
+      r.step("COPY into a domain", () -> fd.ioasCopy(new IoasCopy(
+          Uapi.IOAS_MAP_FIXED_IOVA | Uapi.IOAS_MAP_READABLE | Uapi.IOAS_MAP_WRITEABLE, other, ioas, 4 * MB, 1L << 33,
+          32 * MB)));
       r.step("UNMAP", () -> fd.ioasUnmap(new IoasUnmap(ioas, 32 * MB, 4 * MB)));
       r.step("UNMAP all", () -> fd.ioasUnmap(IoasUnmap.all(ioas)));
       r.step("DETACH nic0", nic0::detach);
@@ -476,9 +479,9 @@ class FailNthSweepTest {
   }
 
   /**
-   * The VFIO-PAMU path on the PAMU unit: claim, domain, geometry, attach, window count (SPAACE for
-   * the attached LIODN), a second attach (its SPAACE), window maps, the MSI bank window, a DMA,
-   * and the teardown, which a failed step runs for what was set up.
+   * The VFIO-PAMU path on the PAMU unit: domain, geometry, two claimed and attached LIODNs, the
+   * window count (a SPAACE run for each), a third attach (its SPAACE run), window maps, the MSI
+   * bank window, a DMA, and the teardown, which a failed step runs for what was set up.
    */
   @Test
   void pamuWindowChainFailsCleanlyIncludingTheSpaact() {
@@ -487,23 +490,15 @@ class FailNthSweepTest {
       String u = "pamu0";
       IoasidFdActor.DeviceHandle dpaa = rig.handles.get("dpaa0");
       IoasidFdActor.DeviceHandle pcie = rig.handles.get("pcie0");
-      for (IoasidFdActor.DeviceHandle h : List.of(dpaa, pcie)) {
-        assertInstanceOf(IommuUnitActor.DmaOwnerClaimed.class,
-            rig.unitCall(u, x -> new IommuUnitActor.ClaimDmaOwner(h.rid(), rig.ictxId, 1, x)));
-        r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
-            rig.unitCall(u, x -> new IommuUnitActor.ReleaseDmaOwner(h.rid(), rig.ictxId, x))));
-      }
       int d = ((IommuUnitActor.DomainAllocated) r.unit("AllocDomain", u,
           x -> new IommuUnitActor.AllocDomain(IommuUnitActor.DomainType.PAMU, false, false, 0, x))).domainId();
       r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE, rig.unitCall(u, x -> new IommuUnitActor.FreeDomain(d, x))));
       r.unit("SetGeometry", u, x -> new IommuUnitActor.PamuSetGeometry(d, 0, 16 * MB, x));
-      r.unit("Attach dpaa0", u, x -> new IommuUnitActor.Attach(dpaa.rid(), NO_PASID, d, null, x));
-      r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
-          rig.unitCall(u, x -> new IommuUnitActor.Detach(dpaa.rid(), NO_PASID, x))));
+      attach(r, u, d, dpaa);
+      attach(r, u, d, pcie);
+      // Two attached LIODNs: the window count takes a SPAACE run for each, the second may fail.
       r.unit("SetWindowCount", u, x -> new IommuUnitActor.PamuSetWindowCount(d, 8, x));
-      r.unit("Attach pcie0", u, x -> new IommuUnitActor.Attach(pcie.rid(), NO_PASID, d, null, x));
-      r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
-          rig.unitCall(u, x -> new IommuUnitActor.Detach(pcie.rid(), NO_PASID, x))));
+      attach(r, u, d, rig.handles.get("pcie1"));
       long[] hpas = {rig.layout.gpaToHpa(0), rig.layout.gpaToHpa(2 * MB)};
       r.unit("MapRange", u, x -> new IommuUnitActor.MapRange(d, 0, hpas, new long[] {2 * MB, 2 * MB},
           Access.READ | Access.WRITE, x));
@@ -516,11 +511,23 @@ class FailNthSweepTest {
       assertEquals(DeviceActor.STATUS_OK, dma(rig, "dpaa0", NO_PASID, 2 * MB + 0x80, Access.WRITE).status()[0],
           r.where("DMA"));
       r.undo.pop().run(); // UnmapMsiBank
-      r.undo.pop().run(); // UnmapRange
-      r.undo.pop().run(); // Detach pcie0
-      r.undo.pop().run(); // Detach dpaa0
-      r.undo.pop().run(); // FreeDomain
+      while (!r.undo.isEmpty()) {
+        r.undo.pop().run();
+      }
     });
     assertSites(s, "pamu.domain", "pamu.spaace");
+    assertTrue(s.failingRuns() >= 4, "domain, two SPAACE runs at the window count, one at an attach: " + s);
+  }
+
+  /** Claims {@code h}'s group for the run's context and attaches it, with the undo of both. */
+  private void attach(Run r, String u, int d, IoasidFdActor.DeviceHandle h) {
+    SweepRig rig = r.rig;
+    assertInstanceOf(IommuUnitActor.DmaOwnerClaimed.class,
+        rig.unitCall(u, x -> new IommuUnitActor.ClaimDmaOwner(h.rid(), rig.ictxId, 1, x)));
+    r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
+        rig.unitCall(u, x -> new IommuUnitActor.ReleaseDmaOwner(h.rid(), rig.ictxId, x))));
+    r.unit("Attach " + h.name(), u, x -> new IommuUnitActor.Attach(h.rid(), NO_PASID, d, null, x));
+    r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
+        rig.unitCall(u, x -> new IommuUnitActor.Detach(h.rid(), NO_PASID, x))));
   }
 }
