@@ -378,6 +378,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final FaultInjector injector;
   private final Duration askTimeout;
   private final long vmSeedBase;
+  private final ActorRef<VmActor.StartReply> vmStarted;
 
   private final ActorRef<HostMemoryActor.Command> memory;
   private final List<ActorRef<MsiBankActor.Command>> banks = new ArrayList<>();
@@ -467,6 +468,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     this.askTimeout = hostSettings.askTimeout();
     SplittableRandom seeds = new SplittableRandom(hostSettings.seed());
     this.vmSeedBase = seeds.split().nextLong();
+    // One adapter per message class and actor: a later messageAdapter call replaces the function,
+    // so the VM id must come from the reply, never from a captured CreateVm.
+    this.vmStarted = context.messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
 
     var topology = settings.topology();
     this.memory = spawn("memory", "host-memory", parts.memory(topology, injector));
@@ -668,10 +672,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       slot.reservedVmId = cmd.vmId();
       handles.add(slot.handle);
     }
-    ActorRef<VmActor.StartReply> started =
-        getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(cmd.vmId(), r));
     ActorRef<VmActor.Command> ref =
-        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), injector));
+        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, vmStarted, hostSettings.uapi(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);
@@ -716,6 +718,13 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       }
     }
     return null;
+  }
+
+  private static int startedVmId(VmActor.StartReply reply) {
+    if (reply instanceof VmActor.Started s) {
+      return s.vmId();
+    }
+    return ((VmActor.StartRefused) reply).vmId();
   }
 
   private long vmSeed(int vmId) {
