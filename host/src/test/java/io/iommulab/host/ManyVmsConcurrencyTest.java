@@ -98,6 +98,10 @@ class ManyVmsConcurrencyTest {
   private final Queue<Mapping> mappings = new ConcurrentLinkedQueue<>();
   private final AtomicLong liveDmas = new AtomicLong();
   private final AtomicLong staleDmas = new AtomicLong();
+  /** Every VM has {@link #LIVE} buffers mapped: one check sees them all before the VMs go on. */
+  private final AtomicInteger arrived = new AtomicInteger();
+  private final CompletableFuture<Void> allArrived = new CompletableFuture<>();
+  private final CompletableFuture<Void> gate = new CompletableFuture<>();
 
   private static <T> T await(CompletionStage<T> stage) throws Exception {
     return stage.toCompletableFuture().get(60, TimeUnit.SECONDS);
@@ -130,9 +134,13 @@ class ManyVmsConcurrencyTest {
         running.add(rounds(guests.get(i), new SplittableRandom(SEED + i), 0, new ArrayList<>(), ex).toCompletableFuture());
       }
       CompletableFuture<Void> all = CompletableFuture.allOf(running.toArray(new CompletableFuture<?>[0]));
-      int checks = 0;
-      int checked = 0;
-      while (!all.isDone() || checks == 0) {
+      await(allArrived);
+      int atGate = checkNothingLost(host, topo, guests, ex);
+      assertEquals(VMS * LIVE, atGate, "every VM's live buffers, checked while the VMs wait");
+      gate.complete(null);
+      int checks = 1;
+      int checked = atGate;
+      while (!all.isDone()) {
         checked += checkNothingLost(host, topo, guests, ex);
         checks++;
       }
@@ -222,6 +230,9 @@ class ManyVmsConcurrencyTest {
         .thenComposeAsync(mapped -> {
           if (!mapped.isOk()) {
             problems.add("vm " + g.vm().id() + " map: " + mapped);
+            if (round < LIVE) {
+              arrive(); // so the gate check runs and the problem is reported
+            }
             return CompletableFuture.completedFuture(null);
           }
           Mapping m = new Mapping(g.vm().id(), g.unitId(), mapped.value(), g.vm().layout().gpaToHpa(gpa));
@@ -243,10 +254,25 @@ class ManyVmsConcurrencyTest {
             if (live.size() < LIVE) {
               return rounds(g, rnd, round + 1, live, ex);
             }
-            Mapping oldest = live.remove(0);
-            return unmapAndProbe(g, oldest, ex).thenComposeAsync(x -> rounds(g, rnd, round + 1, live, ex), ex);
+            if (round == LIVE - 1) {
+              arrive();
+              return gate.thenComposeAsync(x -> unmapOldest(g, rnd, round, live, ex), ex);
+            }
+            return unmapOldest(g, rnd, round, live, ex);
           }, ex);
         }, ex);
+  }
+
+  private void arrive() {
+    if (arrived.incrementAndGet() == VMS) {
+      allArrived.complete(null);
+    }
+  }
+
+  private CompletionStage<Void> unmapOldest(Guest g, SplittableRandom rnd, int round, List<Mapping> live,
+      Executor ex) {
+    Mapping oldest = live.remove(0);
+    return unmapAndProbe(g, oldest, ex).thenComposeAsync(x -> rounds(g, rnd, round + 1, live, ex), ex);
   }
 
   private CompletionStage<Void> unmapAll(Guest g, List<Mapping> live, int i, Executor ex) {
