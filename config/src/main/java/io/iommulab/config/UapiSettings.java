@@ -22,19 +22,23 @@ import java.util.Optional;
  * @param defaultAccountMode the accounting mode of a newly opened fd ({@code /dev/iommu} opens in
  *     USER mode, {@code /dev/vfio/vfio} in MM mode; {@code main.c} {@code iommufd_fops_open})
  * @param vfioDmaEntryLimit VFIO type1 {@code dma_entry_limit}: mappings per container
+ * @param pasidsPerVm PASIDs one VM may hold at once (its IOASID set's quota, the /dev/ioasid
+ *     design of 2021): the next allocation fails with ENOSPC
  */
 public record UapiSettings(
     long memlockLimit,
     boolean allowUnsafeInterrupts,
     AccountMode defaultAccountMode,
-    int vfioDmaEntryLimit) {
+    int vfioDmaEntryLimit,
+    int pasidsPerVm) {
 
   /** Where the section lives in a full config; problems are named under it. */
   public static final String PATH = "iommulab.uapi";
 
   static final List<String> KEYS =
       List.of(
-          "memlock-limit", "allow-unsafe-interrupts", "default-account-mode", "vfio-dma-entry-limit");
+          "memlock-limit", "allow-unsafe-interrupts", "default-account-mode", "vfio-dma-entry-limit",
+          "pasids-per-vm");
 
   private static final long PAGE = 4096;
 
@@ -74,6 +78,25 @@ public record UapiSettings(
       throw new IllegalArgumentException(
           "vfio-dma-entry-limit = " + vfioDmaEntryLimit + ": must be from 1 to 65535");
     }
+    if (pasidsPerVm < 1 || pasidsPerVm > MAX_PASIDS) {
+      throw new IllegalArgumentException(
+          "pasids-per-vm = " + pasidsPerVm + ": must be from 1 to " + MAX_PASIDS);
+    }
+  }
+
+  /** PASIDs 1 to 2^20 - 1 (PASID 0 is the RID's own address space on VT-d). */
+  public static final int MAX_PASIDS = (1 << 20) - 1;
+
+  /** Default of {@code pasids-per-vm} for the settings built without it. */
+  public static final int DEFAULT_PASIDS_PER_VM = 1024;
+
+  /** The settings without a PASID quota (the original form): {@link #DEFAULT_PASIDS_PER_VM}. */
+  public UapiSettings(
+      long memlockLimit,
+      boolean allowUnsafeInterrupts,
+      AccountMode defaultAccountMode,
+      int vfioDmaEntryLimit) {
+    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, DEFAULT_PASIDS_PER_VM);
   }
 
   /**
@@ -96,12 +119,22 @@ public record UapiSettings(
 
   /** These settings with another memlock limit (tests and scenarios). */
   public UapiSettings withMemlockLimit(long bytes) {
-    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit);
+    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm);
   }
 
   /** These settings with {@code allow_unsafe_interrupts} set as given. */
   public UapiSettings withAllowUnsafeInterrupts(boolean allow) {
-    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit);
+    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm);
+  }
+
+  /** These settings with another VFIO type1 {@code dma_entry_limit}. */
+  public UapiSettings withVfioDmaEntryLimit(int limit) {
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, limit, pasidsPerVm);
+  }
+
+  /** These settings with another per-VM PASID quota. */
+  public UapiSettings withPasidsPerVm(int quota) {
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, quota);
   }
 
   static Optional<UapiSettings> read(ConfigReader r) {
@@ -114,9 +147,11 @@ public record UapiSettings(
             .orElse(AccountMode.USER);
     int limit =
         r.getInt("vfio-dma-entry-limit", ConfigReader.Rule.between(1, 65535)).orElse(65535);
+    int pasids =
+        r.getInt("pasids-per-vm", ConfigReader.Rule.between(1, MAX_PASIDS)).orElse(DEFAULT_PASIDS_PER_VM);
     if (r.failedSince(mark)) {
       return Optional.empty();
     }
-    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit));
+    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, pasids));
   }
 }

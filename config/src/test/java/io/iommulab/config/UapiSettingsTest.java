@@ -22,6 +22,7 @@ class UapiSettingsTest {
     assertFalse(s.allowUnsafeInterrupts());
     assertEquals(UapiSettings.AccountMode.USER, s.defaultAccountMode());
     assertEquals(65535, s.vfioDmaEntryLimit());
+    assertEquals(1024, s.pasidsPerVm());
   }
 
   @Test
@@ -30,8 +31,8 @@ class UapiSettingsTest {
         UapiSettings.fromConfig(
             ConfigFactory.parseString(
                 "memlock-limit = 16M, allow-unsafe-interrupts = on, default-account-mode = mm,"
-                    + " vfio-dma-entry-limit = 7"));
-    assertEquals(new UapiSettings(16L << 20, true, UapiSettings.AccountMode.MM, 7), s);
+                    + " vfio-dma-entry-limit = 7, pasids-per-vm = 9"));
+    assertEquals(new UapiSettings(16L << 20, true, UapiSettings.AccountMode.MM, 7, 9), s);
   }
 
   @Test
@@ -47,7 +48,7 @@ class UapiSettingsTest {
     assertEquals(
         List.of(
             "iommulab.uapi.memlock = 1: unknown key (the uapi section takes memlock-limit,"
-                + " allow-unsafe-interrupts, default-account-mode, vfio-dma-entry-limit)",
+                + " allow-unsafe-interrupts, default-account-mode, vfio-dma-entry-limit, pasids-per-vm)",
             "iommulab.uapi.memlock-limit = 1000: must be at least 0 and a multiple of 4K",
             "iommulab.uapi.default-account-mode = none: must be one of user, mm",
             "iommulab.uapi.vfio-dma-entry-limit = 65536: must be from 1 to 65535"),
@@ -58,7 +59,7 @@ class UapiSettingsTest {
   void anEmptySectionReportsEveryKeyAsMissing() {
     SettingsException e =
         assertThrows(SettingsException.class, () -> UapiSettings.fromConfig(ConfigFactory.empty()));
-    assertEquals(4, e.problems().size());
+    assertEquals(5, e.problems().size());
   }
 
   @Test
@@ -79,5 +80,19 @@ class UapiSettingsTest {
     assertEquals(
         new UapiSettings(64L << 30, true, UapiSettings.AccountMode.USER, 65535),
         d.withAllowUnsafeInterrupts(true));
+    assertEquals(
+        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 12, 1024), d.withVfioDmaEntryLimit(12));
+    assertEquals(
+        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 65535, 3), d.withPasidsPerVm(3));
+  }
+
+  @Test
+  void aPasidQuotaOutsideTheTwentyBitSpaceIsRefused() {
+    assertThrows(
+        IllegalArgumentException.class,
+        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 0));
+    assertThrows(
+        IllegalArgumentException.class,
+        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 1 << 20));
   }
 }

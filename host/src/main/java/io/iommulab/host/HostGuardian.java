@@ -665,7 +665,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
             hostSettings.strictUnmap(),
             20,
             hostSettings.vmPasidQuota(),
-            askTimeout.toMillis());
+            askTimeout.toMillis(),
+            settings.topology().msiBanks().stream().map(b -> b.msiirAddress()).toList());
     List<DeviceHandle> handles = new ArrayList<>();
     for (String name : cmd.devices()) {
       DeviceSlot slot = devices.get(name);

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.actors.fd.model.ModeUapi;
 import io.iommulab.actors.vm.VmActor;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
@@ -12,6 +13,8 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
 import io.iommulab.hardware.Outcome;
 import io.iommulab.hardware.PageSize;
+import io.iommulab.host.uapi.IommuFd;
+import io.iommulab.host.uapi.VfioDevice;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletionStage;
@@ -64,6 +67,29 @@ class HostTest {
       HostGuardian.HostReport report = await(host.shutdown());
       assertTrue(report.clean(), report.leaks() + " " + report.failures());
       assertEquals(2, report.vms().size());
+    }
+  }
+
+  @Test
+  void aPamuContainerOpenedByAVmReportsAndMapsTheHostsMsiBanks() throws Exception {
+    try (Host host =
+        Host.start(
+            "HostPamu",
+            Host.config(Map.of("iommulab.uapi.allow-unsafe-interrupts", "on")),
+            new ManualClock(),
+            FaultInjector.NONE,
+            HostParts.REAL)) {
+      Host.Vm vm = await(host.createVm(1, GIB, PageSize.SIZE_2M, List.of("dpaa0"))).value();
+      IommuFd fd = await(vm.openUapiFd()).value();
+      VfioDevice dpaa0 = new VfioDevice(fd, vm.devices().get(0).bindHandle());
+      assertTrue(await(dpaa0.bind()).isOk());
+      assertTrue(await(dpaa0.setContainer()).isOk());
+      assertTrue(await(fd.vfioSetIommu(ModeUapi.VFIO_FSL_PAMU_IOMMU)).isOk());
+      assertEquals(3, await(fd.pamuGetMsiBankCount()).value(), "the default host has three banks");
+      assertTrue(await(fd.pamuSetGeometry(0, (16L << 20) - 1)).isOk());
+      assertTrue(await(fd.pamuSetWindows(16)).isOk());
+      long msiIova = await(fd.pamuMapMsiBank(ModeUapi.VFIO_DMA_MAP_FLAG_WRITE, 2, 15L << 20)).value();
+      assertEquals((15L << 20) + (0xffe046000L & 0xfff), msiIova, "bank 2's MSIIR page in window 15");
     }
   }
 

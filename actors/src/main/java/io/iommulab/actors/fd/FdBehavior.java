@@ -5,6 +5,7 @@ import io.iommulab.actors.fd.IoasidFdActor.Command;
 import io.iommulab.actors.fd.IoasidFdActor.FaultEventReceived;
 import io.iommulab.actors.fd.IoasidFdActor.UnitAnswered;
 import io.iommulab.actors.fd.IoasidFdActor.Reply;
+import io.iommulab.actors.fd.model.Accounting;
 import io.iommulab.actors.fd.model.Area;
 import io.iommulab.actors.fd.model.Device;
 import io.iommulab.actors.fd.model.Fault;
@@ -16,6 +17,7 @@ import io.iommulab.actors.fd.model.IommuInfo;
 import io.iommulab.actors.fd.model.Invalidation;
 import io.iommulab.actors.fd.model.Ioas;
 import io.iommulab.actors.fd.model.PinListener;
+import io.iommulab.actors.fd.model.SnoopControl;
 import io.iommulab.actors.fd.model.Vevent;
 import io.iommulab.actors.fd.model.Veventq;
 import io.iommulab.actors.memory.HostMemoryActor;
@@ -76,12 +78,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
   private int pendingOps;
+  /** Devices whose non-coherent DMA the VM was told of (snoop-control mode). */
+  private final java.util.Set<Device> kvmNonCoherent =
+      java.util.Collections.newSetFromMap(new IdentityHashMap<>());
   private boolean closing;
   private boolean closeStarted;
   private boolean closed;
   private final List<ActorRef<Reply>> closeWaiters = new ArrayList<>();
   private int objectsDestroyedAtClose;
   private long pagesUnpinned;
+  /** The modes of the seed threads: their handlers reach this behavior through a {@link Port}. */
+  private final ModeHandlers modes;
 
   FdBehavior(
       ActorContext<Command> context,
@@ -93,7 +100,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
       ActorRef<HostMemoryActor.Command> memory,
       ActorRef<IoasidFdActor.FdEvent> events,
       FaultInjector injector,
-      ModeledClock clock) {
+      ModeledClock clock,
+      List<Long> msiBanks) {
     super(context);
     this.ictxId = ictxId;
     this.vmId = vmId;
@@ -119,6 +127,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
             injector, pins);
     this.faultSink =
         context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultEventReceived::new);
+    model.pamu().configureMsiBanks(msiBanks);
+    this.modes = new ModeHandlers(new Port());
   }
 
   @Override
@@ -157,6 +167,18 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .onMessage(IoasidFdActor.Close.class, this::onClose)
         .onMessage(IoasidFdActor.GetSnapshot.class, this::onGetSnapshot)
         .onMessage(FaultEventReceived.class, this::onFaultEvent)
+        .onMessage(IoasidFdActor.ModeCommand.class, m -> {
+          modes.onCommand(m);
+          return this;
+        })
+        .onMessage(IoasidFdActor.SelfCall.class, m -> {
+          bypassClosed(() -> m.action().accept(m.replyTo()));
+          return this;
+        })
+        .onMessage(IoasidFdActor.SelfAnswered.class, m -> {
+          m.then().accept(m.reply());
+          return this;
+        })
         .build();
   }
 
@@ -277,6 +299,25 @@ final class FdBehavior extends AbstractBehavior<Command> {
     maybeStartClose();
   }
 
+  /**
+   * The snoop-control mode's KVM notification (seed 002): tells the VM when {@code d}'s
+   * non-coherent DMA appears or disappears ({@link SnoopControl#nonCoherent}) — on its
+   * transitions only, after bind, attach, replace, detach and unbind.
+   */
+  private void kvmCoherency(Device d) {
+    boolean now = d.isLive() && SnoopControl.nonCoherent(d);
+    if (now == kvmNonCoherent.contains(d)) {
+      return;
+    }
+    if (now) {
+      kvmNonCoherent.add(d);
+      events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
+    } else {
+      kvmNonCoherent.remove(d);
+      events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
+    }
+  }
+
   private void respond(List<Fault.Response> responses) {
     for (Fault.Response r : responses) {
       Fault.Group g = r.group();
@@ -338,18 +379,23 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   private Behavior<Command> onIoasMap(IoasidFdActor.IoasMap m) {
+    return mapWith(m, null);
+  }
+
+  /** IOAS_MAP charging in {@code mode} when not null (the VFIO container's MAP_DMA: MM). */
+  private Behavior<Command> mapWith(IoasidFdActor.IoasMap m, Accounting.Mode mode) {
     if (refuseIfClosed(m.replyTo())) {
       return this;
     }
     Ioas ioas = model.ioas(m.ioasId());
     if (ioas == null) {
-      m.replyTo().tell(refusal(model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova())));
+      m.replyTo().tell(refusal(model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova(), mode)));
       return this;
     }
     opStarted();
     gate(ioas)
         .read(
-            () -> fill(ioas, model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova()),
+            () -> fill(ioas, model.beginMap(m.flags(), m.ioasId(), m.userVa(), m.length(), m.iova(), mode),
                 m.replyTo(), false));
     return this;
   }
@@ -385,8 +431,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
     Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
     if (op.targets().isEmpty()) {
       model.finishMap(op);
-      releaseRead(ioas);
-      opDone(replyTo, ok);
+      modes.shadow.afterParentMap(ioas, op.areas(), () -> {
+        releaseRead(ioas);
+        opDone(replyTo, ok);
+      });
       return;
     }
     List<UnitAsk> asks = new ArrayList<>(op.targets().size() * op.areas().size());
@@ -410,8 +458,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
           IommuUnitActor.Refused bad = firstRefusal(replies);
           if (bad == null) {
             model.finishMap(op);
-            releaseRead(ioas);
-            opDone(replyTo, ok);
+            modes.shadow.afterParentMap(ioas, op.areas(), () -> {
+              releaseRead(ioas);
+              opDone(replyTo, ok);
+            });
             return;
           }
           List<UnitAsk> undo = new ArrayList<>();
@@ -463,6 +513,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
         asks.add(new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
       }
     }
+    shadowUnmapAsks(ioas, op.areas(), asks);
     askAll(
         asks,
         replies -> {
@@ -525,9 +576,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           Device d = done.value();
           deviceRefs.put(d, h.device());
-          if (!claimed.info().enforceCacheCoherency()) {
-            events.tell(new IoasidFdActor.NonCoherentDmaAppeared(ictxId, d.id(), d.name()));
-          }
+          kvmCoherency(d);
           opDone(m.replyTo(), new IoasidFdActor.DeviceBound(d.id(), claimed.info()));
         });
     return this;
@@ -551,7 +600,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private void unbind(Device d, Runnable then) {
     List<Integer> pasids = new ArrayList<>(d.attachments().keySet());
     java.util.Collections.reverse(pasids); // PASIDs first, the RID (-1) last
-    detachAll(d, pasids, 0, () ->
+    detachAll(d, pasids, 0, () -> modes.beforeRelease(d, () ->
         ask(
             unit(d.unitId()),
             r -> new IommuUnitActor.ReleaseDmaOwner(d.rid(), ictxId, r),
@@ -562,11 +611,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
               model.finishUnbind(d);
               // The unit tells the device its owner changed (it owns the claim).
               deviceRefs.remove(d);
-              if (!d.info().enforceCacheCoherency()) {
-                events.tell(new IoasidFdActor.NonCoherentDmaDisappeared(ictxId, d.id(), d.name()));
-              }
+              kvmCoherency(d);
               then.run();
-            }));
+            })));
   }
 
   private void detachAll(Device d, List<Integer> pasids, int i, Runnable then) {
@@ -646,6 +693,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
           if (bad == null) {
             List<Fault.Response> responses = new ArrayList<>();
             HwPagetable orphan = model.commitAttach(plan, responses);
+            for (Device moved : plan.devices()) {
+              kvmCoherency(moved);
+            }
             respond(responses);
             Reply ok = new IoasidFdActor.DeviceAttached(h.id());
             if (orphan != null) {
@@ -719,6 +769,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           List<Fault.Response> responses = new ArrayList<>();
           HwPagetable orphan = model.commitDetach(plan, responses);
+          kvmCoherency(d);
           respond(responses);
           if (orphan != null) {
             destroyHwpt(orphan, () -> done.accept(IommuUnitActor.Done.INSTANCE));
@@ -768,13 +819,20 @@ final class FdBehavior extends AbstractBehavior<Command> {
                     }
                     model.domainAllocated(h, da.domainId(), da.pageSizeBitmap(), da.apertureStart(), da.apertureLast());
                     Runnable fillIn = () -> addAndReplay(h, ioas, done);
-                    if (dev.info().enforceCacheCoherency()) {
+                    if (SnoopControl.shouldEnforce(h, dev)) {
                       ask(
                           u,
                           r -> new IommuUnitActor.EnforceCacheCoherency(da.domainId(), r),
                           cc -> {
                             if (!refused(cc)) {
                               model.coherencyEnforced(h);
+                            } else if (SnoopControl.required(h)) {
+                              freeDomain(h, () -> {
+                                model.abortHwpt(h);
+                                releaseWrite(ioas);
+                                done.accept(unitError(cc));
+                              });
+                              return;
                             }
                             fillIn.run();
                           });
@@ -847,7 +905,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
   /** Destroys a HWPT with no users: out of its IOAS (write gate), domain freed, object gone. */
   private void destroyHwpt(HwPagetable h, Runnable then) {
-    if (h.isPaging()) {
+    if (h.ioas() != null) { // paging, or software-nested (a domain owner of its parent's table)
       Ioas ioas = h.ioas();
       gate(ioas)
           .write(
@@ -1079,7 +1137,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .tell(
             new IoasidFdActor.HwInfo(
                 i.outDataType(), i.dataLen(), i.outCapabilities(), i.outMaxPasidLog2(), i.pageSizeBitmap(),
-                i.addressWidth(), i.reservedRegions()));
+                i.addressWidth(), i.reservedRegions(), i.enforceCacheCoherency()));
     return this;
   }
 
@@ -1250,7 +1308,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
     if (closing && !closeStarted && pendingOps == 0) {
       closeStarted = true;
       objectsDestroyedAtClose = model.objects().size();
-      unbindAll(model.boundDevices(), 0);
+      modes.beforeClose(() -> unbindAll(model.boundDevices(), 0));
     }
   }
 
@@ -1295,6 +1353,178 @@ final class FdBehavior extends AbstractBehavior<Command> {
         respond(plan.value().responses());
         one.run();
       }
+    }
+  }
+
+  // ================================================================ the modes' port
+
+  /** Software nesting: the shadow segments built from unmapped parent areas leave with them. */
+  private void shadowUnmapAsks(Ioas ioas, List<Area> areas, List<UnitAsk> asks) {
+    List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
+    List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
+    modes.shadow.parentUnmapAsks(ioas, areas, targets, makes);
+    for (int i = 0; i < targets.size(); i++) {
+      asks.add(new UnitAsk(targets.get(i), makes.get(i)));
+    }
+  }
+
+  /**
+   * Runs {@code r} as a step of an operation already in flight: the closed check of a command's
+   * entry is skipped (close waits for the operation; its inner steps must not be refused EBADF).
+   */
+  private void bypassClosed(Runnable r) {
+    boolean was = closing;
+    closing = false;
+    try {
+      r.run();
+    } finally {
+      closing = was;
+    }
+  }
+
+  /**
+   * What the mode handlers ({@link ModeHandlers}) may use of this behavior: its model, the asks
+   * of units, and its own operations run as steps of a mode's operation (through {@link
+   * IoasidFdActor.SelfCall}, or directly when the reply is not needed).
+   */
+  final class Port {
+    ActorContext<Command> context() {
+      return getContext();
+    }
+
+    IommufdCtx model() {
+      return model;
+    }
+
+    int ictxId() {
+      return ictxId;
+    }
+
+    int vmId() {
+      return vmId;
+    }
+
+    boolean refuseIfClosed(ActorRef<Reply> replyTo) {
+      return FdBehavior.this.refuseIfClosed(replyTo);
+    }
+
+    void opStarted() {
+      FdBehavior.this.opStarted();
+    }
+
+    void opDone(ActorRef<Reply> replyTo, Reply reply) {
+      FdBehavior.this.opDone(replyTo, reply);
+    }
+
+    ActorRef<IommuUnitActor.Command> unit(int unitId) {
+      return FdBehavior.this.unit(unitId);
+    }
+
+    ActorRef<IommuUnitActor.FaultEvent> faultSink() {
+      return faultSink;
+    }
+
+    void ask(
+        ActorRef<IommuUnitActor.Command> unit,
+        Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
+        Consumer<UnitReply> then) {
+      FdBehavior.this.ask(unit, make, then);
+    }
+
+    /** Every ask; {@code done} gets the replies in order. */
+    void askAll(
+        List<ActorRef<IommuUnitActor.Command>> targets,
+        List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes,
+        Consumer<UnitReply[]> done) {
+      List<UnitAsk> asks = new ArrayList<>(targets.size());
+      for (int i = 0; i < targets.size(); i++) {
+        asks.add(new UnitAsk(targets.get(i), makes.get(i)));
+      }
+      FdBehavior.this.askAll(asks, done);
+    }
+
+    /** Runs {@code action} with a reply ref whose reply comes back to {@code then}. */
+    void askSelf(Consumer<ActorRef<Reply>> action, Consumer<Reply> then) {
+      getContext()
+          .ask(
+              Reply.class,
+              getContext().getSelf(),
+              UNIT_TIMEOUT,
+              ref -> new IoasidFdActor.SelfCall(action, ref),
+              (reply, failure) ->
+                  new IoasidFdActor.SelfAnswered(
+                      then,
+                      reply != null
+                          ? reply
+                          : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
+    }
+
+    void map(IoasidFdActor.IoasMap m, Accounting.Mode mode) {
+      mapWith(m, mode);
+    }
+
+    void unmap(IoasidFdActor.IoasUnmap m) {
+      onIoasUnmap(m);
+    }
+
+    void attach(int devId, int pasid, int ptId, boolean replace, ActorRef<Reply> replyTo) {
+      onAttach(devId, pasid, ptId, replace, replyTo);
+    }
+
+    void detach(int devId, int pasid, ActorRef<Reply> replyTo) {
+      onDetach(devId, pasid, replyTo);
+    }
+
+    void hwptAlloc(IoasidFdActor.HwptAlloc m) {
+      onHwptAlloc(m);
+    }
+
+    void destroy(IoasidFdActor.Destroy m) {
+      onDestroy(m);
+    }
+
+    void invalidate(IoasidFdActor.HwptInvalidate m) {
+      onHwptInvalidate(m);
+    }
+
+    void gateRead(Ioas ioas, Runnable then) {
+      gate(ioas).read(then);
+    }
+
+    void releaseRead(Ioas ioas) {
+      FdBehavior.this.releaseRead(ioas);
+    }
+
+    void gateWrite(Ioas ioas, Runnable then) {
+      gate(ioas).write(then);
+    }
+
+    void releaseWrite(Ioas ioas) {
+      FdBehavior.this.releaseWrite(ioas);
+    }
+
+    void freeDomain(HwPagetable h, Runnable then) {
+      FdBehavior.this.freeDomain(h, then);
+    }
+
+    void destroyHwpt(HwPagetable h, Runnable then) {
+      FdBehavior.this.destroyHwpt(h, then);
+    }
+
+    void kvmCoherency(Device cause) {
+      FdBehavior.this.kvmCoherency(cause);
+    }
+
+    Reply refusal(Outcome<?> o) {
+      return FdBehavior.refusal(o);
+    }
+
+    Reply refusal(IommuUnitActor.Refused r) {
+      return FdBehavior.refusal(r);
+    }
+
+    void log(String format, Object... args) {
+      getContext().getLog().warn(format, args);
     }
   }
 }

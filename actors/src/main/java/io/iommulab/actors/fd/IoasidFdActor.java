@@ -73,10 +73,31 @@ public final class IoasidFdActor {
       ActorRef<FdEvent> events,
       FaultInjector injector,
       ModeledClock clock) {
+    return create(
+        ictxId, vmId, layout, settings, credentials, memory, events, injector, clock, List.of());
+  }
+
+  /**
+   * As above, on a host with MSI banks: {@code msiBanks} holds each bank's MSIIR address by bank
+   * index ({@code fsl_msi_get_region}), for the PAMU container's GET_MSI_BANK_COUNT and
+   * MAP_MSI_BANK.
+   */
+  public static Behavior<Command> create(
+      int ictxId,
+      int vmId,
+      GuestMemoryLayout layout,
+      UapiSettings settings,
+      Credentials credentials,
+      ActorRef<HostMemoryActor.Command> memory,
+      ActorRef<FdEvent> events,
+      FaultInjector injector,
+      ModeledClock clock,
+      List<Long> msiBanks) {
     return Behaviors.setup(
         context ->
             new FdBehavior(
-                context, ictxId, vmId, layout, settings, credentials, memory, events, injector, clock));
+                context, ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
+                List.copyOf(msiBanks)));
   }
 
   /**
@@ -121,8 +142,11 @@ public final class IoasidFdActor {
           DeviceUnbind,
           Close,
           GetSnapshot,
+          ModeCommand,
           UnitAnswered,
-          FaultEventReceived {}
+          FaultEventReceived,
+          SelfCall,
+          SelfAnswered {}
 
   // ================================================================ generic and IOAS ioctls
 
@@ -348,6 +372,161 @@ public final class IoasidFdActor {
   record FaultEventReceived(IommuUnitActor.FaultEvent event)
       implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
+  /**
+   * A mode's step that runs one of the fd's own operations: {@code action} starts it with {@code
+   * replyTo} (an ask of the fd by itself, so the reply comes back as {@link SelfAnswered}); it
+   * skips the closed check, being part of an operation already in flight. Never leaves the JVM.
+   */
+  record SelfCall(java.util.function.Consumer<ActorRef<Reply>> action, ActorRef<Reply> replyTo)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
+  /** The fd answered a {@link SelfCall}; {@code then} continues the mode's operation. */
+  record SelfAnswered(java.util.function.Consumer<Reply> then, Reply reply)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
+  // ================================================================ modes (the seed threads)
+
+  /**
+   * The commands of the fd's modes — the seed threads' designs on the same fd, beside the merged
+   * iommufd uAPI above: the legacy VFIO container (type1 and compat IOAS, VFIO-PAMU), the
+   * snoop-control flags (IOAS_ALLOC / HWPT_ALLOC flags, {@code ModeUapi}), per-VM PASIDs with
+   * per-device bind/unbind/flush of guest page tables, and software nesting.
+   */
+  public sealed interface ModeCommand extends Command
+      permits VfioIoas,
+          VfioGroupSetContainer,
+          VfioSetIommu,
+          VfioCheckExtension,
+          VfioIommuGetInfo,
+          VfioMapDma,
+          VfioUnmapDma,
+          PamuGetAttr,
+          PamuSetAttr,
+          PamuGetMsiBankCount,
+          PamuMapMsiBank,
+          PamuUnmapMsiBank,
+          SvaPasidAlloc,
+          SvaPasidFree,
+          SvaBindPgtbl,
+          SvaUnbindPgtbl,
+          SvaFlush,
+          IoasidCreateNesting,
+          SoftNestMap,
+          SoftNestUnmap {}
+
+  /**
+   * IOMMU_VFIO_IOAS ({@code ModeUapi.VFIO_IOAS_*}): GET the compat IOAS (ENODEV without one), SET
+   * it to {@code ioasId} (ENOENT), CLEAR it. Replies {@link VfioIoasId}.
+   */
+  public record VfioIoas(int op, int ioasId, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * VFIO_GROUP_SET_CONTAINER of the bound device's group: behind a paging IOMMU the device is
+   * attached to the compat IOAS, created on the first group ({@code
+   * iommufd_vfio_compat_ioas_create}); behind a PAMU its group joins the PAMU container (attached
+   * to the container's domain once VFIO_SET_IOMMU(FSL_PAMU) is done). Replies {@link Done}; ENOENT
+   * for an unknown device, EINVAL for a group of the wrong kind for the container's type or
+   * already in it, and the attach errnos.
+   */
+  public record VfioGroupSetContainer(int devId, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /** VFIO_SET_IOMMU(TYPE1 | TYPE1v2 | FSL_PAMU). Replies Done. See {@code VfioType1}, {@code PamuIommu}. */
+  public record VfioSetIommu(int type, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /** VFIO_CHECK_EXTENSION. Replies {@link VfioExtension}. */
+  public record VfioCheckExtension(int extension, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /** VFIO_IOMMU_GET_INFO. Replies {@link VfioIommuInfo}. */
+  public record VfioIommuGetInfo(ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * VFIO_IOMMU_MAP_DMA ({@code ModeUapi.VFIO_DMA_MAP_FLAG_*}): type1 rules, or VFIO-PAMU's whole
+   * windows on a PAMU container. Replies Done.
+   */
+  public record VfioMapDma(int flags, long vaddr, long iova, long size, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /**
+   * VFIO_IOMMU_UNMAP_DMA ({@code ModeUapi.VFIO_DMA_UNMAP_FLAG_ALL}): v1 / v2 rules, or whole PAMU
+   * windows. Replies {@link VfioDmaUnmapped} with the size unmapped.
+   */
+  public record VfioUnmapDma(int flags, long iova, long size, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /** VFIO_IOMMU_PAMU_GET_ATTR ({@code ModeUapi.VFIO_ATTR_*}). Replies {@link PamuAttr}. */
+  public record PamuGetAttr(int attribute, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * VFIO_IOMMU_PAMU_SET_ATTR: GEOMETRY takes {@code [apertureStart, apertureEnd]}, WINDOWS takes
+   * {@code windows}. Replies Done.
+   */
+  public record PamuSetAttr(
+      int attribute, long apertureStart, long apertureEnd, int windows, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /** VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT. Replies {@link PamuMsiBankCount}. */
+  public record PamuGetMsiBankCount(ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * VFIO_IOMMU_PAMU_MAP_MSI_BANK: bank {@code bankIndex} in the window holding {@code iova}.
+   * Replies {@link PamuMsiBankMapped} with the MSI address devices must use.
+   */
+  public record PamuMapMsiBank(int flags, int bankIndex, long iova, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /** VFIO_IOMMU_PAMU_UNMAP_MSI_BANK of the bank mapped at {@code iova}. Replies Done. */
+  public record PamuUnmapMsiBank(long iova, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /** IOASID_ALLOC: a PASID of this VM. Replies {@link SvaPasid}; ENOSPC past the VM's quota. */
+  public record SvaPasidAlloc(ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /** IOASID_FREE. Replies Done; EPERM for a PASID the VM does not hold, EBUSY while bound. */
+  public record SvaPasidFree(int pasid, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * USVA_BIND_PGTBL on device {@code devId}: the guest's stage-1 table ({@code dataType}, {@code
+   * dataLen} bytes of {@code Uapi.HWPT_DATA_*}) bound at {@code pasid} over the VM's GPA space.
+   * Replies {@link SvaBound}. See {@code SvaPasids} for the errnos.
+   */
+  public record SvaBindPgtbl(int devId, int pasid, int dataType, int dataLen, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /** USVA_UNBIND_PGTBL. Replies Done. */
+  public record SvaUnbindPgtbl(int devId, int pasid, ActorRef<Reply> replyTo) implements ModeCommand {}
+
+  /**
+   * USVA_FLUSH_CACHE: the guest invalidates its bound table ({@code entries} as HWPT_INVALIDATE's).
+   * Replies {@link HwptInvalidated}.
+   */
+  public record SvaFlush(
+      int devId,
+      int pasid,
+      int dataType,
+      int entryLen,
+      List<InvalidationEntry> entries,
+      ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /**
+   * IOASID_CREATE_NESTING with software nesting (seed 001, 5.3): a GIOVA space nested on IOAS
+   * {@code parentIoasId}, whose shadow domain — built by the fd, on {@code devId}'s IOMMU, with or
+   * without hardware nesting — maps GIOVA straight to the host pages behind the parent's GPAs.
+   * Replies {@link HwptAllocated}; devices attach to it by its ID (VFIO_DEVICE_ATTACH_IOMMUFD_PT).
+   */
+  public record IoasidCreateNesting(int devId, int parentIoasId, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /**
+   * The guest maps {@code [giova, +length)} to {@code gpa} in its stage 1 (and invalidates): the
+   * fd keeps the entry and shadows what the parent maps. Replies Done.
+   */
+  public record SoftNestMap(int hwptId, long giova, long gpa, long length, int prot, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
+  /** The guest unmaps whole entries in {@code [giova, +length)}. Replies {@link SoftNestUnmapped}. */
+  public record SoftNestUnmap(int hwptId, long giova, long length, ActorRef<Reply> replyTo)
+      implements ModeCommand {}
+
   // ================================================================ replies
 
   public sealed interface Reply extends CborSerializable
@@ -374,7 +553,17 @@ public final class IoasidFdActor {
           DeviceBound,
           DeviceAttached,
           Closed,
-          Snapshotted {}
+          Snapshotted,
+          VfioIoasId,
+          VfioExtension,
+          VfioIommuInfo,
+          VfioDmaUnmapped,
+          PamuAttr,
+          PamuMsiBankCount,
+          PamuMsiBankMapped,
+          SvaPasid,
+          SvaBound,
+          SoftNestUnmapped {}
 
   /** A guest mistake (or an injected failure): nothing changed. */
   public record Refused(Errno errno, String message) implements Reply {}
@@ -421,7 +610,9 @@ public final class IoasidFdActor {
   /**
    * IOMMU_GET_HW_INFO out fields: {@code outDataType} ({@code Uapi.HW_INFO_TYPE_*}), {@code
    * dataLen} the kernel's length, {@code outCapabilities}, {@code outMaxPasidLog2}; and the
-   * reserved regions and page sizes the device's IOMMU reports.
+   * reserved regions and page sizes the device's IOMMU reports. {@code enforceCacheCoherency}:
+   * the IOMMU can enforce coherency (VT-d ECAP.SC, reported in the driver data's {@code
+   * ecap_reg}) — what the snoop-control mode's device info carries (seed 002).
    */
   public record HwInfo(
       int outDataType,
@@ -430,8 +621,23 @@ public final class IoasidFdActor {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions)
-      implements Reply {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency)
+      implements Reply {
+
+    /** The fields of the merged uAPI alone (the original form of the reply). */
+    public HwInfo(
+        int outDataType,
+        int dataLen,
+        long outCapabilities,
+        int outMaxPasidLog2,
+        long pageSizeBitmap,
+        int addressWidth,
+        List<IovaRange> reservedRegions) {
+      this(outDataType, dataLen, outCapabilities, outMaxPasidLog2, pageSizeBitmap, addressWidth,
+          reservedRegions, false);
+    }
+  }
 
   public record FaultQueueAllocated(int outFaultId) implements Reply {}
 
@@ -464,6 +670,38 @@ public final class IoasidFdActor {
 
   public record Snapshotted(FdSnapshot snapshot) implements Reply {}
 
+  /** IOMMU_VFIO_IOAS written back: the compat IOAS (0 after CLEAR). */
+  public record VfioIoasId(int ioasId) implements Reply {}
+
+  /** VFIO_CHECK_EXTENSION's return value. */
+  public record VfioExtension(int value) implements Reply {}
+
+  /**
+   * VFIO_IOMMU_GET_INFO: {@code flags} (PGSIZES|CAPS), {@code iovaPgsizes}, the IOVA_RANGE
+   * capability's ranges and the DMA_AVAIL capability.
+   */
+  public record VfioIommuInfo(int flags, long iovaPgsizes, List<IovaRange> iovaRanges, int dmaAvail)
+      implements Reply {}
+
+  /** VFIO_IOMMU_UNMAP_DMA's size out. */
+  public record VfioDmaUnmapped(long size) implements Reply {}
+
+  /** VFIO_IOMMU_PAMU_GET_ATTR: the aperture and the window count (the maximum before it is set). */
+  public record PamuAttr(long apertureStart, long apertureEnd, int windows) implements Reply {}
+
+  public record PamuMsiBankCount(int count) implements Reply {}
+
+  /** The MSI address (iova) a device must write to reach the mapped bank. */
+  public record PamuMsiBankMapped(long msiIova) implements Reply {}
+
+  public record SvaPasid(int pasid) implements Reply {}
+
+  /** The bound guest table's nested HWPT and where the hardware holds it (as HwptAllocated). */
+  public record SvaBound(int hwptId, int unitId, int domainId) implements Reply {}
+
+  /** Bytes of guest entries unmapped. */
+  public record SoftNestUnmapped(long length) implements Reply {}
+
   // ================================================================ events to the VM
 
   /** What the fd tells its VM (the KVM side and the poll waiters) without being asked. */
@@ -474,12 +712,17 @@ public final class IoasidFdActor {
           VeventqReadable {}
 
   /**
-   * A device whose IOMMU cannot enforce cache coherency became part of this fd (KVM must start
-   * WBINVD emulation: {@code kvm_arch_register_noncoherent_dma}).
+   * The fd's DMA became non-coherent: {@code devId} was attached to a domain that does not
+   * enforce cache coherency while no other attachment of the fd was (KVM must start WBINVD
+   * emulation: {@code kvm_arch_register_noncoherent_dma}). Sent on that transition only (the
+   * snoop-control mode, {@code SnoopControl}).
    */
   public record NonCoherentDmaAppeared(int ictxId, int devId, String device) implements FdEvent {}
 
-  /** The last such registration of that device went away. */
+  /**
+   * The fd's last attachment to a non-enforcing domain went away ({@code devId}'s detach, replace
+   * or unbind): KVM may stop WBINVD emulation. Sent on that transition only.
+   */
   public record NonCoherentDmaDisappeared(int ictxId, int devId, String device)
       implements FdEvent {}
 

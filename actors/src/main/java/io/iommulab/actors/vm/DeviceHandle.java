@@ -1,6 +1,7 @@
 package io.iommulab.actors.vm;
 
 import io.iommulab.actors.CborSerializable;
+import io.iommulab.actors.fd.IoasidFdActor;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.config.UnitKind;
@@ -53,6 +54,11 @@ public record DeviceHandle(
     Objects.requireNonNull(unitKind, "unitKind");
     Objects.requireNonNull(unit, "unit");
     Objects.requireNonNull(device, "device");
+  }
+
+  /** What VFIO_DEVICE_BIND_IOMMUFD hands the fd: the identity and actors, not the VM's extras. */
+  public IoasidFdActor.DeviceHandle bindHandle() {
+    return new IoasidFdActor.DeviceHandle(name, rid, liodn, group, unitId, unit, device);
   }
 
   /** The RID as {@code bb:dd.f}. */

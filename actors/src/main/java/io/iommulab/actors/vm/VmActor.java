@@ -906,7 +906,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     ActorRef<IoasidFdActor.Command> ref =
         getContext()
             .spawn(
-                IoasidFdActor.create(ictxId, spec.vmId(), layout, uapi, memory, fdEvents, injector, clock),
+                IoasidFdActor.create(
+                    ictxId,
+                    spec.vmId(),
+                    layout,
+                    uapi,
+                    IoasidFdActor.Credentials.NONE,
+                    memory,
+                    fdEvents,
+                    injector,
+                    clock,
+                    spec.msiBanks()),
                 "fd-" + fd);
     getContext().watch(ref);
     fds.put(fd, new GuestFd(fd, ictxId, ref));
@@ -946,7 +956,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
     DeviceHandle h = device.value().handle;
     IoasidFdActor.DeviceHandle cdev =
-        new IoasidFdActor.DeviceHandle(h.name(), h.rid(), h.liodn(), h.group(), h.unitId(), h.unit(), h.device());
+        h.bindHandle();
     return askFd(
         f,
         r -> new IoasidFdActor.DeviceBind(cdev, r),

@@ -2,6 +2,7 @@ package io.iommulab.actors.vm;
 
 import io.iommulab.actors.CborSerializable;
 import io.iommulab.hardware.PageSize;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -20,6 +21,8 @@ import java.util.Objects;
  * @param pasidQuota PASIDs the VM may hold at once (the ioasid_set quota)
  * @param askTimeoutMillis how long the VM waits for a unit's answer before treating the silence
  *     as a bug (answered EIO and reported)
+ * @param msiBanks MSIIR addresses of the host's MSI banks, by bank index: what a PAMU container
+ *     opened by the VM reports (GET_MSI_BANK_COUNT) and maps (MAP_MSI_BANK)
  */
 public record VmSpec(
     int vmId,
@@ -30,7 +33,8 @@ public record VmSpec(
     boolean strictOracle,
     int pasidBits,
     int pasidQuota,
-    long askTimeoutMillis)
+    long askTimeoutMillis,
+    List<Long> msiBanks)
     implements CborSerializable {
 
   public static final String DEFAULT_TENANT = "default";
@@ -38,6 +42,7 @@ public record VmSpec(
   public VmSpec {
     Objects.requireNonNull(tenant, "tenant");
     Objects.requireNonNull(backing, "backing");
+    msiBanks = List.copyOf(msiBanks);
     if (vmId < 1) {
       throw new IllegalArgumentException("vmId must be at least 1: " + vmId);
     }
@@ -51,16 +56,25 @@ public record VmSpec(
    * timeout.
    */
   public static VmSpec of(int vmId, long memoryBytes, PageSize backing, long seed) {
-    return new VmSpec(vmId, DEFAULT_TENANT, memoryBytes, backing, seed, true, 20, 1024, 30_000);
+    return new VmSpec(
+        vmId, DEFAULT_TENANT, memoryBytes, backing, seed, true, 20, 1024, 30_000, List.of());
   }
 
   public VmSpec withTenant(String newTenant) {
     return new VmSpec(
-        vmId, newTenant, memoryBytes, backing, seed, strictOracle, pasidBits, pasidQuota, askTimeoutMillis);
+        vmId, newTenant, memoryBytes, backing, seed, strictOracle, pasidBits, pasidQuota, askTimeoutMillis,
+        msiBanks);
   }
 
   public VmSpec withStrictOracle(boolean strict) {
     return new VmSpec(
-        vmId, tenant, memoryBytes, backing, seed, strict, pasidBits, pasidQuota, askTimeoutMillis);
+        vmId, tenant, memoryBytes, backing, seed, strict, pasidBits, pasidQuota, askTimeoutMillis,
+        msiBanks);
+  }
+
+  public VmSpec withMsiBanks(List<Long> banks) {
+    return new VmSpec(
+        vmId, tenant, memoryBytes, backing, seed, strictOracle, pasidBits, pasidQuota, askTimeoutMillis,
+        banks);
   }
 }

@@ -6,6 +6,7 @@ import io.iommulab.actors.fd.model.HwptPageResponse;
 import io.iommulab.actors.fd.model.HwptPgfault;
 import io.iommulab.actors.fd.model.InvalidationEntry;
 import io.iommulab.actors.fd.model.IovaRange;
+import io.iommulab.actors.fd.model.ModeUapi;
 import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.fd.model.Vevent;
 import io.iommulab.hardware.Errno;
@@ -105,7 +106,10 @@ public final class IommuFd {
   /** struct iommu_hw_info, input half. */
   public record GetHwInfo(int flags, int devId, int dataLen) {}
 
-  /** struct iommu_hw_info as written back. */
+  /**
+   * struct iommu_hw_info as written back; {@code enforceCacheCoherency}: the device's IOMMU can
+   * enforce cache coherency (the snoop-control mode's device info, seed 002).
+   */
   public record HwInfo(
       int outDataType,
       int dataLen,
@@ -113,7 +117,8 @@ public final class IommuFd {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions) {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency) {}
 
   /** struct iommu_fault_alloc. */
   public record FaultAlloc(int flags) {}
@@ -126,6 +131,33 @@ public final class IommuFd {
 
   /** struct iommu_veventq_alloc. */
   public record VeventqAlloc(int flags, int viommuId, int type, int veventqDepth) {}
+
+  // ================================================================ the modes' records
+
+  /** struct vfio_iommu_type1_dma_map ({@code ModeUapi.VFIO_DMA_MAP_FLAG_*}). */
+  public record VfioDmaMap(int flags, long vaddr, long iova, long size) {
+    /** A readable and writeable mapping. */
+    public static VfioDmaMap rw(long vaddr, long iova, long size) {
+      return new VfioDmaMap(ModeUapi.VFIO_DMA_MAP_FLAG_READ | ModeUapi.VFIO_DMA_MAP_FLAG_WRITE, vaddr, iova, size);
+    }
+  }
+
+  /** struct vfio_iommu_type1_dma_unmap ({@code ModeUapi.VFIO_DMA_UNMAP_FLAG_ALL}). */
+  public record VfioDmaUnmap(int flags, long iova, long size) {
+    /** Everything (VFIO_DMA_UNMAP_FLAG_ALL with iova and size 0). */
+    public static VfioDmaUnmap all() {
+      return new VfioDmaUnmap(ModeUapi.VFIO_DMA_UNMAP_FLAG_ALL, 0, 0);
+    }
+  }
+
+  /** struct vfio_iommu_type1_info with its IOVA_RANGE and DMA_AVAIL capabilities. */
+  public record VfioIommuInfo(int flags, long iovaPgsizes, List<IovaRange> iovaRanges, int dmaAvail) {}
+
+  /** struct vfio_pamu_attr as read back: the aperture and the window count. */
+  public record PamuAttr(long apertureStart, long apertureEnd, int windows) {}
+
+  /** A bound guest page table: its nested HWPT and where the hardware holds it. */
+  public record SvaBinding(int hwptId, int unitId, int domainId) {}
 
   // ================================================================ handle
 
@@ -301,7 +333,7 @@ public final class IommuFd {
         IoasidFdActor.HwInfo.class,
         x -> new HwInfo(
             x.outDataType(), x.dataLen(), x.outCapabilities(), x.outMaxPasidLog2(),
-            x.pageSizeBitmap(), x.addressWidth(), x.reservedRegions()));
+            x.pageSizeBitmap(), x.addressWidth(), x.reservedRegions(), x.enforceCacheCoherency()));
   }
 
   /** IOMMU_FAULT_QUEUE_ALLOC: the FAULT's ID (its fd is addressed by it). */
@@ -366,6 +398,112 @@ public final class IommuFd {
         r -> new IoasidFdActor.VeventqRead(veventqId, count, r),
         IoasidFdActor.VeventsRead.class,
         IoasidFdActor.VeventsRead::events);
+  }
+
+  // ================================================================ the modes' ioctls
+
+  /** IOMMU_VFIO_IOAS ({@code ModeUapi.VFIO_IOAS_GET/SET/CLEAR}): the compat IOAS's ID. */
+  public CompletionStage<Outcome<Integer>> vfioIoas(int op, int ioasId) {
+    return call(r -> new IoasidFdActor.VfioIoas(op, ioasId, r), IoasidFdActor.VfioIoasId.class,
+        IoasidFdActor.VfioIoasId::ioasId);
+  }
+
+  /** VFIO_SET_IOMMU ({@code ModeUapi.VFIO_TYPE1_IOMMU}, {@code TYPE1v2}, {@code FSL_PAMU}). */
+  public CompletionStage<Outcome<Void>> vfioSetIommu(int type) {
+    return call(r -> new IoasidFdActor.VfioSetIommu(type, r), IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** VFIO_CHECK_EXTENSION: its return value. */
+  public CompletionStage<Outcome<Integer>> vfioCheckExtension(int extension) {
+    return call(r -> new IoasidFdActor.VfioCheckExtension(extension, r), IoasidFdActor.VfioExtension.class,
+        IoasidFdActor.VfioExtension::value);
+  }
+
+  /** VFIO_IOMMU_GET_INFO. */
+  public CompletionStage<Outcome<VfioIommuInfo>> vfioGetInfo() {
+    return call(IoasidFdActor.VfioIommuGetInfo::new, IoasidFdActor.VfioIommuInfo.class,
+        x -> new VfioIommuInfo(x.flags(), x.iovaPgsizes(), x.iovaRanges(), x.dmaAvail()));
+  }
+
+  /** VFIO_IOMMU_MAP_DMA (type1, or whole windows on a PAMU container). */
+  public CompletionStage<Outcome<Void>> vfioMapDma(VfioDmaMap m) {
+    return call(r -> new IoasidFdActor.VfioMapDma(m.flags(), m.vaddr(), m.iova(), m.size(), r),
+        IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** VFIO_IOMMU_UNMAP_DMA: the size unmapped. */
+  public CompletionStage<Outcome<Long>> vfioUnmapDma(VfioDmaUnmap u) {
+    return call(r -> new IoasidFdActor.VfioUnmapDma(u.flags(), u.iova(), u.size(), r),
+        IoasidFdActor.VfioDmaUnmapped.class, IoasidFdActor.VfioDmaUnmapped::size);
+  }
+
+  /** VFIO_IOMMU_PAMU_GET_ATTR ({@code ModeUapi.VFIO_ATTR_GEOMETRY} or {@code WINDOWS}). */
+  public CompletionStage<Outcome<PamuAttr>> pamuGetAttr(int attribute) {
+    return call(r -> new IoasidFdActor.PamuGetAttr(attribute, r), IoasidFdActor.PamuAttr.class,
+        x -> new PamuAttr(x.apertureStart(), x.apertureEnd(), x.windows()));
+  }
+
+  /** VFIO_IOMMU_PAMU_SET_ATTR(GEOMETRY): the aperture {@code [start, end]}. */
+  public CompletionStage<Outcome<Void>> pamuSetGeometry(long apertureStart, long apertureEnd) {
+    return call(r -> new IoasidFdActor.PamuSetAttr(ModeUapi.VFIO_ATTR_GEOMETRY, apertureStart, apertureEnd, 0, r),
+        IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** VFIO_IOMMU_PAMU_SET_ATTR(WINDOWS). */
+  public CompletionStage<Outcome<Void>> pamuSetWindows(int windows) {
+    return call(r -> new IoasidFdActor.PamuSetAttr(ModeUapi.VFIO_ATTR_WINDOWS, 0, 0, windows, r),
+        IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** VFIO_IOMMU_PAMU_SET_ATTR with any attribute (tests of the unknown one). */
+  public CompletionStage<Outcome<Void>> pamuSetAttr(int attribute, long apertureStart, long apertureEnd, int windows) {
+    return call(r -> new IoasidFdActor.PamuSetAttr(attribute, apertureStart, apertureEnd, windows, r),
+        IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT. */
+  public CompletionStage<Outcome<Integer>> pamuGetMsiBankCount() {
+    return call(IoasidFdActor.PamuGetMsiBankCount::new, IoasidFdActor.PamuMsiBankCount.class,
+        IoasidFdActor.PamuMsiBankCount::count);
+  }
+
+  /** VFIO_IOMMU_PAMU_MAP_MSI_BANK: the MSI address (iova) devices must use for the bank. */
+  public CompletionStage<Outcome<Long>> pamuMapMsiBank(int flags, int bankIndex, long iova) {
+    return call(r -> new IoasidFdActor.PamuMapMsiBank(flags, bankIndex, iova, r),
+        IoasidFdActor.PamuMsiBankMapped.class, IoasidFdActor.PamuMsiBankMapped::msiIova);
+  }
+
+  /** VFIO_IOMMU_PAMU_UNMAP_MSI_BANK. */
+  public CompletionStage<Outcome<Void>> pamuUnmapMsiBank(long iova) {
+    return call(r -> new IoasidFdActor.PamuUnmapMsiBank(iova, r), IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** IOASID_ALLOC: a PASID of this VM. */
+  public CompletionStage<Outcome<Integer>> ioasidAlloc() {
+    return call(IoasidFdActor.SvaPasidAlloc::new, IoasidFdActor.SvaPasid.class, IoasidFdActor.SvaPasid::pasid);
+  }
+
+  /** IOASID_FREE. */
+  public CompletionStage<Outcome<Void>> ioasidFree(int pasid) {
+    return call(r -> new IoasidFdActor.SvaPasidFree(pasid, r), IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** IOASID_CREATE_NESTING with software nesting: the software-nested HWPT's ID. */
+  public CompletionStage<Outcome<Integer>> ioasidCreateNesting(int devId, int parentIoasId) {
+    return call(r -> new IoasidFdActor.IoasidCreateNesting(devId, parentIoasId, r),
+        IoasidFdActor.HwptAllocated.class, IoasidFdActor.HwptAllocated::outHwptId);
+  }
+
+  /** The guest maps {@code [giova, +length)} → {@code gpa} in a software-nested space. */
+  public CompletionStage<Outcome<Void>> softNestMap(int hwptId, long giova, long gpa, long length, int prot) {
+    return call(r -> new IoasidFdActor.SoftNestMap(hwptId, giova, gpa, length, prot, r),
+        IoasidFdActor.Done.class, IommuFd::none);
+  }
+
+  /** The guest unmaps whole entries of a software-nested space: the bytes unmapped. */
+  public CompletionStage<Outcome<Long>> softNestUnmap(int hwptId, long giova, long length) {
+    return call(r -> new IoasidFdActor.SoftNestUnmap(hwptId, giova, length, r),
+        IoasidFdActor.SoftNestUnmapped.class, IoasidFdActor.SoftNestUnmapped::length);
   }
 
   /** close(fd): every object destroyed, every pin released. */

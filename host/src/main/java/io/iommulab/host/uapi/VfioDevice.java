@@ -95,6 +95,47 @@ public final class VfioDevice {
         IoasidFdActor.Done.class, d -> null);
   }
 
+  /**
+   * VFIO_GROUP_SET_CONTAINER of this device's group on the fd's legacy container (binding the
+   * device first when it is not bound): behind a paging IOMMU it is attached to the compat IOAS;
+   * behind a PAMU its group joins the PAMU container.
+   */
+  public CompletionStage<Outcome<Void>> setContainer() {
+    if (devId == 0) {
+      return bind().thenComposeAsync(
+          b -> b.isOk() ? setContainer() : java.util.concurrent.CompletableFuture.completedFuture(
+              ((Outcome.Err<Integer>) b).<Void>cast()),
+          fd.executor());
+    }
+    int id = devId;
+    return fd.call(r -> new IoasidFdActor.VfioGroupSetContainer(id, r), IoasidFdActor.Done.class, d -> null);
+  }
+
+  /**
+   * USVA_BIND_PGTBL: the guest's stage-1 table ({@code dataType}, {@code dataLen} bytes) at
+   * {@code pasid} of this device, nested on the GPA space its RID is attached to.
+   */
+  public CompletionStage<Outcome<IommuFd.SvaBinding>> svaBindPgtbl(int pasid, int dataType, int dataLen) {
+    int id = devId;
+    return id == 0 ? unbound() : fd.call(r -> new IoasidFdActor.SvaBindPgtbl(id, pasid, dataType, dataLen, r),
+        IoasidFdActor.SvaBound.class, x -> new IommuFd.SvaBinding(x.hwptId(), x.unitId(), x.domainId()));
+  }
+
+  /** USVA_UNBIND_PGTBL. */
+  public CompletionStage<Outcome<Void>> svaUnbindPgtbl(int pasid) {
+    int id = devId;
+    return id == 0 ? unbound() : fd.call(r -> new IoasidFdActor.SvaUnbindPgtbl(id, pasid, r),
+        IoasidFdActor.Done.class, d -> null);
+  }
+
+  /** USVA_FLUSH_CACHE: the guest's invalidation of the table bound at {@code pasid}. */
+  public CompletionStage<Outcome<IommuFd.HwptInvalidated>> svaFlush(
+      int pasid, int dataType, int entryLen, java.util.List<io.iommulab.actors.fd.model.InvalidationEntry> entries) {
+    int id = devId;
+    return id == 0 ? unbound() : fd.call(r -> new IoasidFdActor.SvaFlush(id, pasid, dataType, entryLen, entries, r),
+        IoasidFdActor.HwptInvalidated.class, x -> new IommuFd.HwptInvalidated(x.entryNum(), x.errno(), x.message()));
+  }
+
   /** close(device fd): detach everything, release ownership, destroy the DEVICE. */
   public CompletionStage<Outcome<Void>> unbind() {
     int id = devId;

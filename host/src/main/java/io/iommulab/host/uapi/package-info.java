@@ -49,5 +49,19 @@
  * ranges needed) and {@code HWPT_INVALIDATE} ({@link
  * io.iommulab.host.uapi.IommuFd.HwptInvalidated}: the entry's errno and {@code entry_num}, the
  * entries handled).
+ *
+ * <h2>Modes</h2>
+ *
+ * The seed threads' designs are modes of the same fd ({@code ModeUapi} holds their constants),
+ * each documented with its rules in its model class of {@code io.iommulab.actors.fd.model}:
+ * snoop control ({@code SnoopControl}: IOAS_ALLOC / HWPT_ALLOC snoop flags, device info, attach
+ * mismatch EINVAL, per-device KVM events); the legacy VFIO container ({@code VfioType1}: type1
+ * over the compat IOAS — EEXIST on overlap, ENOSPC past {@code dma_entry_limit}, v1 / v2 unmap
+ * rules, ENODEV without a compat IOAS, EINVAL before VFIO_SET_IOMMU); the VFIO-PAMU container
+ * ({@code PamuIommu}: whole windows, EFAULT for physically discontiguous memory, EBUSY for
+ * frozen geometry, ENOTTY for its ioctls on a type1 container); per-VM PASIDs with guest
+ * page-table binding ({@code SvaPasids}: ENOSPC past the VM's quota, EPERM for a PASID the VM
+ * does not hold, EOPNOTSUPP where the IOMMU binds whole PASID tables); software nesting ({@code
+ * ShadowNesting}).
  */
 package io.iommulab.host.uapi;

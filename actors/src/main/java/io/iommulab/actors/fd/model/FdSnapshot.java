@@ -16,6 +16,8 @@ import java.util.List;
  * @param ioases every IOAS's io page table
  * @param accounting pinned and charged pages
  * @param pendingOperations asynchronous operations in flight
+ * @param modes one line of state per mode of the seed threads (VFIO container, PAMU container,
+ *     SVA PASIDs), equal for equal state
  */
 public record FdSnapshot(
     int ictxId,
@@ -25,7 +27,8 @@ public record FdSnapshot(
     List<Integer> reservedIds,
     List<IoasSnapshot> ioases,
     AccountingSnapshot accounting,
-    int pendingOperations)
+    int pendingOperations,
+    List<String> modes)
     implements CborSerializable {
 
   public FdSnapshot {
@@ -33,6 +36,20 @@ public record FdSnapshot(
     tombstones = List.copyOf(tombstones);
     reservedIds = List.copyOf(reservedIds);
     ioases = List.copyOf(ioases);
+    modes = List.copyOf(modes);
+  }
+
+  /** A snapshot without mode lines (the original form). */
+  public FdSnapshot(
+      int ictxId,
+      UapiSettings.AccountMode accountMode,
+      List<ObjectSnapshot> objects,
+      List<Integer> tombstones,
+      List<Integer> reservedIds,
+      List<IoasSnapshot> ioases,
+      AccountingSnapshot accounting,
+      int pendingOperations) {
+    this(ictxId, accountMode, objects, tombstones, reservedIds, ioases, accounting, pendingOperations, List.of());
   }
 
   /**

@@ -31,6 +31,8 @@ public final class HwPagetable extends FdObject {
   final int dataType;
   boolean auto;
   boolean enforceCacheCoherency;
+  /** Snoop requirement of a HWPT_PAGING (the snoop-control mode, {@link SnoopControl}). */
+  SnoopControl.Policy snoop = SnoopControl.Policy.DEVICE;
   boolean dirtyTrackingEnabled;
   long pgsizeBitmap;
   long apertureStart;
@@ -39,6 +41,8 @@ public final class HwPagetable extends FdObject {
   boolean inIoas;
   /** Devices (and PASIDs) attached: part of {@code users}. */
   int attachments;
+  /** The guest stage 1 of a software-nested HWPT (null otherwise): {@link ShadowNesting}. */
+  ShadowNesting shadow;
 
   private HwPagetable(
       ObjectType type,
@@ -77,6 +81,25 @@ public final class HwPagetable extends FdObject {
       int unitId, HwPagetable parent, Viommu viommu, Fault fault, boolean pasid, int dataType) {
     return new HwPagetable(
         ObjectType.HWPT_NESTED, unitId, null, parent, viommu, fault, false, false, pasid, dataType);
+  }
+
+  /**
+   * A software-nested HWPT (seed 001): a HWPT_NESTED whose stage 1 the fd keeps and composes with
+   * {@code parent}'s mappings into its own shadow paging domain (no hardware nesting). It holds a
+   * user on the parent IOAS.
+   */
+  static HwPagetable softNested(int unitId, Ioas parent, java.util.List<io.iommulab.hardware.iommu.ReservedRegion> reserved) {
+    HwPagetable h =
+        new HwPagetable(
+            ObjectType.HWPT_NESTED, unitId, parent, null, null, null, false, false, false, Uapi.HWPT_DATA_NONE);
+    h.shadow = new ShadowNesting(parent, reserved);
+    h.snoop = parent.snoop;
+    return h;
+  }
+
+  /** The software nesting of this HWPT, or null for a hardware one. */
+  public ShadowNesting shadow() {
+    return shadow;
   }
 
   public boolean isPaging() {
@@ -130,7 +153,7 @@ public final class HwPagetable extends FdObject {
 
   /** The paging HWPT whose IOAS backs this one (itself, or the nested one's parent). */
   public HwPagetable pagingRoot() {
-    return isPaging() ? this : parent();
+    return isPaging() || shadow != null ? this : parent(); // a shadow domain translates alone
   }
 
   /** Label of its reservations in snapshots. */
@@ -150,6 +173,14 @@ public final class HwPagetable extends FdObject {
       if (dirtyTracking) {
         sb.append(" dirty-tracking").append(dirtyTrackingEnabled ? "(on)" : "(off)");
       }
+      if (enforceCacheCoherency) {
+        sb.append(" coherent");
+      }
+      if (snoop != SnoopControl.Policy.DEVICE) {
+        sb.append(" snoop=").append(snoop);
+      }
+    } else if (shadow != null) {
+      sb.append(shadow.summary());
       if (enforceCacheCoherency) {
         sb.append(" coherent");
       }

@@ -16,6 +16,10 @@ public final class Ioas extends FdObject {
 
   private final IoPagetable iopt;
   final List<HwPagetable> hwpts = new ArrayList<>();
+  /** Software-nested HWPTs built on this IOAS (each is also a domain owner of its page table). */
+  final List<HwPagetable> shadows = new ArrayList<>();
+  /** Snoop requirement chosen at IOAS_ALLOC (the snoop-control mode, {@link SnoopControl}). */
+  SnoopControl.Policy snoop = SnoopControl.Policy.DEVICE;
 
   Ioas(FaultInjector injector) {
     super(ObjectType.IOAS);
@@ -31,9 +35,19 @@ public final class Ioas extends FdObject {
     return java.util.Collections.unmodifiableList(hwpts);
   }
 
+  /** The software-nested HWPTs over this IOAS (a view). */
+  public List<HwPagetable> shadows() {
+    return java.util.Collections.unmodifiableList(shadows);
+  }
+
+  public SnoopControl.Policy snoop() {
+    return snoop;
+  }
+
   @Override
   public String summary() {
     return String.format(
-        "areas=%d domains=%d align=0x%x", iopt.areaCount(), iopt.domainCount(), iopt.iovaAlignment());
+        "areas=%d domains=%d align=0x%x%s", iopt.areaCount(), iopt.domainCount(), iopt.iovaAlignment(),
+        snoop == SnoopControl.Policy.DEVICE ? "" : " snoop=" + snoop);
   }
 }

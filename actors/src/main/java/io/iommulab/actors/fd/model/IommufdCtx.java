@@ -60,6 +60,10 @@ public final class IommufdCtx {
   private Accounting.Mode accountMode;
   private int nextPagesId = 1;
   private int livePages;
+  /** The modes of the seed threads on this fd: VFIO type1 container, PAMU container, SVA. */
+  private final VfioType1 vfio;
+  private final PamuIommu pamu;
+  private final SvaPasids sva;
 
   public IommufdCtx(
       int ictxId,
@@ -81,6 +85,28 @@ public final class IommufdCtx {
     this.objects = new ObjectTable(injector);
     this.accounting = new Accounting(settings.memlockLimit());
     this.accountMode = Accounting.Mode.of(settings.defaultAccountMode());
+    this.vfio = new VfioType1(settings.vfioDmaEntryLimit());
+    this.pamu = new PamuIommu(layout, accounting, injector, pins);
+    this.sva = new SvaPasids(settings.pasidsPerVm(), injector);
+  }
+
+  /** The legacy VFIO container (type1 over the compat IOAS). */
+  public VfioType1 vfio() {
+    return vfio;
+  }
+
+  /** The PAMU container (VFIO_FSL_PAMU_IOMMU). */
+  public PamuIommu pamu() {
+    return pamu;
+  }
+
+  /** The VM's PASIDs and bound guest page tables. */
+  public SvaPasids sva() {
+    return sva;
+  }
+
+  public GuestMemoryLayout layout() {
+    return layout;
   }
 
   public int ictxId() {
@@ -115,10 +141,12 @@ public final class IommufdCtx {
 
   /** IOMMU_IOAS_ALLOC. */
   public Outcome<Integer> ioasAlloc(int flags) {
-    if (flags != 0) {
-      return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: must be 0", flags);
+    Outcome<SnoopControl.Policy> snoop = SnoopControl.ioasPolicy(flags); // 0 in the merged uAPI
+    if (!snoop.isOk()) {
+      return ((Outcome.Err<SnoopControl.Policy>) snoop).cast();
     }
     Ioas ioas = new Ioas(injector);
+    ioas.snoop = snoop.value();
     Outcome<Integer> id = objects.reserve(ioas);
     if (id.isOk()) {
       objects.finalizeObject(ioas);
@@ -272,6 +300,16 @@ public final class IommufdCtx {
    * — when the IOAS has domains — the pin (EFAULT, ENOMEM). On success the area is MAPPING.
    */
   public Outcome<MapOp> beginMap(int flags, int ioasId, long userVa, long length, long iova) {
+    return beginMap(flags, ioasId, userVa, length, iova, null);
+  }
+
+  /**
+   * As above, charging in {@code forcedMode} when not null (VFIO_IOMMU_MAP_DMA: "Maps created
+   * through the legacy interface always use VFIO compatible rlimit accounting"), unless the
+   * opener holds CAP_IPC_LOCK.
+   */
+  public Outcome<MapOp> beginMap(
+      int flags, int ioasId, long userVa, long length, long iova, Accounting.Mode forcedMode) {
     if ((flags & ~MAP_FLAGS) != 0) {
       return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: unknown bits", flags);
     }
@@ -286,7 +324,8 @@ public final class IommufdCtx {
       return enoent("IOAS", ioasId);
     }
     int prot = protOf(flags);
-    Accounting.Mode mode = capIpcLock ? Accounting.Mode.NONE : accountMode;
+    Accounting.Mode mode =
+        capIpcLock ? Accounting.Mode.NONE : forcedMode != null ? forcedMode : accountMode;
     Outcome<Pages> pages =
         Pages.alloc(nextPagesId, userVa, length, (prot & Access.WRITE) != 0, mode, injector);
     if (!pages.isOk()) {
@@ -611,6 +650,7 @@ public final class IommufdCtx {
       return Outcome.err(Errno.EBUSY, "device %d: an attach or detach is in flight", devId);
     }
     d.destroying = true;
+    sva.dropDevice(d); // its bindings go with its attachments
     if (d.vdevice != null) {
       Vdevice v = d.vdevice;
       v.viommu.vdevs.remove(v.virtId);
@@ -753,6 +793,92 @@ public final class IommufdCtx {
     }
   }
 
+  // ================================================================ software nesting (seed 001)
+
+  /**
+   * IOASID_CREATE_NESTING, first phase: ENOENT for the device or the parent IOAS; reserves the
+   * software-nested HWPT on the device's unit (a user on the parent). The owner then allocates its
+   * shadow paging domain, enforces coherency as {@link SnoopControl} says, and calls {@link
+   * #addShadowToParent} under the parent's write gate.
+   */
+  public Outcome<HwPagetable> beginSoftNesting(int devId, int parentIoasId) {
+    Device dev = device(devId);
+    if (dev == null) {
+      return enoent("device", devId);
+    }
+    Ioas parent = ioas(parentIoasId);
+    if (parent == null) {
+      return enoent("IOAS", parentIoasId);
+    }
+    Outcome<Void> snoop = SnoopControl.checkIoasAttach(parent, dev); // the shadow follows its parent
+    if (!snoop.isOk()) {
+      return snoop.map(v -> null);
+    }
+    HwPagetable h = HwPagetable.softNested(dev.unitId(), parent, dev.info.reservedRegions());
+    Outcome<Integer> id = objects.reserve(h);
+    if (!id.isOk()) {
+      return ((Outcome.Err<Integer>) id).cast();
+    }
+    parent.addUser();
+    return Outcome.ok(h);
+  }
+
+  /**
+   * The shadow becomes a domain owner of its parent's page table (the caller holds the parent's
+   * write gate): the parent's areas are pinned while it lives — charged once, to the parent —
+   * and the parent keeps PAGE_SIZE alignment (EADDRINUSE over a nonconforming area, as a domain
+   * added). All or nothing.
+   */
+  public Outcome<Void> addShadowToParent(HwPagetable h) {
+    Ioas parent = h.ioas;
+    IoPagetable iopt = parent.iopt();
+    boolean first = iopt.domainCount() == 0;
+    Outcome<Void> add = iopt.addDomain(h, Uapi.PAGE_SIZE, 0, Uapi.ULONG_MAX, h.label() + " (shadow)");
+    if (!add.isOk()) {
+      return add;
+    }
+    if (first) {
+      List<Area> all = new ArrayList<>(iopt.areas());
+      for (Area a : all) {
+        if (a.state != Area.State.MAPPED) {
+          throw new IllegalStateException("shadow added while " + a + " is in flight");
+        }
+      }
+      Outcome<Void> pinned = pinAreas(parent, all);
+      if (!pinned.isOk()) {
+        iopt.removeDomain(h);
+        return pinned;
+      }
+    }
+    parent.shadows.add(h);
+    return Outcome.OK;
+  }
+
+  private void removeShadowFromParent(HwPagetable h) {
+    Ioas parent = h.ioas;
+    if (!parent.shadows.remove(h)) {
+      return; // never added (aborted creation)
+    }
+    parent.iopt().removeDomain(h);
+    if (parent.iopt().domainCount() == 0) {
+      for (Area a : parent.iopt().areas()) {
+        unpinArea(a);
+      }
+    }
+  }
+
+  /** The LIVE software-nested HWPT {@code id}: ENOENT when missing, EINVAL when another kind. */
+  public Outcome<HwPagetable> softNested(int id) {
+    HwPagetable h = objects.get(id, HwPagetable.class);
+    if (h == null) {
+      return enoent("HWPT", id);
+    }
+    if (h.shadow == null) {
+      return Outcome.err(Errno.EINVAL, "hwpt %d: not a software-nested HWPT", id);
+    }
+    return Outcome.ok(h);
+  }
+
   // ================================================================ HWPT_ALLOC
 
   /** What HWPT_ALLOC will build: a reserved HWPT and, for nested, the parent domain. */
@@ -798,7 +924,7 @@ public final class IommufdCtx {
     }
     Fault fault = null;
     if (pt instanceof Ioas ioas) {
-      if ((flags & ~PAGING_FLAGS) != 0) {
+      if ((flags & ~(PAGING_FLAGS | SnoopControl.HWPT_FLAGS)) != 0) {
         return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: unknown for a HWPT_PAGING", flags);
       }
       if (dataType != Uapi.HWPT_DATA_NONE) {
@@ -817,6 +943,10 @@ public final class IommufdCtx {
       if ((flags & Uapi.HWPT_ALLOC_PASID) != 0 && dev.info.pasidBits() == 0) {
         return Outcome.err(Errno.EOPNOTSUPP, "PASID: device %s has no PASID support", dev.name);
       }
+      Outcome<SnoopControl.Policy> snoop = SnoopControl.hwptPolicy(flags, ioas, dev);
+      if (!snoop.isOk()) {
+        return ((Outcome.Err<SnoopControl.Policy>) snoop).cast();
+      }
       if ((flags & Uapi.HWPT_ALLOC_FAULT_ID_VALID) != 0) {
         fault = objects.get(faultId, Fault.class);
         if (fault == null) {
@@ -832,7 +962,10 @@ public final class IommufdCtx {
               (flags & Uapi.HWPT_ALLOC_DIRTY_TRACKING) != 0,
               (flags & Uapi.HWPT_ALLOC_PASID) != 0,
               fault);
-      return h.map(hw -> new HwptAllocPlan(hw, dev, -1));
+      return h.map(hw -> {
+        hw.snoop = snoop.value();
+        return new HwptAllocPlan(hw, dev, -1);
+      });
     }
     HwPagetable parent = null;
     Viommu viommu = null;
@@ -1020,6 +1153,10 @@ public final class IommufdCtx {
     }
     AttachPlan plan;
     if (pt instanceof Ioas ioas) {
+      Outcome<Void> snoop = SnoopControl.checkIoasAttach(ioas, dev);
+      if (!snoop.isOk()) {
+        return snoop.map(v -> null);
+      }
       HwPagetable reuse = null;
       if (replace && current.isPaging() && current.ioas == ioas && current.auto) {
         reuse = current;
@@ -1188,7 +1325,12 @@ public final class IommufdCtx {
    * attach). The owner then allocates, builds and finalizes it and calls {@link #autoBuilt}.
    */
   public Outcome<HwPagetable> reserveAuto(AttachPlan plan) {
-    return reservePaging(plan.device, plan.ioas, true, false, false, plan.pasid != Device.NO_PASID, null);
+    Outcome<HwPagetable> h =
+        reservePaging(plan.device, plan.ioas, true, false, false, plan.pasid != Device.NO_PASID, null);
+    if (h.isOk()) {
+      h.value().snoop = plan.ioas.snoop;
+    }
+    return h;
   }
 
   /**
@@ -1428,6 +1570,7 @@ public final class IommufdCtx {
     for (Device d : devicesByRid.values()) {
       d.resv.remove(ioas);
     }
+    vfio.ioasDestroyed(ioas);
     objects.remove(ioas);
   }
 
@@ -1448,6 +1591,9 @@ public final class IommufdCtx {
   public void finishDestroyHwpt(HwPagetable h) {
     if (h.isPaging() && h.inIoas) {
       removeFromIoas(h);
+    }
+    if (h.shadow != null) {
+      removeShadowFromParent(h); // caller holds the parent's write gate
     }
     releaseHwptRefs(h);
     objects.remove(h);
@@ -1630,7 +1776,8 @@ public final class IommufdCtx {
       int outMaxPasidLog2,
       long pageSizeBitmap,
       int addressWidth,
-      List<IovaRange> reservedRegions) {}
+      List<IovaRange> reservedRegions,
+      boolean enforceCacheCoherency) {}
 
   /** IOMMU_GET_HW_INFO. */
   public Outcome<HwInfo> hwInfo(int flags, int devId, int dataLen) {
@@ -1666,7 +1813,9 @@ public final class IommufdCtx {
     for (ReservedRegion r : i.reservedRegions()) {
       resv.add(new IovaRange(r.start(), r.last()));
     }
-    return Outcome.ok(new HwInfo(type, len, caps, i.pasidBits(), i.pageSizeBitmap(), i.addressWidth(), resv));
+    return Outcome.ok(
+        new HwInfo(type, len, caps, i.pasidBits(), i.pageSizeBitmap(), i.addressWidth(), resv,
+            i.enforceCacheCoherency()));
   }
 
   /** IOMMU_HWPT_SET_DIRTY_TRACKING, validation: the HWPT_PAGING to switch. */
@@ -1752,6 +1901,10 @@ public final class IommufdCtx {
 
   /** Last step of close: tombstones go; everything must be zero. */
   public int finishClose() {
+    sva.clear();
+    if (pamu.isSet() || pamu.hasDma()) {
+      throw new IllegalStateException("close left the PAMU container set: " + pamu.summary());
+    }
     int n = objects.clearTombstones();
     if (!objects.isEmpty()) {
       throw new IllegalStateException("close stuck: objects left " + objects.inState(FdObject.State.LIVE));
@@ -1804,12 +1957,14 @@ public final class IommufdCtx {
         }
       }
     }
+    pinned += pamu.pinnedPages();
     FdSnapshot.AccountingSnapshot acct =
         new FdSnapshot.AccountingSnapshot(
             accounting.limitPages(), pinned, accounting.userLockedPages(), accounting.mmLockedPages(), livePages);
     return new FdSnapshot(
         ictxId, accountMode == Accounting.Mode.MM ? UapiSettings.AccountMode.MM : UapiSettings.AccountMode.USER,
-        objs, tombstones, reservedIds, ioases, acct, pendingOperations);
+        objs, tombstones, reservedIds, ioases, acct, pendingOperations,
+        List.of(vfio.summary(), pamu.summary(), sva.summary()));
   }
 
   /**
@@ -1843,6 +1998,9 @@ public final class IommufdCtx {
         mm += p.npages();
       }
     }
+    long[] pamuCharged = pamu.chargedPages(); // VFIO-PAMU windows, pinned outside any IOAS
+    user += pamuCharged[0];
+    mm += pamuCharged[1];
     if (user != accounting.userLockedPages() || mm != accounting.mmLockedPages()) {
       throw new IllegalStateException(
           "charged user=" + accounting.userLockedPages() + " mm=" + accounting.mmLockedPages()
