@@ -519,6 +519,74 @@ class FailNthSweepTest {
     assertTrue(s.failingRuns() >= 4, "domain, two SPAACE runs at the window count, one at an attach: " + s);
   }
 
+  /**
+   * The same PAMU path through the fd's PAMU container (vfio_iommu_fsl_pamu.c): two groups bound,
+   * SET_IOMMU (one domain, both LIODNs), geometry, window count (a SPAACE run per LIODN), a third
+   * group joins (its SPAACE run), a whole-window MAP_DMA (pins), the MSI bank window, a DMA, and
+   * the unmaps; close releases the rest.
+   */
+  @Test
+  void pamuContainerChainFailsCleanly() {
+    Swept s = sweep("pamu-fd", r -> {
+      SweepRig rig = r.rig;
+      IommuFd fd = rig.fd;
+      VfioDevice dpaa = rig.device("dpaa0");
+      VfioDevice pcie = rig.device("pcie0");
+      r.step("BIND dpaa0", dpaa::bind);
+      r.step("BIND pcie0", pcie::bind);
+      r.step("SET_IOMMU(FSL_PAMU)", () -> fd.vfioSetIommu(io.iommulab.actors.fd.model.ModeUapi.VFIO_FSL_PAMU_IOMMU));
+      r.step("geometry", () -> fd.pamuSetGeometry(0, 16 * MB - 1));
+      r.step("windows", () -> fd.pamuSetWindows(16));
+      // Opening the group (bind) and SET_CONTAINER are two ioctls: a failed join leaves it open.
+      VfioDevice pcie1 = rig.device("pcie1");
+      r.step("BIND pcie1", pcie1::bind);
+      r.step("SET_CONTAINER pcie1", pcie1::setContainer);
+      long window = contiguousWindow(rig, MB);
+      r.step("MAP_DMA", () -> fd.vfioMapDma(IommuFd.VfioDmaMap.rw(rig.layout.userVaBase() + window, 0, MB)));
+      r.step("MAP_MSI_BANK", () -> fd.pamuMapMsiBank(io.iommulab.actors.fd.model.ModeUapi.VFIO_DMA_MAP_FLAG_WRITE, 0,
+          12 * MB));
+      assertEquals(DeviceActor.STATUS_OK, dma(rig, "dpaa0", NO_PASID, 0x80, Access.WRITE).status()[0], r.where("DMA"));
+      r.step("UNMAP_MSI_BANK", () -> fd.pamuUnmapMsiBank(12 * MB));
+      r.step("UNMAP_DMA", () -> fd.vfioUnmapDma(new IommuFd.VfioDmaUnmap(0, 0, MB)));
+    });
+    assertSites(s, "pamu.domain", "pamu.spaace", "fd.pages");
+  }
+
+  /** The VFIO type1 container: group into the container, SET_IOMMU(TYPE1v2), MAP_DMA, DMA, UNMAP_DMA. */
+  @Test
+  void type1ContainerChainFailsCleanly() {
+    Swept s = sweep("type1", r -> {
+      SweepRig rig = r.rig;
+      IommuFd fd = rig.fd;
+      long va = rig.layout.userVaBase();
+      VfioDevice nic0 = rig.device("nic0");
+      r.step("BIND nic0", nic0::bind);
+      r.step("SET_CONTAINER nic0", nic0::setContainer);
+      r.step("SET_IOMMU(TYPE1v2)", () -> fd.vfioSetIommu(io.iommulab.actors.fd.model.ModeUapi.VFIO_TYPE1v2_IOMMU));
+      r.step("MAP_DMA", () -> fd.vfioMapDma(IommuFd.VfioDmaMap.rw(va, 16 * MB, 2 * MB)));
+      r.step("MAP_DMA far", () -> fd.vfioMapDma(IommuFd.VfioDmaMap.rw(va + 4 * MB, 1L << 32, 2 * MB)));
+      assertEquals(DeviceActor.STATUS_OK, dma(rig, "nic0", NO_PASID, 16 * MB + 0x40, Access.WRITE).status()[0],
+          r.where("DMA"));
+      VfioDevice nvme0 = rig.device("nvme0");
+      r.step("BIND nvme0", nvme0::bind);
+      r.step("SET_CONTAINER nvme0", nvme0::setContainer);
+      r.step("UNMAP_DMA", () -> fd.vfioUnmapDma(new IommuFd.VfioDmaUnmap(0, 16 * MB, 2 * MB)));
+      r.step("UNMAP_DMA all", () -> fd.vfioUnmapDma(IommuFd.VfioDmaUnmap.all()));
+    });
+    assertSites(s, "fd.object", "fd.pages", IommuUnit.SITE_DOMAIN, IoPageTable.SITE_NODE);
+  }
+
+  /** A user-VA offset where {@code size} bytes are physically contiguous and naturally aligned. */
+  private static long contiguousWindow(SweepRig rig, long size) {
+    long va = rig.layout.userVaBase();
+    for (long off = 0; off + size <= SweepRig.GUEST; off += size) {
+      if (rig.layout.contiguousBytes(va + off) >= size && (rig.layout.userVaToHpa(va + off) & (size - 1)) == 0) {
+        return off;
+      }
+    }
+    throw new AssertionError("no contiguous window");
+  }
+
   /** Claims {@code h}'s group for the run's context and attaches it, with the undo of both. */
   private void attach(Run r, String u, int d, IoasidFdActor.DeviceHandle h) {
     SweepRig rig = r.rig;

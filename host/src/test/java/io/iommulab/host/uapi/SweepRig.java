@@ -108,8 +108,10 @@ final class SweepRig {
     }
     this.layout = a.layout();
     this.events = kit.createTestProbe();
-    this.fdRef = spawn(IoasidFdActor.create(ictxId, 1, layout, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE,
-        memory, events.ref(), injector, new ManualClock()));
+    // allow_unsafe_interrupts: a PAMU does not isolate MSIs, and the PAMU container needs its bind.
+    List<Long> msiir = bankSettings.stream().map(MsiBankSettings::msiirAddress).toList();
+    this.fdRef = spawn(IoasidFdActor.create(ictxId, 1, layout, UapiSettings.defaults().withAllowUnsafeInterrupts(true),
+        IoasidFdActor.Credentials.NONE, memory, events.ref(), injector, new ManualClock(), msiir));
     this.fd = IommuFd.of(fdRef, kit.system());
     for (String u : units.keySet()) {
       pristine.put(u, unitSnapshot(u));
