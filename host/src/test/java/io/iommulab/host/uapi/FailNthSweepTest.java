@@ -576,6 +576,62 @@ class FailNthSweepTest {
     assertSites(s, "fd.object", "fd.pages", IommuUnit.SITE_DOMAIN, IoPageTable.SITE_NODE);
   }
 
+  /** SVA (seed 000): a PASID of the VM, a guest table bound at it over the GPA space, flushed, unbound. */
+  @Test
+  void svaChainFailsCleanly() {
+    Swept s = sweep("sva", r -> {
+      IommuFd fd = r.rig.fd;
+      VfioDevice nic0 = r.rig.device("nic0");
+      r.step("BIND", nic0::bind);
+      int ioas = r.step("IOAS_ALLOC", fd::ioasAlloc);
+      r.step("MAP", () -> fd.ioasMap(IoasMap.fixed(ioas, r.rig.layout.userVaBase(), 4 * MB, 0)));
+      int gpa = r.step("HWPT_ALLOC nest parent + PASID", () -> fd.hwptAlloc(
+          HwptAlloc.paging(nic0.devId(), ioas, Uapi.HWPT_ALLOC_NEST_PARENT | Uapi.HWPT_ALLOC_PASID)));
+      r.step("ATTACH", () -> nic0.attach(gpa));
+      int pasid = r.step("IOASID_ALLOC", fd::ioasidAlloc);
+      r.step("BIND_PGTBL", () -> nic0.svaBindPgtbl(pasid, Uapi.HWPT_DATA_VTD_S1, Uapi.HWPT_VTD_S1_LEN));
+      IommuFd.HwptInvalidated inv = r.step("FLUSH", () -> nic0.svaFlush(pasid, Uapi.HWPT_INVALIDATE_DATA_VTD_S1,
+          Uapi.VTD_S1_INVALIDATE_LEN, List.of(InvalidationEntry.vtdS1(0, -1L, 0))));
+      assertNull(inv.errno(), r.where("FLUSH") + ": " + inv);
+      r.step("UNBIND_PGTBL", () -> nic0.svaUnbindPgtbl(pasid));
+      r.step("IOASID_FREE", () -> fd.ioasidFree(pasid));
+      r.step("DETACH", nic0::detach);
+      r.step("UNBIND", nic0::unbind);
+    });
+    assertSites(s, "fd.object", IommuUnit.SITE_DOMAIN, PasidTable.SITE);
+  }
+
+  /**
+   * Software nesting (seed 001) on a unit without hardware nesting: a nested space over a parent
+   * IOAS, guest maps composed into a shadow domain, a DMA through it, parent map and unmap (the
+   * shadow rebuilt), guest unmap.
+   */
+  @Test
+  void softwareNestingChainFailsCleanly() {
+    Swept s = sweep("softnest", r -> {
+      IommuFd fd = r.rig.fd;
+      long va = r.rig.layout.userVaBase();
+      VfioDevice dev = r.rig.device("legacy0");
+      r.step("BIND", dev::bind);
+      int parent = r.step("IOAS_ALLOC", fd::ioasAlloc);
+      r.step("MAP parent", () -> fd.ioasMap(IoasMap.fixed(parent, va, 2 * MB, 0)));
+      int h = r.step("CREATE_NESTING", () -> fd.ioasidCreateNesting(dev.devId(), parent));
+      r.step("ATTACH", () -> dev.attach(h));
+      r.step("guest MAP", () -> fd.softNestMap(h, 0x4000_0000L, 0x10_0000, MB, Access.READ | Access.WRITE));
+      assertEquals(DeviceActor.STATUS_OK, dma(r.rig, "legacy0", NO_PASID, 0x4000_0040L, Access.WRITE).status()[0],
+          r.where("DMA"));
+      r.step("guest MAP over unmapped GPA", () -> fd.softNestMap(h, 0x4020_0000L, 4 * MB, 2 * MB,
+          Access.READ | Access.WRITE));
+      r.step("MAP parent more", () -> fd.ioasMap(IoasMap.fixed(parent, va + 4 * MB, 2 * MB, 4 * MB)));
+      r.step("UNMAP parent", () -> fd.ioasUnmap(new IoasUnmap(parent, 4 * MB, 2 * MB)));
+      r.step("guest UNMAP", () -> fd.softNestUnmap(h, 0x4000_0000L, MB));
+      r.step("DETACH", dev::detach);
+      r.step("DESTROY nested", () -> fd.destroy(h));
+      r.step("UNBIND", dev::unbind);
+    });
+    assertSites(s, "fd.object", IommuUnit.SITE_DOMAIN, IoPageTable.SITE_NODE);
+  }
+
   /** A user-VA offset where {@code size} bytes are physically contiguous and naturally aligned. */
   private static long contiguousWindow(SweepRig rig, long size) {
     long va = rig.layout.userVaBase();

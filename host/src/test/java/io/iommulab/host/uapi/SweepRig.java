@@ -13,6 +13,7 @@ import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.IommulabSettings;
 import io.iommulab.config.MsiBankSettings;
+import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.config.PamuUnitSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.FaultInjector;
@@ -42,7 +43,8 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  * share one {@link FaultInjector} (a {@code FailNth}), so a sweep reaches the units' allocation
  * sites (domain, page-table node, PASID table, PAMU domain and SPAACE) as well as the fd's. A
  * device without ATS ({@code plain0}, on {@code smmu0}) is added so a DMA fault is reported as a
- * fault, not turned into an ATS completion or a page request.
+ * fault, not turned into an ATS completion or a page request, and a VT-d without nesting ({@code
+ * vtd9}, device {@code legacy0}) for software nesting.
  */
 final class SweepRig {
 
@@ -77,7 +79,12 @@ final class SweepRig {
       bankRefs.put(s.index(), b);
     }
     ManualClock clock = new ManualClock();
-    List<IommuUnitSettings> all = defaults.topology().units();
+    List<IommuUnitSettings> all = new ArrayList<>(defaults.topology().units());
+    PagingUnitSettings vtd0 = (PagingUnitSettings) all.get(0);
+    // A VT-d without nesting (nor interrupt remapping or dirty tracking): software nesting's unit.
+    all.add(new PagingUnitSettings("vtd9", vtd0.kind(), vtd0.addressWidth(), vtd0.pageSizes(), true, false, false,
+        false, vtd0.pasidBits(), vtd0.domainIds(), vtd0.iotlb(), vtd0.invalidationQueueDepth(), vtd0.maxAddressMask(),
+        false));
     for (int i = 0; i < all.size(); i++) {
       IommuUnitSettings u = all.get(i);
       unitIds.put(u.name(), i);
@@ -86,6 +93,8 @@ final class SweepRig {
     }
     List<DeviceSettings> devices = new ArrayList<>(defaults.topology().devices());
     devices.add(new DeviceSettings("plain0", "smmu0", "02:02.0", OptionalInt.empty(), 20, 0, false, 0, false, 1,
+        false, false));
+    devices.add(new DeviceSettings("legacy0", "vtd9", "05:00.0", OptionalInt.empty(), 21, 0, false, 0, false, 1,
         false, false));
     for (DeviceSettings d : devices) {
       ActorRef<IommuUnitActor.Command> unit = units.get(d.unit());
