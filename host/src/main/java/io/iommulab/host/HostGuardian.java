@@ -164,37 +164,40 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    */
   public record Shutdown(ActorRef<HostReport> replyTo) implements Command {}
 
+  // The answers of this actor's asks (Asks.ask builds them where the ask completes and tells them
+  // to self): they never leave the JVM, so they are exempt from serialization checks, as the
+  // adapted messages of ActorContext.ask are.
   private record DeviceRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmStartAnswered(int vmId, VmActor.StartReply reply) implements Command {}
 
   private record VmShutDownAnswered(int vmId, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmReleasedDevice(String name, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceQuiesced(String name, DeviceActor.Quiesced reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceUnregistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceReRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record MemoryReported(HostMemoryActor.MemoryReport report, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitReported(int unitId, IommuUnitActor.UnitStats stats, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitSnapshotReported(int unitId, IommuUnitActor.UnitSnapshotted snapshot, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record BankReported(int bankIndex, MsiBankActor.BankReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   // ---------------------------------------------------------------- replies
 
@@ -563,9 +566,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void register(DeviceSlot slot, RegistrationMessage message) {
     DeviceSettings d = slot.settings;
     DeviceHandle h = slot.handle;
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             h.unit(),
             askTimeout,
             replyTo ->
@@ -797,9 +799,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void stopVm(VmSlot slot) {
     slot.phase = VmPhase.STOPPING;
     int vmId = slot.spec.vmId();
-    getContext()
-        .ask(
-            VmActor.VmReply.class,
+    io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+            getContext(),
             slot.ref,
             askTimeout,
             VmActor.Shutdown::new,
@@ -871,9 +872,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     slot.unplugFormerVm = slot.assignedVmId;
     if (owner != null) {
       String name = cmd.name();
-      getContext()
-          .ask(
-              VmActor.VmReply.class,
+      io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+              getContext(),
               owner.ref,
               askTimeout,
               replyTo -> new VmActor.ReleaseDevice(name, replyTo),
@@ -907,9 +907,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
 
   private void quiesce(DeviceSlot slot) {
     String name = slot.handle.name();
-    getContext()
-        .ask(
-            DeviceActor.Quiesced.class,
+    io.iommulab.actors.Asks.<Command, DeviceActor.Command, DeviceActor.Quiesced>ask(
+            getContext(),
             slot.handle.device(),
             askTimeout,
             DeviceActor.Quiesce::new,
@@ -923,9 +922,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     int rid = slot.handle.rid();
     String name = msg.name();
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             slot.handle.unit(),
             askTimeout,
             replyTo -> new IommuUnitActor.UnregisterDevice(rid, replyTo),
@@ -1072,25 +1070,22 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     shutdown.vmsStopped = true;
     shutdown.reportsPending = 1 + 2 * units.size() + banks.size();
-    getContext()
-        .ask(
-            HostMemoryActor.MemoryReport.class,
+    io.iommulab.actors.Asks.<Command, HostMemoryActor.Command, HostMemoryActor.MemoryReport>ask(
+            getContext(),
             memory,
             askTimeout,
             HostMemoryActor.GetReport::new,
             (reply, failure) -> new MemoryReported(reply, describe(failure)));
     for (UnitEntry unit : units) {
       int unitId = unit.unitId();
-      getContext()
-          .ask(
-              IommuUnitActor.UnitStats.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitStats>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetStats::new,
               (reply, failure) -> new UnitReported(unitId, reply, describe(failure)));
-      getContext()
-          .ask(
-              IommuUnitActor.UnitSnapshotted.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitSnapshotted>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetSnapshot::new,
@@ -1098,9 +1093,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     for (int i = 0; i < banks.size(); i++) {
       int bank = i;
-      getContext()
-          .ask(
-              MsiBankActor.BankReply.class,
+      io.iommulab.actors.Asks.<Command, MsiBankActor.Command, MsiBankActor.BankReply>ask(
+              getContext(),
               banks.get(i),
               askTimeout,
               MsiBankActor.GetBankState::new,

@@ -812,12 +812,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<IommuUnitActor.UnitReply>, IommuUnitActor.Command> request,
       Step next) {
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             unit,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new UnitAnswered(
                     reply != null
@@ -858,12 +857,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       GuestFd f,
       Function<ActorRef<IoasidFdActor.Reply>, IoasidFdActor.Command> request,
       FdStep next) {
-    getContext()
-        .ask(
-            IoasidFdActor.Reply.class,
+    io.iommulab.actors.Asks.<Command, IoasidFdActor.Command, IoasidFdActor.Reply>ask(
+            getContext(),
             f.ref,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new FdAnswered(
                     reply != null
