@@ -41,6 +41,7 @@ import java.util.function.Consumer;
 import java.util.function.Function;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Receive;
@@ -74,6 +75,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final ModeledClock clock;
   private final IommufdCtx model;
   private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
+  private final ActorRef<IommuUnitActor.Answer> answers;
+  private final Map<Long, Pending> pending = new HashMap<>();
+  private final java.util.Set<ActorRef<IommuUnitActor.Command>> watched = new java.util.HashSet<>();
+  private long nextCorr = 1;
   private final Map<Integer, ActorRef<IommuUnitActor.Command>> units = new HashMap<>();
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
@@ -127,6 +132,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
             injector, pins);
     this.faultSink =
         context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultEventReceived::new);
+    // The adapter's function runs in this actor: it may look the continuation up.
+    this.answers = context.messageAdapter(IommuUnitActor.Answer.class, this::answered);
     model.pamu().configureMsiBanks(msiBanks);
     this.modes = new ModeHandlers(new Port());
   }
@@ -179,6 +186,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           m.then().accept(m.reply());
           return this;
         })
+        .onSignal(Terminated.class, this::onUnitTerminated)
         .build();
   }
 
@@ -189,22 +197,62 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
+  /** A correlated request in flight: the unit it went to and what continues the operation. */
+  private record Pending(ActorRef<IommuUnitActor.Command> unit, Consumer<UnitReply> then) {}
+
+  private UnitAnswered answered(IommuUnitActor.Answer a) {
+    Pending p = pending.remove(a.corr());
+    if (p == null) {
+      // Already failed (its unit stopped): the late answer has nothing left to continue.
+      return new UnitAnswered(reply -> getContext().getLog().warn(
+          "fd [{}]: answer [{}] to no request: [{}]", ictxId, a.corr(), reply), a.reply());
+    }
+    return new UnitAnswered(p.then(), a.reply());
+  }
+
+  /** A unit that stopped (a bug it was stopped for) answers nothing more: its requests fail EIO. */
+  private Behavior<Command> onUnitTerminated(Terminated t) {
+    List<Long> lost = new ArrayList<>();
+    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
+      if (e.getValue().unit().equals(t.getRef())) {
+        lost.add(e.getKey());
+      }
+    }
+    for (Long corr : lost) {
+      pending.remove(corr).then().accept(new IommuUnitActor.Refused(Errno.EIO, "unit stopped: " + t.getRef()));
+    }
+    return this;
+  }
+
+  /**
+   * One unit effect. MapRange and UnmapRange, the effects of every map and unmap, go as {@link
+   * IommuUnitActor.Correlated} tells answered through one adapter; the rarer commands are asks.
+   */
   private void ask(
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
       Consumer<UnitReply> then) {
-    getContext()
-        .ask(
-            UnitReply.class,
-            unit,
-            UNIT_TIMEOUT,
-            ref -> make.apply(ref),
-            (reply, failure) ->
-                new UnitAnswered(
-                    then,
-                    reply != null
-                        ? reply
-                        : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
+    IommuUnitActor.Command command = make.apply(null);
+    if (command instanceof IommuUnitActor.MapRange || command instanceof IommuUnitActor.UnmapRange) {
+      if (watched.add(unit)) {
+        getContext().watch(unit);
+      }
+      long corr = nextCorr++;
+      pending.put(corr, new Pending(unit, then));
+      unit.tell(IommuUnitActor.Correlated.of(corr, command, answers));
+      return;
+    }
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, UnitReply>ask(
+        getContext(),
+        unit,
+        UNIT_TIMEOUT,
+        make,
+        (reply, failure) ->
+            new UnitAnswered(
+                then,
+                reply != null
+                    ? reply
+                    : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
   }
 
   /** Sends every ask; {@code done} gets the replies in order once all arrived. */
@@ -1445,18 +1493,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
     /** Runs {@code action} with a reply ref whose reply comes back to {@code then}. */
     void askSelf(Consumer<ActorRef<Reply>> action, Consumer<Reply> then) {
-      getContext()
-          .ask(
-              Reply.class,
-              getContext().getSelf(),
-              UNIT_TIMEOUT,
-              ref -> new IoasidFdActor.SelfCall(action, ref),
-              (reply, failure) ->
-                  new IoasidFdActor.SelfAnswered(
-                      then,
-                      reply != null
-                          ? reply
-                          : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
+      io.iommulab.actors.Asks.<Command, Command, Reply>ask(
+          getContext(),
+          getContext().getSelf(),
+          UNIT_TIMEOUT,
+          ref -> new IoasidFdActor.SelfCall(action, ref),
+          (reply, failure) ->
+              new IoasidFdActor.SelfAnswered(
+                  then,
+                  reply != null
+                      ? reply
+                      : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
     }
 
     void map(IoasidFdActor.IoasMap m, Accounting.Mode mode) {

@@ -120,8 +120,8 @@ final class PagingUnitActor extends UnitActorBase {
         .onMessage(EnforceCacheCoherency.class, this::onEnforceCacheCoherency)
         .onMessage(SetDirtyTracking.class, this::onSetDirtyTracking)
         .onMessage(ReadAndClearDirty.class, this::onReadAndClearDirty)
-        .onMessage(MapRange.class, this::onMapRange)
-        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Stage1Map.class, this::onStage1Map)
         .onMessage(Stage1Unmap.class, this::onStage1Unmap)
         .onMessage(InvalidateUser.class, this::onInvalidateUser)
@@ -231,6 +231,10 @@ final class PagingUnitActor extends UnitActorBase {
     return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
   }
 
+  private Behavior<Command> noDomain(Replier replyTo, String arg, int id) {
+    return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
+  }
+
   private Behavior<Command> onAllocDomain(AllocDomain msg) {
     if (msg.type() == null) {
       return refuse(msg.replyTo(), Errno.EINVAL, "type: missing");
@@ -278,6 +282,10 @@ final class PagingUnitActor extends UnitActorBase {
 
   /** The paging domain {@code id}, or a refusal: ENOENT unknown, EINVAL when NESTED. */
   private PagingDomain pagingDomain(int id, ActorRef<UnitReply> replyTo) {
+    return pagingDomain(id, (Replier) replyTo::tell);
+  }
+
+  private PagingDomain pagingDomain(int id, Replier replyTo) {
     Domain d = domainOrNull(id);
     if (d == null) {
       noDomain(replyTo, "domainId", id);
@@ -371,15 +379,16 @@ final class PagingUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- mappings
 
-  private Behavior<Command> onMapRange(MapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
       return this;
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
     if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
-      return refuse(msg.replyTo(), Errno.EINVAL,
+      return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
     long cur = msg.iova();
@@ -389,22 +398,21 @@ final class PagingUnitActor extends UnitActorBase {
       if (!r.isOk()) {
         rollbackMap(d, msg.iova(), total);
         Outcome.Err<Void> e = (Outcome.Err<Void>) r;
-        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+        return refuse(reply, e.errno(), "run %d: %s", i, e.message());
       }
       total += lengths[i];
       cur += lengths[i];
     }
     long bytes = total;
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (!unit.cachingMode()) {
-      replyTo.tell(new Mapped(bytes));
+      reply.tell(new Mapped(bytes));
       return this;
     }
     // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
-    invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(new Mapped(bytes)));
+    invalidation.run(plan, clock.nanos(), completedAt -> reply.tell(new Mapped(bytes)));
     return this;
   }
 
@@ -419,24 +427,24 @@ final class PagingUnitActor extends UnitActorBase {
     }
   }
 
-  private Behavior<Command> onUnmapRange(UnmapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
       return this;
     }
     // Plan first: planning changes nothing, and a bad range is refused before the table changes.
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
     if (!plan.isOk()) {
-      return refuse(msg.replyTo(), plan);
+      return refuse(reply, plan);
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
-      return refuse(msg.replyTo(), r);
+      return refuse(reply, r);
     }
     long bytes = r.value();
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (bytes == 0) {
-      replyTo.tell(new Unmapped(0, 0));
+      reply.tell(new Unmapped(0, 0));
       return this;
     }
     long start = clock.nanos();
@@ -446,7 +454,7 @@ final class PagingUnitActor extends UnitActorBase {
         completedAt -> {
           long latency = completedAt - start;
           unmapLatency.record(latency);
-          replyTo.tell(new Unmapped(bytes, latency));
+          reply.tell(new Unmapped(bytes, latency));
         });
     return this;
   }

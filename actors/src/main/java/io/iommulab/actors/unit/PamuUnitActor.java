@@ -120,8 +120,8 @@ final class PamuUnitActor extends UnitActorBase {
     return commonReceive()
         .onMessage(AllocDomain.class, this::onAllocDomain)
         .onMessage(FreeDomain.class, this::onFreeDomain)
-        .onMessage(MapRange.class, this::onMapRange)
-        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Attach.class, this::onAttach)
         .onMessage(Detach.class, this::onDetach)
         .onMessage(PamuSetGeometry.class, this::onPamuSetGeometry)
@@ -214,6 +214,10 @@ final class PamuUnitActor extends UnitActorBase {
   // ---------------------------------------------------------------- domains and windows
 
   private PamuDomain domain(int id, ActorRef<UnitReply> replyTo) {
+    return domain(id, (Replier) replyTo::tell);
+  }
+
+  private PamuDomain domain(int id, Replier replyTo) {
     PamuDomain d = pamu.domain(id).orElse(null);
     if (d == null) {
       refuse(replyTo, Errno.ENOENT, "domainId %d: no such domain on unit %s", id, name);
@@ -249,15 +253,16 @@ final class PamuUnitActor extends UnitActorBase {
    * memory), each merged run is one {@link PamuDomain#map}. All or nothing: a refused run unmaps
    * the runs before it (whole DMA windows the call enabled).
    */
-  private Behavior<Command> onMapRange(MapRange msg) {
-    PamuDomain d = domain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
+    PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
       return this;
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
     if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
-      return refuse(msg.replyTo(), Errno.EINVAL,
+      return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
     long cur = msg.iova();
@@ -280,28 +285,29 @@ final class PamuUnitActor extends UnitActorBase {
           }
         }
         Outcome.Err<Void> e = (Outcome.Err<Void>) r;
-        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+        return refuse(reply, e.errno(), "run %d: %s", i, e.message());
       }
       cur += len;
       total += len;
       i = j;
     }
-    msg.replyTo().tell(new Mapped(total));
+    reply.tell(new Mapped(total));
     return this;
   }
 
-  private Behavior<Command> onUnmapRange(UnmapRange msg) {
-    PamuDomain d = domain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
+    PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
       return this;
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
-      return refuse(msg.replyTo(), r);
+      return refuse(reply, r);
     }
     long windows = r.value() / d.windowSize();
     // A PAACE write takes effect for the next lookup: no invalidation queue, one entry per window.
-    msg.replyTo().tell(new Unmapped(r.value(), cost.pteWrites(windows)));
+    reply.tell(new Unmapped(r.value(), cost.pteWrites(windows)));
     return this;
   }
 

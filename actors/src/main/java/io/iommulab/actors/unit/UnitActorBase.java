@@ -8,11 +8,13 @@ import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
+import io.iommulab.actors.unit.IommuUnitActor.Correlated;
 import io.iommulab.actors.unit.IommuUnitActor.DmaFaulted;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
 import io.iommulab.actors.unit.IommuUnitActor.GetStats;
+import io.iommulab.actors.unit.IommuUnitActor.MapRange;
 import io.iommulab.actors.unit.IommuUnitActor.PageRequested;
 import io.iommulab.actors.unit.IommuUnitActor.PageResponseCode;
 import io.iommulab.actors.unit.IommuUnitActor.Refused;
@@ -24,6 +26,7 @@ import io.iommulab.actors.unit.IommuUnitActor.TranslateBurst;
 import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
+import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
 import io.iommulab.config.Rids;
 import io.iommulab.config.UnitKind;
@@ -213,7 +216,46 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(AtcInvalidationAcked.class, this::onAtcInvalidationAcked)
         .onMessage(BankLearned.class, this::onBankLearned)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(Correlated.class, this::onCorrelated)
         .onSignal(Terminated.class, this::onTerminated);
+  }
+
+  // ---------------------------------------------------------------- replies to a command or a Correlated
+
+  /** Where a command's reply goes: its {@code replyTo}, or the Answer of a {@link Correlated}. */
+  @FunctionalInterface
+  protected interface Replier {
+    void tell(UnitReply reply);
+  }
+
+  /** MapRange, its reply to {@code r}. */
+  protected abstract Behavior<Command> mapRange(MapRange msg, Replier r);
+
+  /** UnmapRange, its reply to {@code r}. */
+  protected abstract Behavior<Command> unmapRange(UnmapRange msg, Replier r);
+
+  private Behavior<Command> onCorrelated(Correlated c) {
+    long corr = c.corr();
+    ActorRef<IommuUnitActor.Answer> to = c.replyTo();
+    Replier r = reply -> to.tell(IommuUnitActor.Answer.of(corr, reply));
+    if (c.map() != null && c.unmap() == null) {
+      return mapRange(c.map(), r);
+    }
+    if (c.unmap() != null && c.map() == null) {
+      return unmapRange(c.unmap(), r);
+    }
+    return refuse(r, Errno.EINVAL, "Correlated: exactly one of map, unmap");
+  }
+
+  protected Behavior<Command> refuse(Replier r, Errno errno, String format, Object... args) {
+    r.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
+    return this;
+  }
+
+  protected Behavior<Command> refuse(Replier r, Outcome<?> err) {
+    Outcome.Err<?> e = (Outcome.Err<?>) err;
+    r.tell(new Refused(e.errno(), e.message()));
+    return this;
   }
 
   // ---------------------------------------------------------------- replies
