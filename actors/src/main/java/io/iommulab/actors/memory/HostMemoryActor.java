@@ -192,7 +192,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     guests.put(msg.vmId(), gm);
     getContext().getLog().debug("Backed VM [{}] with [{}]", msg.vmId(), gm);
     msg.replyTo().tell(new GuestMemoryAllocated(gm.layout()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReleaseGuestMemory(ReleaseGuestMemory msg) {
@@ -212,12 +212,12 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     gm.release();
     guests.remove(msg.vmId());
     msg.replyTo().tell(new GuestMemoryReleased(msg.vmId(), gm.bytes()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> refuse(ActorRef<GuestMemoryReply> replyTo, Errno errno, String message) {
     replyTo.tell(new MemoryRefused(errno, message));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPinsChanged(PinsChanged msg) {
@@ -232,7 +232,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       if (!r.isOk()) {
         return bug("pin: " + r);
       }
-      return this;
+      return Behaviors.same();
     }
     try {
       gm.unpin(msg.userVa(), msg.length());
@@ -240,7 +240,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       // The model validated before changing anything: record the sender's bug and go on.
       return bug("unpin: " + e.getMessage());
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onCheckDma(CheckDma msg) {
@@ -277,7 +277,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
         tally[k] = 0;
       }
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetReport(GetReport msg) {
@@ -306,7 +306,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
             memory.violationsDropped(),
             allocated,
             List.copyOf(bugs)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> bug(String what) {
@@ -316,6 +316,6 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     if (bugs.size() < BUG_LOG) {
       bugs.add(what);
     }
-    return this;
+    return Behaviors.same();
   }
 }

@@ -268,7 +268,7 @@ final class PagingUnitActor extends UnitActorBase {
     replyTo.tell(
         new DomainAllocated(
             d.id(), pageSizeBitmap, unit.addressWidth(), 0, (1L << unit.addressWidth()) - 1));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeDomain(FreeDomain msg) {
@@ -301,7 +301,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onEnforceCacheCoherency(EnforceCacheCoherency msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.enforceCacheCoherency();
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -310,7 +310,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onSetDirtyTracking(SetDirtyTracking msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, 0, -1L);
     Outcome<Void> r = d.setDirtyTracking(msg.enabled());
@@ -321,13 +321,13 @@ final class PagingUnitActor extends UnitActorBase {
     // intel_pasid_setup_dirty_tracking flushes the PASID cache and IOTLB.
     ActorRef<UnitReply> replyTo = msg.replyTo();
     invalidation.run(plan.value(), clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReadAndClearDirty(ReadAndClearDirty msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     List<InvDescriptor> plan = null;
     if (msg.clear() && msg.length() != 0) {
@@ -350,7 +350,7 @@ final class PagingUnitActor extends UnitActorBase {
     } else {
       invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(reply));
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** Expands dirty leaves (clipped to the range) into the 4 KiB pages iommufd's bitmap counts. */
@@ -383,7 +383,7 @@ final class PagingUnitActor extends UnitActorBase {
   protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
     PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
@@ -406,14 +406,14 @@ final class PagingUnitActor extends UnitActorBase {
     long bytes = total;
     if (!unit.cachingMode()) {
       reply.tell(new Mapped(bytes));
-      return this;
+      return Behaviors.same();
     }
     // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
     invalidation.run(plan, clock.nanos(), completedAt -> reply.tell(new Mapped(bytes)));
-    return this;
+    return Behaviors.same();
   }
 
   /** Undoes the runs a refused MapRange already installed: they were empty before the call. */
@@ -431,7 +431,7 @@ final class PagingUnitActor extends UnitActorBase {
   protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
     PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     // Plan first: planning changes nothing, and a bad range is refused before the table changes.
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
@@ -445,7 +445,7 @@ final class PagingUnitActor extends UnitActorBase {
     long bytes = r.value();
     if (bytes == 0) {
       reply.tell(new Unmapped(0, 0));
-      return this;
+      return Behaviors.same();
     }
     long start = clock.nanos();
     invalidation.run(
@@ -456,7 +456,7 @@ final class PagingUnitActor extends UnitActorBase {
           unmapLatency.record(latency);
           reply.tell(new Unmapped(bytes, latency));
         });
-    return this;
+    return Behaviors.same();
   }
 
   private NestedDomain nestedDomain(int id, ActorRef<UnitReply> replyTo) {
@@ -475,7 +475,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Map(Stage1Map msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = n.stage1().map(msg.iova(), msg.gpa(), msg.length(), msg.prot());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -484,7 +484,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Unmap(Stage1Unmap msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Long> r = n.stage1().unmap(msg.iova(), msg.length());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -518,11 +518,11 @@ final class PagingUnitActor extends UnitActorBase {
     long start = clock.nanos();
     if (plan.isEmpty()) {
       replyTo.tell(new UserInvalidated(n, en, m, 0));
-      return this;
+      return Behaviors.same();
     }
     invalidation.run(plan, start,
         completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
-    return this;
+    return Behaviors.same();
   }
 
   /** The descriptors of one user invalidation entry, or why it is refused. */
@@ -651,7 +651,7 @@ final class PagingUnitActor extends UnitActorBase {
       return done(replyTo);
     }
     invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- MSI, inspection
@@ -664,7 +664,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (!unit.msiIsolation()) {
       msiUnisolated++;
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
@@ -673,7 +673,7 @@ final class PagingUnitActor extends UnitActorBase {
     msg.replyTo().tell(
         new UnitSnapshotted(unit.snapshot(), null, groupSummaries(), handleSummaries(),
             registeredRids()));
-    return this;
+    return Behaviors.same();
   }
 
   /** A growable long array: dirty reads are not on the DMA path. */

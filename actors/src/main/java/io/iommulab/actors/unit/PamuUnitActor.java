@@ -236,13 +236,13 @@ final class PamuUnitActor extends UnitActorBase {
     PamuDomain dom = d.value();
     msg.replyTo().tell(new DomainAllocated(dom.id(), PAGE_SIZE_BITMAP, ADDRESS_WIDTH,
         dom.apertureStart(), dom.apertureLast()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeDomain(FreeDomain msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.free();
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -257,7 +257,7 @@ final class PamuUnitActor extends UnitActorBase {
   protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
     PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
@@ -292,14 +292,14 @@ final class PamuUnitActor extends UnitActorBase {
       i = j;
     }
     reply.tell(new Mapped(total));
-    return this;
+    return Behaviors.same();
   }
 
   @Override
   protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
     PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
@@ -308,13 +308,13 @@ final class PamuUnitActor extends UnitActorBase {
     long windows = r.value() / d.windowSize();
     // A PAACE write takes effect for the next lookup: no invalidation queue, one entry per window.
     reply.tell(new Unmapped(r.value(), cost.pteWrites(windows)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuSetGeometry(PamuSetGeometry msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setGeometry(msg.apertureStart(), msg.apertureSize());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -323,7 +323,7 @@ final class PamuUnitActor extends UnitActorBase {
   private Behavior<Command> onPamuSetWindowCount(PamuSetWindowCount msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setWindowCount(msg.windows());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -332,17 +332,17 @@ final class PamuUnitActor extends UnitActorBase {
   private Behavior<Command> onPamuGetGeometry(PamuGetGeometry msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     msg.replyTo().tell(new PamuGeometry(d.apertureStart(), d.apertureSize(), d.windowCount(),
         pamu.maxWindows(), d.isWindowCountSet(), d.isEnabled()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuMapMsiBank(PamuMapMsiBank msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     if (!msiBanks.containsKey(msg.bankIndex())) {
       return refuse(msg.replyTo(), Errno.EINVAL, "bankIndex %d: no such MSI bank", msg.bankIndex());
@@ -359,13 +359,13 @@ final class PamuUnitActor extends UnitActorBase {
     msiPages.put(msg.msiirAddress() & ~0xFFFL, msg.bankIndex());
     long msiIova = d.windowIova(d.windowOf(msg.iova())) + (msg.msiirAddress() & 0xFFFL);
     msg.replyTo().tell(new MsiBankMapped(msiIova));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuUnmapMsiBank(PamuUnmapMsiBank msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.unmapMsiBank(msg.iova());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -384,7 +384,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     if (!userOwned(e)) {
       return refuse(msg.replyTo(), Errno.EPERM, "rid %s: no DMA owner claimed it (bind first)",
@@ -441,19 +441,19 @@ final class PamuUnitActor extends UnitActorBase {
     if (!t.ok()) {
       fault(new DmaFault(unitId, msg.rid(), FaultRecord.NO_PASID, msg.address(), Access.WRITE,
           t.fault, now + t.latencyNs + cost.faultReport()));
-      return this;
+      return Behaviors.same();
     }
     Integer bank = msiPages.get(t.hpa & ~0xFFFL);
     ActorRef<MsiBankActor.Command> ref = bank == null ? null : msiBanks.get(bank);
     if (ref == null) {
       checkWrite(e, msg.rid(), t.hpa, Integer.BYTES, now + t.latencyNs);
-      return this;
+      return Behaviors.same();
     }
     if (!settings.msiIsolation()) {
       msiUnisolated++;
     }
     ref.tell(new MsiBankActor.Deliver(msg.rid(), t.hpa, msg.data()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
@@ -461,6 +461,6 @@ final class PamuUnitActor extends UnitActorBase {
     pamu.checkInvariants();
     msg.replyTo().tell(new UnitSnapshotted(null, pamu.snapshot(), groupSummaries(),
         handleSummaries(), registeredRids()));
-    return this;
+    return Behaviors.same();
   }
 }

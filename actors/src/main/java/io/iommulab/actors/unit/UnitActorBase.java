@@ -56,6 +56,7 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
 
 /**
@@ -249,13 +250,13 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   protected Behavior<Command> refuse(Replier r, Errno errno, String format, Object... args) {
     r.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
-    return this;
+    return Behaviors.same();
   }
 
   protected Behavior<Command> refuse(Replier r, Outcome<?> err) {
     Outcome.Err<?> e = (Outcome.Err<?>) err;
     r.tell(new Refused(e.errno(), e.message()));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- replies
@@ -263,13 +264,13 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected Behavior<Command> refuse(
       ActorRef<UnitReply> replyTo, Errno errno, String format, Object... args) {
     replyTo.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
-    return this;
+    return Behaviors.same();
   }
 
   protected Behavior<Command> refuse(ActorRef<UnitReply> replyTo, Outcome<?> err) {
     Outcome.Err<?> e = (Outcome.Err<?>) err;
     replyTo.tell(new Refused(e.errno(), e.message()));
-    return this;
+    return Behaviors.same();
   }
 
   protected Behavior<Command> unsupported(ActorRef<UnitReply> replyTo, String operation) {
@@ -279,7 +280,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   protected Behavior<Command> done(ActorRef<UnitReply> replyTo) {
     replyTo.tell(Done.INSTANCE);
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- devices
@@ -389,7 +390,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       getContext().getLog().info("Device actor of rid {} on unit [{}] stopped", rid(rid), name);
       deviceStopped(rid);
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** A registered device's actor stopped; the kind releases what waits on it. */
@@ -397,7 +398,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   private Behavior<Command> onBankLearned(BankLearned msg) {
     bankLearned(msg.bankIndex(), msg.msiirAddress());
-    return this;
+    return Behaviors.same();
   }
 
   /** An MSI bank's address is known; PAMU routes MSI writes by it. */
@@ -436,7 +437,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     }
     ownerChanged(group, wasOwned, e);
     msg.replyTo().tell(new DmaOwnerClaimed(info(e)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReleaseDmaOwner(ReleaseDmaOwner msg) {
@@ -601,7 +602,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       checkDma(dev, rid, pasid, status, hpas, b.lengths(), completed, now + latency);
     }
     b.replyTo().tell(new BurstTranslated(b.burstId(), status, hpas, prot, pageShift, latency));
-    return this;
+    return Behaviors.same();
   }
 
   /** One CheckDma for the completed untranslated accesses of a burst. */
@@ -657,7 +658,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     if (e == null) {
       getContext().getLog().warn("Page request from unregistered rid {} on unit [{}] dropped",
           rid(r.rid()), name);
-      return this;
+      return Behaviors.same();
     }
     ActorRef<FaultEvent> sink = handles.get(handleKey(r.rid(), r.pasid()));
     if (sink == null) {
@@ -666,12 +667,12 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       if (r.lastPage()) {
         e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), PageResponseCode.INVALID));
       }
-      return this;
+      return Behaviors.same();
     }
     pendingPageGroups.add(pageGroupKey(r.rid(), r.pasid(), r.groupId()));
     sink.tell(new PageRequested(new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(),
         r.address(), r.perm(), r.lastPage(), clock.nanos() + cost.pageRequest())));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onRespondPageRequest(RespondPageRequest r) {
@@ -680,19 +681,19 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       staleResponses++;
       getContext().getLog().debug("Stale page response rid {} pasid {} group {} dropped",
           rid(r.rid()), r.pasid(), r.groupId());
-      return this;
+      return Behaviors.same();
     }
     // The page-group response is one descriptor on the queue; the model keeps no ring slot for it.
     pageResponses++;
     e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), r.code()));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- invalidation acks, stats
 
   private Behavior<Command> onAtcInvalidationAcked(AtcInvalidationAcked msg) {
     atcAcknowledged(msg.rid(), msg.token());
-    return this;
+    return Behaviors.same();
   }
 
   /** A device acknowledged an ATC invalidation. */
@@ -702,6 +703,6 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     msg.replyTo().tell(stats(new Common(translations, faults, unhandledFaults,
         List.copyOf(faultLog), pageRequests, pageResponses, staleResponses, msiWrites,
         msiUnisolated)));
-    return this;
+    return Behaviors.same();
   }
 }
