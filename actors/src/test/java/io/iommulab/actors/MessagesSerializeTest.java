@@ -1,5 +1,6 @@
 package io.iommulab.actors;
 
+import io.iommulab.actors.pipeline.FaultSinks;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -117,7 +118,8 @@ class MessagesSerializeTest {
     unit.tell(new IommuUnitActor.AllocDomain(DomainType.PAMU, false, false, 0, replies.getRef()));
     assertEquals(Errno.EOPNOTSUPP, replies.expectMessageClass(IommuUnitActor.Refused.class).errno());
     TestProbe<IommuUnitActor.FaultEvent> fd = testKit.createTestProbe();
-    unit.tell(new IommuUnitActor.Attach(0x200, NONE, domain, fd.getRef(), replies.getRef()));
+    unit.tell(new IommuUnitActor.Attach(0x200, NONE, domain, FaultSinks.unbatching(testKit, fd.getRef()),
+        replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     unit.tell(new IommuUnitActor.MapRange(domain, IOVA, new long[] {guest.pageHpa(0)},
         new long[] {4096}, Access.READ_WRITE, replies.getRef()));

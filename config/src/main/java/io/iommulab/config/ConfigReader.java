@@ -14,6 +14,7 @@ import java.util.Collection;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Optional;
+import java.util.OptionalDouble;
 import java.util.OptionalInt;
 import java.util.OptionalLong;
 import java.util.Set;
@@ -96,6 +97,8 @@ final class ConfigReader {
 
   private static final Pattern PLAIN = Pattern.compile("[^\\s\"'{}\\[\\],=#]+");
   private static final Pattern BARE_NUMBER = Pattern.compile("\\s*[-+]?[0-9]+(\\.[0-9]*)?\\s*");
+  private static final Pattern DECIMAL =
+      Pattern.compile("[-+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?");
   private static final int MAX_RENDERED = 80;
 
   private final List<Layer> layers;
@@ -282,29 +285,12 @@ final class ConfigReader {
     if (f == null) {
       return OptionalLong.empty();
     }
-    ConfigValue value = f.value();
-    if (value.valueType() == ConfigValueType.NUMBER
-        || (value.valueType() == ConfigValueType.STRING
-            && BARE_NUMBER.matcher((String) value.unwrapped()).matches())) {
-      report(key, f, "must be " + DURATION + "; a bare number would mean milliseconds");
+    Object v = nanosOf(f.value());
+    if (v instanceof String why) {
+      report(key, f, why);
       return OptionalLong.empty();
     }
-    if (value.valueType() != ConfigValueType.STRING) {
-      report(key, f, "must be " + DURATION);
-      return OptionalLong.empty();
-    }
-    long nanos;
-    try {
-      Duration d = ConfigFactory.empty().withValue("v", value).getDuration("v");
-      nanos = d.toNanos();
-    } catch (ConfigException.BadValue | ConfigException.WrongType e) {
-      report(key, f, "must be " + DURATION);
-      return OptionalLong.empty();
-    } catch (ArithmeticException e) {
-      report(key, f, "must be at most " + Long.MAX_VALUE + "ns");
-      return OptionalLong.empty();
-    }
-    return check(key, f, nanos, rule);
+    return check(key, f, (Long) v, rule);
   }
 
   /**
@@ -426,6 +412,88 @@ final class ConfigReader {
   }
 
   /**
+   * A number (integer or decimal, or a decimal string) from {@code lo} to {@code hi}; {@code
+   * expected} names what it is ("a fraction from 0 to 1").
+   */
+  OptionalDouble getDouble(String key, double lo, double hi, String expected) {
+    Found f = require(key, expected);
+    if (f == null) {
+      return OptionalDouble.empty();
+    }
+    Double v = doubleOf(f.value());
+    if (v == null || v < lo || v > hi) {
+      report(key, f, "must be " + expected);
+      return OptionalDouble.empty();
+    }
+    return OptionalDouble.of(v);
+  }
+
+  /** A list of scalars as text, each accepted by {@code ok}, each problem named {@code key[i]}. */
+  Optional<List<String>> getStringList(String key, Predicate<String> ok, String expected) {
+    String listExpected = "a list of " + expected;
+    Found f = require(key, listExpected);
+    if (f == null) {
+      return Optional.empty();
+    }
+    if (f.value().valueType() != ConfigValueType.LIST) {
+      report(key, f, "must be " + listExpected);
+      return Optional.empty();
+    }
+    String listPath = join(layers.get(f.layer()).path(), key);
+    ConfigList list = (ConfigList) f.value();
+    List<String> out = new ArrayList<>(list.size());
+    boolean ok2 = true;
+    for (int i = 0; i < list.size(); i++) {
+      String text = scalarText(list.get(i));
+      if (text == null || !ok.test(text)) {
+        problems.add(listPath + "[" + i + "] = " + render(list.get(i)) + ": must be " + expected);
+        ok2 = false;
+      } else {
+        out.add(text);
+      }
+    }
+    return ok2 ? Optional.of(out) : Optional.empty();
+  }
+
+  /** A list of durations (see {@link #getNanos}), each checked by {@code rule} at {@code key[i]}. */
+  Optional<List<Long>> getNanosList(String key, Rule rule) {
+    String expected = "a list of durations such as [2s, 10s]";
+    Found f = require(key, expected);
+    if (f == null) {
+      return Optional.empty();
+    }
+    if (f.value().valueType() != ConfigValueType.LIST) {
+      report(key, f, "must be " + expected);
+      return Optional.empty();
+    }
+    String listPath = join(layers.get(f.layer()).path(), key);
+    ConfigList list = (ConfigList) f.value();
+    List<Long> out = new ArrayList<>(list.size());
+    boolean ok = true;
+    for (int i = 0; i < list.size(); i++) {
+      ConfigValue element = list.get(i);
+      String elementPath = listPath + "[" + i + "] = " + render(element) + ": ";
+      Object v = nanosOf(element);
+      if (v instanceof String why) {
+        problems.add(elementPath + why);
+        ok = false;
+      } else if (!rule.test().test((Long) v)) {
+        problems.add(elementPath + rule.text());
+        ok = false;
+      } else {
+        out.add((Long) v);
+      }
+    }
+    return ok ? Optional.of(out) : Optional.empty();
+  }
+
+  /** The type of {@code key}'s value in the first layer that has it; empty when missing. */
+  Optional<ConfigValueType> typeOf(String key) {
+    Found f = find(key);
+    return f == null ? Optional.empty() : Optional.of(f.value().valueType());
+  }
+
+  /**
    * The object under {@code key}, with the same key from every lower layer as its fallback (HOCON
    * object merge). Empty, without a problem, when no layer has it.
    */
@@ -529,6 +597,46 @@ final class ConfigReader {
       return OptionalLong.empty();
     }
     return OptionalLong.of(v);
+  }
+
+  /**
+   * A HOCON duration in nanoseconds (a {@code Long}), or the rule it breaks (a {@code String}). A
+   * bare number is refused: Typesafe Config would read it as milliseconds, a million times what a
+   * cost in this model usually is.
+   */
+  private static Object nanosOf(ConfigValue value) {
+    if (value.valueType() == ConfigValueType.NUMBER
+        || (value.valueType() == ConfigValueType.STRING
+            && BARE_NUMBER.matcher((String) value.unwrapped()).matches())) {
+      return "must be " + DURATION + "; a bare number would mean milliseconds";
+    }
+    if (value.valueType() != ConfigValueType.STRING) {
+      return "must be " + DURATION;
+    }
+    try {
+      Duration d = ConfigFactory.empty().withValue("v", value).getDuration("v");
+      return d.toNanos();
+    } catch (ConfigException.BadValue | ConfigException.WrongType e) {
+      return "must be " + DURATION;
+    } catch (ArithmeticException e) {
+      return "must be at most " + Long.MAX_VALUE + "ns";
+    }
+  }
+
+  private static Double doubleOf(ConfigValue value) {
+    if (value.valueType() == ConfigValueType.NUMBER) {
+      double d = ((Number) value.unwrapped()).doubleValue();
+      return Double.isFinite(d) ? d : null;
+    }
+    if (value.valueType() == ConfigValueType.STRING) {
+      String s = ((String) value.unwrapped()).trim();
+      if (!DECIMAL.matcher(s).matches()) {
+        return null;
+      }
+      double d = Double.parseDouble(s);
+      return Double.isFinite(d) ? d : null;
+    }
+    return null;
   }
 
   /** A byte count as a reader would write it: {@code 64GiB}, {@code 4KiB}, else bytes. */

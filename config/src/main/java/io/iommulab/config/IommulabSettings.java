@@ -7,12 +7,19 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * Everything under {@code iommulab}: the host topology and the cost model.
+ * Everything under {@code iommulab}: the host topology, the cost model and the fault pipeline.
  *
  * <p>Other modules may add their own sections under {@code iommulab}; only {@code
- * iommulab.topology} and {@code iommulab.cost-model} are read (and checked for unknown keys) here.
+ * iommulab.topology}, {@code iommulab.cost-model} and {@code iommulab.fault-pipeline} (optional:
+ * its defaults when absent) are read (and checked for unknown keys) here.
  */
-public record IommulabSettings(TopologySettings topology, CostModelSettings costModel) {
+public record IommulabSettings(
+    TopologySettings topology, CostModelSettings costModel, FaultPipelineSettings faultPipeline) {
+
+  /** Topology and cost model; the fault pipeline takes its defaults. */
+  public IommulabSettings(TopologySettings topology, CostModelSettings costModel) {
+    this(topology, costModel, FaultPipelineSettings.defaults());
+  }
 
   /**
    * Builds the settings from a full config: the result of {@code ConfigFactory.load()}, or a
@@ -41,8 +48,14 @@ public record IommulabSettings(TopologySettings topology, CostModelSettings cost
         section
             .flatMap(s -> s.requireObject("cost-model", "an object"))
             .flatMap(CostModelSettings::read);
+    Optional<ConfigReader> pipelineSection = section.flatMap(s -> s.getObject("fault-pipeline"));
+    Optional<FaultPipelineSettings> pipeline =
+        pipelineSection.isPresent()
+            ? pipelineSection.flatMap(FaultPipelineSettings::read)
+            : Optional.of(FaultPipelineSettings.defaults());
     r.problems().throwIfAny();
-    return new IommulabSettings(topology.orElseThrow(), costModel.orElseThrow());
+    return new IommulabSettings(
+        topology.orElseThrow(), costModel.orElseThrow(), pipeline.orElseThrow());
   }
 
   /** {@link #fromConfig} of {@code ConfigFactory.load()}: application.conf over reference.conf. */

@@ -24,21 +24,34 @@ import java.util.Optional;
  * @param vfioDmaEntryLimit VFIO type1 {@code dma_entry_limit}: mappings per container
  * @param pasidsPerVm PASIDs one VM may hold at once (its IOASID set's quota, the /dev/ioasid
  *     design of 2021): the next allocation fails with ENOSPC
+ * @param faultQueueDepth page requests one FAULT object holds (partial and queued, not those read
+ *     and awaiting a response), from 1 to 2^20: a request arriving at a full queue is lost and
+ *     counted, and the queue ends with a lost-events record (the vEVENTQ rule applied to FAULT)
  */
 public record UapiSettings(
     long memlockLimit,
     boolean allowUnsafeInterrupts,
     AccountMode defaultAccountMode,
     int vfioDmaEntryLimit,
-    int pasidsPerVm) {
+    int pasidsPerVm,
+    int faultQueueDepth) {
 
   /** Where the section lives in a full config; problems are named under it. */
   public static final String PATH = "iommulab.uapi";
 
   static final List<String> KEYS =
       List.of(
-          "memlock-limit", "allow-unsafe-interrupts", "default-account-mode", "vfio-dma-entry-limit",
-          "pasids-per-vm");
+          "memlock-limit",
+          "allow-unsafe-interrupts",
+          "default-account-mode",
+          "vfio-dma-entry-limit",
+          "pasids-per-vm",
+          "fault-queue-depth");
+
+  /** Default FAULT depth: a VT-d page request queue of 16 pages (2048 descriptors). */
+  public static final int DEFAULT_FAULT_QUEUE_DEPTH = 2048;
+
+  private static final ConfigReader.Rule FAULT_DEPTH = ConfigReader.Rule.between(1, 1 << 20);
 
   private static final long PAGE = 4096;
 
@@ -82,6 +95,10 @@ public record UapiSettings(
       throw new IllegalArgumentException(
           "pasids-per-vm = " + pasidsPerVm + ": must be from 1 to " + MAX_PASIDS);
     }
+    if (!FAULT_DEPTH.test().test(faultQueueDepth)) {
+      throw new IllegalArgumentException(
+          "fault-queue-depth = " + faultQueueDepth + ": " + FAULT_DEPTH.text());
+    }
   }
 
   /** PASIDs 1 to 2^20 - 1 (PASID 0 is the RID's own address space on VT-d). */
@@ -89,6 +106,17 @@ public record UapiSettings(
 
   /** Default of {@code pasids-per-vm} for the settings built without it. */
   public static final int DEFAULT_PASIDS_PER_VM = 1024;
+
+  /** The settings without a FAULT depth: {@link #DEFAULT_FAULT_QUEUE_DEPTH}. */
+  public UapiSettings(
+      long memlockLimit,
+      boolean allowUnsafeInterrupts,
+      AccountMode defaultAccountMode,
+      int vfioDmaEntryLimit,
+      int pasidsPerVm) {
+    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        DEFAULT_FAULT_QUEUE_DEPTH);
+  }
 
   /** The settings without a PASID quota (the original form): {@link #DEFAULT_PASIDS_PER_VM}. */
   public UapiSettings(
@@ -119,22 +147,32 @@ public record UapiSettings(
 
   /** These settings with another memlock limit (tests and scenarios). */
   public UapiSettings withMemlockLimit(long bytes) {
-    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm);
+    return new UapiSettings(bytes, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        faultQueueDepth);
   }
 
   /** These settings with {@code allow_unsafe_interrupts} set as given. */
   public UapiSettings withAllowUnsafeInterrupts(boolean allow) {
-    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm);
+    return new UapiSettings(memlockLimit, allow, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
+        faultQueueDepth);
   }
 
   /** These settings with another VFIO type1 {@code dma_entry_limit}. */
   public UapiSettings withVfioDmaEntryLimit(int limit) {
-    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, limit, pasidsPerVm);
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, limit, pasidsPerVm,
+        faultQueueDepth);
   }
 
   /** These settings with another per-VM PASID quota. */
   public UapiSettings withPasidsPerVm(int quota) {
-    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, quota);
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, quota,
+        faultQueueDepth);
+  }
+
+  /** These settings with another FAULT depth. */
+  public UapiSettings withFaultQueueDepth(int depth) {
+    return new UapiSettings(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit,
+        pasidsPerVm, depth);
   }
 
   static Optional<UapiSettings> read(ConfigReader r) {
@@ -149,9 +187,10 @@ public record UapiSettings(
         r.getInt("vfio-dma-entry-limit", ConfigReader.Rule.between(1, 65535)).orElse(65535);
     int pasids =
         r.getInt("pasids-per-vm", ConfigReader.Rule.between(1, MAX_PASIDS)).orElse(DEFAULT_PASIDS_PER_VM);
+    int depth = r.getInt("fault-queue-depth", FAULT_DEPTH).orElse(DEFAULT_FAULT_QUEUE_DEPTH);
     if (r.failedSince(mark)) {
       return Optional.empty();
     }
-    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, pasids));
+    return Optional.of(new UapiSettings(memlock, unsafe, mode, limit, pasids, depth));
   }
 }

@@ -31,8 +31,8 @@ class UapiSettingsTest {
         UapiSettings.fromConfig(
             ConfigFactory.parseString(
                 "memlock-limit = 16M, allow-unsafe-interrupts = on, default-account-mode = mm,"
-                    + " vfio-dma-entry-limit = 7, pasids-per-vm = 9"));
-    assertEquals(new UapiSettings(16L << 20, true, UapiSettings.AccountMode.MM, 7, 9), s);
+                    + " vfio-dma-entry-limit = 7, pasids-per-vm = 9, fault-queue-depth = 11"));
+    assertEquals(new UapiSettings(16L << 20, true, UapiSettings.AccountMode.MM, 7, 9, 11), s);
   }
 
   @Test
@@ -48,7 +48,8 @@ class UapiSettingsTest {
     assertEquals(
         List.of(
             "iommulab.uapi.memlock = 1: unknown key (the uapi section takes memlock-limit,"
-                + " allow-unsafe-interrupts, default-account-mode, vfio-dma-entry-limit, pasids-per-vm)",
+                + " allow-unsafe-interrupts, default-account-mode, vfio-dma-entry-limit, pasids-per-vm,"
+                + " fault-queue-depth)",
             "iommulab.uapi.memlock-limit = 1000: must be at least 0 and a multiple of 4K",
             "iommulab.uapi.default-account-mode = none: must be one of user, mm",
             "iommulab.uapi.vfio-dma-entry-limit = 65536: must be from 1 to 65535"),
@@ -59,7 +60,7 @@ class UapiSettingsTest {
   void anEmptySectionReportsEveryKeyAsMissing() {
     SettingsException e =
         assertThrows(SettingsException.class, () -> UapiSettings.fromConfig(ConfigFactory.empty()));
-    assertEquals(5, e.problems().size());
+    assertEquals(6, e.problems().size());
   }
 
   @Test

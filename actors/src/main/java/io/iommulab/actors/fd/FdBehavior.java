@@ -18,11 +18,16 @@ import io.iommulab.actors.fd.model.Invalidation;
 import io.iommulab.actors.fd.model.Ioas;
 import io.iommulab.actors.fd.model.PinListener;
 import io.iommulab.actors.fd.model.SnoopControl;
+import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.fd.model.Vevent;
 import io.iommulab.actors.fd.model.Veventq;
 import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.actors.pipeline.FaultPolicy;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.actors.unit.IommuUnitActor.FaultsPublished;
+import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
@@ -39,6 +44,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.Function;
+import kamon.Kamon;
+import kamon.metric.Counter;
+import kamon.metric.Histogram;
+import kamon.tag.TagSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
@@ -55,6 +64,20 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * comes back as a private {@link UnitAnswered} holding the continuation to run. Maps and unmaps
  * of an IOAS hold its {@link IoasGate} for reading, domain changes for writing. Nothing blocks;
  * there is no wall clock and no randomness here.
+ *
+ * <p>Fault records arrive from the units' fault pipelines in batches ({@link FaultsPublished}),
+ * each record carrying the token the fd gave its attach handle when it sent the Attach / Replace:
+ * a token names exactly one (device, pasid, HWPT) attachment, registered from the moment the
+ * unit may use it until that attachment is detached, replaced or aborted. A record whose token
+ * is no longer registered belongs to a handle that is gone (detached, replaced, fd closed): it is
+ * lost and counted, and a last page is answered INVALID; it never reaches the attachment that
+ * replaced it. What each record becomes is {@link FaultPolicy}'s rule; every record of a batch is
+ * accounted in the {@link IommuUnitActor.FaultsSettled} answer (delivered, queue full, handle
+ * gone) and in {@link IoasidFdActor.FaultStats}.
+ *
+ * <p>Metrics (tagged by tenant, the VM's class): {@code iommulab.fd.fault.records} (tenant,
+ * outcome), {@code iommulab.fd.fault-queue.depth} (tenant, queue: fault / veventq) sampled after
+ * each batch.
  */
 final class FdBehavior extends AbstractBehavior<Command> {
 
@@ -66,6 +89,12 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private record UnitAsk(
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<UnitReply>, IommuUnitActor.Command> make) {}
+
+  /** An attach handle of the fd: (device, pasid). */
+  private record HandleKey(Device device, int pasid) {}
+
+  /** Where the records of one handle token go. */
+  private record HandleRoute(Device device, int pasid, HwPagetable hwpt) {}
 
   private final int ictxId;
   private final int vmId;
@@ -95,6 +124,27 @@ final class FdBehavior extends AbstractBehavior<Command> {
   /** The modes of the seed threads: their handlers reach this behavior through a {@link Port}. */
   private final ModeHandlers modes;
 
+  // Fault routing: handle tokens, and what became of every record received.
+  private long nextHandleToken = 1;
+  private final Map<Long, HandleRoute> handleRoutes = new HashMap<>();
+  private final Map<HandleKey, Long> currentTokens = new HashMap<>();
+  private long pageRequestsQueued;
+  private long pageRequestsLostQueueFull;
+  private long pageRequestsHandleGone;
+  private long pageRequestsFailed;
+  private long dmaFaultsToVeventq;
+  private long dmaFaultsLostVeventqFull;
+  private long dmaFaultsRecorded;
+  private long dmaFaultsOwnerTold;
+  private long dmaFaultsHandleGone;
+  private long partialsDiscarded;
+  private long faultBatches;
+  private final Counter deliveredCounter;
+  private final Counter lostQueueFullCounter;
+  private final Counter handleGoneCounter;
+  private final Histogram faultQueueDepth;
+  private final Histogram veventqDepth;
+
   FdBehavior(
       ActorContext<Command> context,
       int ictxId,
@@ -106,7 +156,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
       ActorRef<IoasidFdActor.FdEvent> events,
       FaultInjector injector,
       ModeledClock clock,
-      List<Long> msiBanks) {
+      List<Long> msiBanks,
+      FaultPipelineSettings pipeline) {
     super(context);
     this.ictxId = ictxId;
     this.vmId = vmId;
@@ -136,6 +187,21 @@ final class FdBehavior extends AbstractBehavior<Command> {
     this.answers = context.messageAdapter(IommuUnitActor.Answer.class, this::answered);
     model.pamu().configureMsiBanks(msiBanks);
     this.modes = new ModeHandlers(new Port());
+    String tenant = pipeline.tenantOf(vmId);
+    this.deliveredCounter = recordCounter(tenant, "delivered");
+    this.lostQueueFullCounter = recordCounter(tenant, "queue-full");
+    this.handleGoneCounter = recordCounter(tenant, "handle-gone");
+    this.faultQueueDepth =
+        Kamon.histogram("iommulab.fd.fault-queue.depth")
+            .withTags(TagSet.of("tenant", tenant).withTag("queue", "fault"));
+    this.veventqDepth =
+        Kamon.histogram("iommulab.fd.fault-queue.depth")
+            .withTags(TagSet.of("tenant", tenant).withTag("queue", "veventq"));
+  }
+
+  private static Counter recordCounter(String tenant, String outcome) {
+    return Kamon.counter("iommulab.fd.fault.records")
+        .withTags(TagSet.of("tenant", tenant).withTag("outcome", outcome));
   }
 
   @Override
@@ -173,6 +239,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .onMessage(IoasidFdActor.DeviceUnbind.class, this::onDeviceUnbind)
         .onMessage(IoasidFdActor.Close.class, this::onClose)
         .onMessage(IoasidFdActor.GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(IoasidFdActor.GetFaultStats.class, this::onGetFaultStats)
         .onMessage(FaultEventReceived.class, this::onFaultEvent)
         .onMessage(IoasidFdActor.ModeCommand.class, m -> {
           modes.onCommand(m);
@@ -376,7 +443,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
             default -> IommuUnitActor.PageResponseCode.FAILURE;
           };
       unit(g.device().unitId())
-          .tell(new IommuUnitActor.RespondPageRequest(g.device().rid(), g.pasid(), g.grpid(), code));
+          .tell(new IommuUnitActor.RespondPageRequest(g.device().rid(), g.pasid(), g.grpid(), code,
+              g.token()));
     }
   }
 
@@ -725,20 +793,32 @@ final class FdBehavior extends AbstractBehavior<Command> {
     int domainId = h.domainId();
     int pasid = plan.pasid();
     List<UnitAsk> asks = new ArrayList<>(plan.devices().size());
-    for (Device d : plan.devices()) {
+    long[] tokens = new long[plan.devices().size()];
+    for (int i = 0; i < tokens.length; i++) {
+      Device d = plan.devices().get(i);
       int rid = d.rid();
+      long token = nextHandleToken++;
+      tokens[i] = token;
+      // Registered before the unit can use it: the unit may publish with it before it answers.
+      handleRoutes.put(token, new HandleRoute(d, pasid, h));
       asks.add(
           new UnitAsk(
               unit(d.unitId()),
               plan.replace()
-                  ? r -> new IommuUnitActor.Replace(rid, pasid, domainId, faultSink, r)
-                  : r -> new IommuUnitActor.Attach(rid, pasid, domainId, faultSink, r)));
+                  ? r -> new IommuUnitActor.Replace(rid, pasid, domainId, faultSink, token, r)
+                  : r -> new IommuUnitActor.Attach(rid, pasid, domainId, faultSink, token, r)));
     }
     askAll(
         asks,
         replies -> {
           IommuUnitActor.Refused bad = firstRefusal(replies);
           if (bad == null) {
+            for (int i = 0; i < tokens.length; i++) {
+              Long old = currentTokens.put(new HandleKey(plan.devices().get(i), pasid), tokens[i]);
+              if (old != null) {
+                handleRoutes.remove(old);
+              }
+            }
             List<Fault.Response> responses = new ArrayList<>();
             HwPagetable orphan = model.commitAttach(plan, responses);
             for (Device moved : plan.devices()) {
@@ -754,13 +834,27 @@ final class FdBehavior extends AbstractBehavior<Command> {
             return;
           }
           List<UnitAsk> undo = new ArrayList<>();
+          List<Fault.Response> aborted = new ArrayList<>();
+          for (int i = 0; i < tokens.length; i++) {
+            handleRoutes.remove(tokens[i]);
+            Device d = plan.devices().get(i);
+            Long current = currentTokens.get(new HandleKey(d, pasid));
+            HandleRoute cur = current == null ? null : handleRoutes.get(current);
+            if (h.fault() != null && (cur == null || cur.hwpt() != h)) {
+              // Records the new handle delivered before the abort: their groups die with it.
+              aborted.addAll(h.fault().autoRespond(d, pasid, h));
+            }
+          }
+          respond(aborted);
           if (plan.replace()) {
             int oldDomain = plan.old().domainId();
             for (int i = 0; i < replies.length; i++) {
               if (!refused(replies[i])) {
                 Device d = plan.devices().get(i);
                 int rid = d.rid();
-                undo.add(new UnitAsk(unit(d.unitId()), r -> new IommuUnitActor.Replace(rid, pasid, oldDomain, faultSink, r)));
+                Long current = currentTokens.get(new HandleKey(d, pasid));
+                long oldToken = current == null ? 0L : current;
+                undo.add(new UnitAsk(unit(d.unitId()), r -> new IommuUnitActor.Replace(rid, pasid, oldDomain, faultSink, oldToken, r)));
               }
             }
           }
@@ -814,6 +908,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
           }
           if (refused(reply)) {
             getContext().getLog().error("fd [{}]: unit refused to detach [{}]: [{}]", ictxId, d.name(), reply);
+          }
+          Long token = currentTokens.remove(new HandleKey(d, pasid));
+          if (token != null) {
+            handleRoutes.remove(token);
           }
           List<Fault.Response> responses = new ArrayList<>();
           HwPagetable orphan = model.commitDetach(plan, responses);
@@ -1209,12 +1307,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
       m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
       return this;
     }
-    Outcome<List<HwptPgfault>> o = f.read(m.count());
+    Outcome<Fault.ReadResult> o = f.readWithHeaders(m.count());
+    if (!o.isOk()) {
+      m.replyTo().tell(refusal(o));
+      return this;
+    }
+    List<HwptPgfault> records = o.value().records();
     m.replyTo()
         .tell(
-            o.isOk()
-                ? new IoasidFdActor.FaultRecords(o.value(), o.value().size() * io.iommulab.actors.fd.model.Uapi.HWPT_PGFAULT_LEN)
-                : refusal(o));
+            new IoasidFdActor.FaultRecords(
+                records, records.size() * io.iommulab.actors.fd.model.Uapi.HWPT_PGFAULT_LEN,
+                o.value().headers()));
     return this;
   }
 
@@ -1295,40 +1398,199 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
+  /**
+   * A fault event of one of the fd's attach handles: a pipeline batch, or a single record (the
+   * pipeline-less form test doubles send, handled as a batch of one without an answer).
+   */
   private Behavior<Command> onFaultEvent(FaultEventReceived m) {
-    if (closed) {
-      return this;
+    if (m.event() instanceof FaultsPublished batch) {
+      return onFaultsPublished(batch);
     }
     if (m.event() instanceof IommuUnitActor.PageRequested pr) {
-      PageRequest req = pr.request();
-      IommufdCtx.PageRequestRoute route = model.routePageRequest(req.unitId(), req.rid(), req.pasid());
-      if (route == null) {
-        if (req.lastPage() && units.containsKey(req.unitId())) {
-          unit(req.unitId())
-              .tell(new IommuUnitActor.RespondPageRequest(req.rid(), req.pasid(), req.groupId(), IommuUnitActor.PageResponseCode.INVALID));
-        }
-        return this;
-      }
-      Fault fault = route.hwpt().fault();
-      Fault.Reported r =
-          fault.report(route.device(), route.hwpt(), route.pasid(), req.groupId(), req.addr(), req.perm(), req.lastPage());
-      switch (r) {
-        case QUEUED_AND_READABLE -> events.tell(new IoasidFdActor.FaultQueueReadable(ictxId, fault.id()));
-        case FAILED -> {
-          Fault.Group g = fault.takeFailedGroup();
-          if (req.lastPage()) {
-            respond(List.of(new Fault.Response(g, Fault.RESP_FAILURE)));
-          }
-        }
-        default -> {}
-      }
+      PageRequest r = pr.request();
+      process(r.unitId(), List.of(new PublishedFault(faultSink, 0L, null, r, 0L, 0L)));
     } else if (m.event() instanceof IommuUnitActor.DmaFaulted df) {
       DmaFault f = df.fault();
-      Veventq q = model.reportDmaFault(f.unitId(), f.rid(), f.pasid(), f.reason().name(), f.iova(), f.access());
-      if (q != null) {
-        events.tell(new IoasidFdActor.VeventqReadable(ictxId, q.id()));
+      process(f.unitId(), List.of(new PublishedFault(faultSink, 0L, f, null, 0L, 0L)));
+    }
+    return this;
+  }
+
+  // ================================================================ fault pipeline batches
+
+  /** Where a record goes: its token's attachment, or (no token) the model's current route. */
+  private HandleRoute routeOf(int unitId, PublishedFault p) {
+    if (p.handleToken() != 0) {
+      HandleRoute r = handleRoutes.get(p.handleToken());
+      return r != null && r.hwpt().isLive() ? r : null;
+    }
+    if (p.request() != null) {
+      PageRequest req = p.request();
+      IommufdCtx.PageRequestRoute route = model.routePageRequest(unitId, req.rid(), req.pasid());
+      return route == null ? null : new HandleRoute(route.device(), route.pasid(), route.hwpt());
+    }
+    DmaFault f = p.fault();
+    Device d = model.deviceAt(unitId, f.rid());
+    if (d == null) {
+      return null;
+    }
+    int pasid = f.pasid() < 0 ? Device.NO_PASID : f.pasid();
+    HwPagetable h = d.attachments().get(pasid);
+    if (h == null) {
+      h = d.attachments().get(Device.NO_PASID);
+    }
+    // A bound device's fault without a token: its binding fd is the owner, attached or not
+    // (a PAMU LIODN is attached through VFIO-PAMU, not through an fd HWPT).
+    return new HandleRoute(d, pasid, h);
+  }
+
+  /**
+   * One batch of a unit's pipeline: every record, in order, into its queue or counted lost; the
+   * answer accounts for each. Records are taken even after close (as lost, handle gone), so the
+   * pipeline's count stays exact.
+   */
+  private Behavior<Command> onFaultsPublished(FaultsPublished batch) {
+    faultBatches++;
+    int[] outcome = process(batch.unitId(), batch.records());
+    batch.replyTo().tell(
+        new IommuUnitActor.FaultsSettled(outcome[0], outcome[1], outcome[2], vmId));
+    return this;
+  }
+
+  /** Every record in order; returns {delivered, lost queue full, lost handle gone}. */
+  private int[] process(int unitId, List<PublishedFault> records) {
+    int delivered = 0;
+    int lostFull = 0;
+    int gone = 0;
+    Fault lastFault = null;
+    Veventq lastVeventq = null;
+    for (PublishedFault p : records) {
+      if (p.discardsPartials()) {
+        if (!closed) {
+          discardPartials(unitId);
+        }
+        continue;
+      }
+      HandleRoute route = closed ? null : routeOf(unitId, p);
+      if (p.request() != null) {
+        PageRequest req = p.request();
+        Fault fault = route == null ? null : route.hwpt().fault();
+        if (fault == null) {
+          pageRequestsHandleGone++;
+          gone++;
+          // A tokened handle is gone only after the unit detached or replaced it, which answered
+          // its pending groups INVALID then: answering again could hit a newer group of the same
+          // PRG index. Without a token the owner is the only one to answer.
+          if (p.handleToken() == 0 && req.lastPage() && units.containsKey(unitId)) {
+            unit(unitId).tell(new IommuUnitActor.RespondPageRequest(
+                req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner()));
+          }
+          continue;
+        }
+        lastFault = fault;
+        Fault.Reported r = fault.report(route.device(), route.hwpt(), route.pasid(), req.groupId(),
+            req.addr(), req.perm(), req.lastPage(), p.handleToken());
+        switch (r) {
+          case QUEUED_AND_READABLE, LOST_AND_READABLE ->
+              events.tell(new IoasidFdActor.FaultQueueReadable(ictxId, fault.id()));
+          default -> {}
+        }
+        switch (r) {
+          case PARTIAL, QUEUED, QUEUED_AND_READABLE -> {
+            pageRequestsQueued++;
+            delivered++;
+          }
+          case LOST, LOST_AND_READABLE -> {
+            pageRequestsLostQueueFull++;
+            lostFull++;
+            Fault.Group g = fault.takeFailedGroup();
+            if (g != null) {
+              partialsDiscarded += g.size() - 1;
+              respond(List.of(new Fault.Response(g, Uapi.PAGE_RESP_INVALID)));
+            }
+          }
+          case FAILED -> {
+            // Group allocation failed (injected ENOMEM): lost, the group answered FAILURE.
+            pageRequestsFailed++;
+            lostFull++;
+            Fault.Group g = fault.takeFailedGroup();
+            if (req.lastPage()) {
+              respond(List.of(new Fault.Response(g, Fault.RESP_FAILURE)));
+            }
+          }
+        }
+        continue;
+      }
+      DmaFault f = p.fault();
+      if (route == null) {
+        dmaFaultsHandleGone++;
+        gone++;
+        continue;
+      }
+      Device d = route.device();
+      Veventq q = model.veventqFor(d, route.hwpt());
+      switch (FaultPolicy.atOwner(d.info().kind(), f.reason(), q != null)) {
+        case DISABLED_OWNER_TOLD -> {
+          dmaFaultsOwnerTold++;
+          delivered++;
+          events.tell(new IoasidFdActor.DeviceDmaDisabled(ictxId, d.id(), d.name(),
+              f.reason().name(), f.iova()));
+        }
+        case TO_VEVENTQ -> {
+          lastVeventq = q;
+          long lostBefore = q.lostEvents();
+          boolean woke = q.report(model.virtIdOf(d), f.reason().name(), f.iova(), f.access());
+          if (q.lostEvents() != lostBefore) {
+            dmaFaultsLostVeventqFull++;
+            lostFull++;
+          } else {
+            dmaFaultsToVeventq++;
+            delivered++;
+          }
+          if (woke) {
+            events.tell(new IoasidFdActor.VeventqReadable(ictxId, q.id()));
+          }
+        }
+        case RECORD -> {
+          dmaFaultsRecorded++;
+          delivered++;
+        }
       }
     }
+    if (lastFault != null) {
+      faultQueueDepth.record(lastFault.held());
+    }
+    if (lastVeventq != null) {
+      veventqDepth.record(lastVeventq.numEvents());
+    }
+    if (delivered > 0) {
+      deliveredCounter.increment(delivered);
+    }
+    if (lostFull > 0) {
+      lostQueueFullCounter.increment(lostFull);
+    }
+    if (gone > 0) {
+      handleGoneCounter.increment(gone);
+    }
+    return new int[] {delivered, lostFull, gone};
+  }
+
+  /** The unit's page request queue overflowed and drained: drop its devices' partial groups. */
+  private void discardPartials(int unitId) {
+    for (Fault f : model.objects().live(Fault.class)) {
+      partialsDiscarded += f.discardPartials(unitId);
+    }
+  }
+
+  private Behavior<Command> onGetFaultStats(IoasidFdActor.GetFaultStats m) {
+    long held = 0;
+    for (Fault f : model.objects().live(Fault.class)) {
+      held += f.held();
+    }
+    m.replyTo().tell(new IoasidFdActor.FaultStats(ictxId, vmId, held, pageRequestsQueued,
+        pageRequestsLostQueueFull, pageRequestsHandleGone, pageRequestsFailed, dmaFaultsToVeventq,
+        dmaFaultsLostVeventqFull, dmaFaultsRecorded, dmaFaultsOwnerTold, dmaFaultsHandleGone,
+        partialsDiscarded, faultBatches));
     return this;
   }
 

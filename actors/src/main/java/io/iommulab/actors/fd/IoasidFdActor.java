@@ -2,6 +2,7 @@ package io.iommulab.actors.fd;
 
 import io.iommulab.actors.CborSerializable;
 import io.iommulab.actors.device.DeviceActor;
+import io.iommulab.actors.fd.model.FaultQueueHeader;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.HwptPageResponse;
 import io.iommulab.actors.fd.model.HwptPgfault;
@@ -10,6 +11,7 @@ import io.iommulab.actors.fd.model.IovaRange;
 import io.iommulab.actors.fd.model.Vevent;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
@@ -78,6 +80,25 @@ public final class IoasidFdActor {
   }
 
   /**
+   * As above, with the host's fault-pipeline settings {@code pipeline} (the fd's metrics take the
+   * tenant tag of its VM from them).
+   */
+  public static Behavior<Command> create(
+      int ictxId,
+      int vmId,
+      GuestMemoryLayout layout,
+      UapiSettings settings,
+      Credentials credentials,
+      ActorRef<HostMemoryActor.Command> memory,
+      ActorRef<FdEvent> events,
+      FaultInjector injector,
+      ModeledClock clock,
+      FaultPipelineSettings pipeline) {
+    return create(ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
+        List.of(), pipeline);
+  }
+
+  /**
    * As above, on a host with MSI banks: {@code msiBanks} holds each bank's MSIIR address by bank
    * index ({@code fsl_msi_get_region}), for the PAMU container's GET_MSI_BANK_COUNT and
    * MAP_MSI_BANK.
@@ -93,11 +114,28 @@ public final class IoasidFdActor {
       FaultInjector injector,
       ModeledClock clock,
       List<Long> msiBanks) {
+    return create(ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
+        msiBanks, FaultPipelineSettings.defaults());
+  }
+
+  /** As above, with the MSI banks and the host's fault-pipeline settings. */
+  public static Behavior<Command> create(
+      int ictxId,
+      int vmId,
+      GuestMemoryLayout layout,
+      UapiSettings settings,
+      Credentials credentials,
+      ActorRef<HostMemoryActor.Command> memory,
+      ActorRef<FdEvent> events,
+      FaultInjector injector,
+      ModeledClock clock,
+      List<Long> msiBanks,
+      FaultPipelineSettings pipeline) {
     return Behaviors.setup(
         context ->
             new FdBehavior(
                 context, ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
-                List.copyOf(msiBanks)));
+                List.copyOf(msiBanks), pipeline));
   }
 
   /**
@@ -142,6 +180,7 @@ public final class IoasidFdActor {
           DeviceUnbind,
           Close,
           GetSnapshot,
+          GetFaultStats,
           ModeCommand,
           UnitAnswered,
           FaultEventReceived,
@@ -361,6 +400,9 @@ public final class IoasidFdActor {
   /** Test and tooling query: replies {@link Snapshotted}. */
   public record GetSnapshot(ActorRef<Reply> replyTo) implements Command {}
 
+  /** The fd's fault statistics: replies {@link FaultStats} (also after close). */
+  public record GetFaultStats(ActorRef<Reply> replyTo) implements Command {}
+
   // ================================================================ internal messages
 
   /** A unit answered an ask of the fd; {@code then} continues the operation. Never leaves the JVM. */
@@ -563,7 +605,8 @@ public final class IoasidFdActor {
           PamuMsiBankMapped,
           SvaPasid,
           SvaBound,
-          SoftNestUnmapped {}
+          SoftNestUnmapped,
+          FaultStats {}
 
   /** A guest mistake (or an injected failure): nothing changed. */
   public record Refused(Errno errno, String message) implements Reply {}
@@ -641,8 +684,20 @@ public final class IoasidFdActor {
 
   public record FaultQueueAllocated(int outFaultId) implements Reply {}
 
-  /** Records of whole groups; {@code bytes} = 40 × records. */
-  public record FaultRecords(List<HwptPgfault> records, int bytes) implements Reply {}
+  /**
+   * Records of whole groups; {@code bytes} = 40 × records. {@code headers}: one per node read, in
+   * order — a group's {sequence, cookie, record count}, then the lost-events node (flag
+   * LOST_EVENTS) when the read reached it. Sequence gaps and the lost-events node give the exact
+   * number of requests the full queue lost ({@code Fault}).
+   */
+  public record FaultRecords(List<HwptPgfault> records, int bytes, List<FaultQueueHeader> headers)
+      implements Reply {
+
+    /** Records only (the original form of the reply). */
+    public FaultRecords(List<HwptPgfault> records, int bytes) {
+      this(records, bytes, List.of());
+    }
+  }
 
   public record FaultWritten(int bytes) implements Reply {}
 
@@ -701,6 +756,47 @@ public final class IoasidFdActor {
 
   /** Bytes of guest entries unmapped. */
   public record SoftNestUnmapped(long length) implements Reply {}
+  /**
+   * The fd's fault statistics: what became of every fault record a unit's pipeline delivered to
+   * this fd (each record counts once, when it arrives). Page requests: {@code pageRequestsQueued}
+   * into a FAULT queue (partial or closing a group), {@code pageRequestsLostQueueFull} at a full
+   * one, {@code pageRequestsHandleGone} whose attach handle was gone, {@code pageRequestsFailed}
+   * whose group allocation failed (answered FAILURE). DMA faults: {@code dmaFaultsToVeventq}
+   * queued, {@code dmaFaultsLostVeventqFull} lost at a full vEVENTQ, {@code dmaFaultsRecorded}
+   * counted here only, {@code dmaFaultsOwnerTold} PAMU violations the VM was told of, {@code
+   * dmaFaultsHandleGone}. {@code partialsDiscarded}: partial requests queued, then dropped unread
+   * because their group's last page was lost or their unit's page request queue overflowed (groups
+   * withdrawn at detach, replace or destroy are answered INVALID and not counted here); {@code
+   * batches}: pipeline messages received.
+   * {@code pageRequestsHeld}: requests in the fd's FAULT queues now (partial or unread). {@code
+   * delivered()} and {@code lost()} match the units' pipeline counters.
+   */
+  public record FaultStats(
+      int ictxId,
+      int vmId,
+      long pageRequestsHeld,
+      long pageRequestsQueued,
+      long pageRequestsLostQueueFull,
+      long pageRequestsHandleGone,
+      long pageRequestsFailed,
+      long dmaFaultsToVeventq,
+      long dmaFaultsLostVeventqFull,
+      long dmaFaultsRecorded,
+      long dmaFaultsOwnerTold,
+      long dmaFaultsHandleGone,
+      long partialsDiscarded,
+      long batches)
+      implements Reply {
+
+    public long delivered() {
+      return pageRequestsQueued + dmaFaultsToVeventq + dmaFaultsRecorded + dmaFaultsOwnerTold;
+    }
+
+    public long lost() {
+      return pageRequestsLostQueueFull + pageRequestsHandleGone + pageRequestsFailed
+          + dmaFaultsLostVeventqFull + dmaFaultsHandleGone;
+    }
+  }
 
   // ================================================================ events to the VM
 
@@ -709,7 +805,8 @@ public final class IoasidFdActor {
       permits NonCoherentDmaAppeared,
           NonCoherentDmaDisappeared,
           FaultQueueReadable,
-          VeventqReadable {}
+          VeventqReadable,
+          DeviceDmaDisabled {}
 
   /**
    * The fd's DMA became non-coherent: {@code devId} was attached to a domain that does not
@@ -731,4 +828,13 @@ public final class IoasidFdActor {
 
   /** A vEVENTQ went from empty to non-empty. */
   public record VeventqReadable(int ictxId, int veventqId) implements FdEvent {}
+
+  /**
+   * A device of this fd lost DMA by an unrecoverable fault: on PAMU, an access violation made
+   * the unit disable the device's LIODN ({@code pamu_av_isr}); DMA stays blocked until the VMM
+   * maps (or re-enables) its windows again. {@code reason} is the violation (a FaultReason name),
+   * {@code iova} where it happened.
+   */
+  public record DeviceDmaDisabled(int ictxId, int devId, String device, String reason, long iova)
+      implements FdEvent {}
 }

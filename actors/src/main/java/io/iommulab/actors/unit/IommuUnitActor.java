@@ -10,6 +10,10 @@ import io.iommulab.hardware.iommu.ReservedRegion;
 import java.util.List;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.pipeline.FaultPipeline;
+import io.iommulab.config.FaultPipelineSettings;
+import io.iommulab.actors.pipeline.InvalidationBatch;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.config.PamuUnitSettings;
@@ -17,6 +21,9 @@ import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.LongSupplier;
+import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.ActorRef;
 
@@ -40,6 +47,8 @@ public final class IommuUnitActor {
    * {@code PamuUnitSettings}. Modeled time comes from {@code clock}, replacement randomness from
    * {@code seed}; completed DMA is checked by {@code memory}; PAMU MSI writes reach
    * {@code msiBanks} (by bank index), which are also told when a group's DMA owner changes.
+   * Invalidations run through a strict stream with the shipped bounds
+   * ({@link InvalidationPipelineSettings#strict()}); no wall-clock latency is recorded.
    */
   public static Behavior<Command> create(
       int unitId,
@@ -50,9 +59,78 @@ public final class IommuUnitActor {
       FaultInjector injector,
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
+    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
+        InvalidationPipelineSettings.strict(), null);
+  }
+
+  /**
+   * As above, with the unit's invalidation stream configured by {@code pipeline} (strict or
+   * deferred mode, its bounds) and {@code wallNanos} the wall clock the edge hands in (the host
+   * passes {@code System::nanoTime}, tests a fake): the unit records the wall-clock latency of
+   * every invalidation and every fault record with it, and never reads a clock of its own. {@code
+   * wallNanos} may be null: no wall-clock latency is recorded then. The fault pipeline takes its
+   * shipped settings.
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings pipeline,
+      LongSupplier wallNanos) {
+    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks, pipeline,
+        FaultPipelineSettings.defaults(), wallNanos);
+  }
+
+  /**
+   * As above, with the unit's fault pipeline configured by {@code faultPipeline} and a strict
+   * invalidation stream. {@code wallNanos} as above ({@link FaultPipeline#NO_WALL_CLOCK} or null
+   * measures nothing).
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      FaultPipelineSettings faultPipeline,
+      LongSupplier wallNanos) {
+    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
+        InvalidationPipelineSettings.strict(), faultPipeline, wallNanos);
+  }
+
+  /**
+   * As above, with both streams configured: the invalidation stream by {@code pipeline}, the
+   * fault pipeline by {@code faultPipeline}.
+   */
+  public static Behavior<Command> create(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings pipeline,
+      FaultPipelineSettings faultPipeline,
+      LongSupplier wallNanos) {
+    if (pipeline == null) {
+      throw new IllegalArgumentException("pipeline settings: missing");
+    }
+    if (faultPipeline == null) {
+      throw new IllegalArgumentException("fault pipeline settings: missing");
+    }
     UnitActorBase.Wiring wiring =
         new UnitActorBase.Wiring(unitId, settings.name(), settings.kind(), cost, clock, memory,
-            Map.copyOf(msiBanks));
+            Map.copyOf(msiBanks), pipeline, faultPipeline, wallNanos);
     if (settings instanceof PagingUnitSettings paging) {
       return PagingUnitActor.create(wiring, paging, seed, injector);
     }
@@ -92,7 +170,12 @@ public final class IommuUnitActor {
           AtcInvalidationAcked,
           GetSnapshot,
           GetStats,
+          GetFaultStats,
+          FaultsAccounted,
+          GetInvalidationStats,
           BankLearned,
+          ExecuteBatch,
+          InvalidationStreamEnded,
           Correlated {}
 
   // ---------------------------------------------------------------- topology (guardian)
@@ -216,12 +299,33 @@ public final class IommuUnitActor {
   /**
    * Removes the leaves of {@code [iova, +length)} from a domain and invalidates every cache that
    * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
-   * sync. Replies {@link Unmapped} only when every targeted cache has dropped its entries (strict).
-   * EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain. PAMU:
-   * disables the windows; the domain when empty.
+   * sync, through the unit's invalidation stream (merged with other requests of the same batch).
+   *
+   * <p>Strict mode, or no {@code flushTo}: replies {@link Unmapped} (deferred=false) only when
+   * every targeted cache has dropped its entries. Deferred mode with a {@code flushTo}: replies
+   * {@link Unmapped} (deferred=true, with a flush token) as soon as the page-table entries are gone
+   * and the invalidation is queued; until {@link FlushCompleted} with that token reaches {@code
+   * flushTo}, translations of the range may still be served from the IOTLB or a device's ATC, so
+   * the issuer must neither reuse the IOVA range nor release the frames that backed it.
+   *
+   * <p>EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain, EBUSY
+   * when the unit's invalidation stream is saturated (ingress full and {@code max-parked}
+   * requests parked; nothing changed, retry). PAMU: disables the windows; the domain when empty;
+   * completes at once (no invalidation queue).
    */
-  public record UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo)
-      implements Command {}
+  public record UnmapRange(
+      int domainId,
+      long iova,
+      long length,
+      ActorRef<FlushCompleted> flushTo,
+      ActorRef<UnitReply> replyTo)
+      implements Command {
+
+    /** A strict unmap: no one to tell of a deferred flush (the original form of the command). */
+    public UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
+      this(domainId, iova, length, null, replyTo);
+    }
+  }
 
   /**
    * The guest IOMMU driver writes its stage-1 table of a NESTED domain (IOVA → GPA). As on
@@ -265,7 +369,9 @@ public final class IommuUnitActor {
    * Sets the PASID-table entry of (rid, pasid) — pasid {@link #NO_PASID} for the RID itself; on
    * PAMU the LIODN's PAACE. {@code faultSink} (may be null) receives the DMA faults and page
    * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
-   * object. Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
+   * object: the unit publishes them into its {@link FaultPipeline}, each record carrying the sink
+   * and {@code handleToken} (chosen by the sink's owner, unique per attachment, so records of an
+   * older attachment still in flight are told apart from the new one's). Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
    * ENOENT for an unknown domain, EPERM when no iommufd context claimed the RID
    * ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL for a PASID beyond the
    * device's or unit's width (any PASID on PAMU), EBUSY if already attached at that PASID (use
@@ -276,8 +382,20 @@ public final class IommuUnitActor {
       int pasid,
       int domainId,
       ActorRef<FaultEvent> faultSink,
+      long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {}
+      implements Command {
+
+    /**
+     * Without a handle token (0): records of the handle carry none, and the sink routes them by
+     * (unit, rid, pasid) alone.
+     */
+    public Attach(
+        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
+        ActorRef<UnitReply> replyTo) {
+      this(rid, pasid, domainId, faultSink, 0L, replyTo);
+    }
+  }
 
   /**
    * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
@@ -289,8 +407,17 @@ public final class IommuUnitActor {
       int pasid,
       int domainId,
       ActorRef<FaultEvent> faultSink,
+      long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {}
+      implements Command {
+
+    /** Without a handle token (0), as {@link Attach}'s short form. */
+    public Replace(
+        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
+        ActorRef<UnitReply> replyTo) {
+      this(rid, pasid, domainId, faultSink, 0L, replyTo);
+    }
+  }
 
   /**
    * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
@@ -413,9 +540,21 @@ public final class IommuUnitActor {
       int rid, int pasid, int groupId, long address, int perm, boolean lastPage)
       implements Command {}
 
-  /** A page-group response from software (by the fd): forwarded to the device as PageResponded. */
-  public record RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code)
-      implements Command {}
+  /**
+   * A page-group response from software (by the fd): forwarded to the device as PageResponded.
+   * {@code handleToken} is the token of the attach handle the group was raised under: a response
+   * carrying another token answers an older group of the same PRG index and is dropped as stale
+   * (0 matches any: senders that route without tokens).
+   */
+  public record RespondPageRequest(
+      int rid, int pasid, int groupId, PageResponseCode code, long handleToken)
+      implements Command {
+
+    /** Without a handle token: answers the pending group of that index, whatever its handle. */
+    public RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code) {
+      this(rid, pasid, groupId, code, 0L);
+    }
+  }
 
   public enum PageResponseCode {
     SUCCESS,
@@ -437,6 +576,18 @@ public final class IommuUnitActor {
   /** An MSI bank told its MSIIR address (the unit asks every bank at start). */
   record BankLearned(int bankIndex, long msiirAddress) implements Command {}
 
+  /**
+   * The unit's invalidation stream hands the actor a merged batch to execute against the model;
+   * {@code executed} completes when the batch's sync completed and every device acknowledged.
+   * Local only (the stream and the actor share a JVM), never serialized.
+   */
+  record ExecuteBatch(InvalidationBatch batch, CompletableFuture<org.apache.pekko.Done> executed)
+      implements Command, NoSerializationVerificationNeeded {}
+
+  /** The invalidation stream ended ({@code failure} null: completed). Local only. */
+  record InvalidationStreamEnded(Throwable failure)
+      implements Command, NoSerializationVerificationNeeded {}
+
   // ---------------------------------------------------------------- inspection
 
   /** Replies {@link UnitSnapshotted}. */
@@ -444,6 +595,16 @@ public final class IommuUnitActor {
 
   /** Replies {@link UnitStats}. */
   public record GetStats(ActorRef<UnitStats> replyTo) implements Command {}
+
+  /** Replies {@link InvalidationStats}: the counters and bounds of the invalidation stream. */
+  public record GetInvalidationStats(ActorRef<InvalidationStats> replyTo) implements Command {}
+  /** Replies {@link FaultPipelineStats}: the unit's fault pipeline counters. */
+  public record GetFaultStats(ActorRef<FaultPipelineStats> replyTo) implements Command {}
+
+  /** The fd's acknowledgements of one batch, from the unit's pipeline. Internal. */
+  record FaultsAccounted(
+      int records, int delivered, int lostQueueFull, int lostHandleGone, int lostUnacknowledged)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   // ================================================================ replies
 
@@ -496,8 +657,51 @@ public final class IommuUnitActor {
 
   public record Mapped(long bytes) implements UnitReply {}
 
-  /** {@code modeledLatencyNs}: modeled time of the unmap including invalidation and queueing. */
-  public record Unmapped(long bytes, long modeledLatencyNs) implements UnitReply {}
+  /**
+   * {@code modeledLatencyNs}: modeled time from the command to the reply, the invalidation and its
+   * queueing included when {@code deferred} is false. {@code deferred}: the reply came before the
+   * invalidation (deferred mode); {@code flushToken} (0 when not deferred) then names it in the
+   * {@link FlushCompleted} that will follow.
+   */
+  public record Unmapped(long bytes, long modeledLatencyNs, long flushToken, boolean deferred)
+      implements UnitReply {
+
+    /** A completed (strict) unmap: the original form of the reply. */
+    public Unmapped(long bytes, long modeledLatencyNs) {
+      this(bytes, modeledLatencyNs, 0, false);
+    }
+  }
+
+  /**
+   * Deferred unmaps of unit {@code unitId} whose invalidation has completed: every IOTLB entry
+   * and every device-TLB entry of their ranges is gone (the sync completed and every device
+   * acknowledged), at modeled time {@code modeledCompletedAtNs}. The issuer may reuse the IOVA
+   * ranges and release the frames of these {@code tokens} now. Each token is reported exactly
+   * once; a unit's tokens complete in increasing order. Sent to the {@code flushTo} of the unmaps,
+   * one event per flush and listener.
+   */
+  public record FlushCompleted(int unitId, long[] tokens, long modeledCompletedAtNs)
+      implements CborSerializable {
+
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof FlushCompleted f
+          && f.unitId == unitId
+          && java.util.Arrays.equals(f.tokens, tokens)
+          && f.modeledCompletedAtNs == modeledCompletedAtNs;
+    }
+
+    @Override
+    public int hashCode() {
+      return java.util.Arrays.hashCode(tokens) * 31 + unitId;
+    }
+
+    @Override
+    public String toString() {
+      return "FlushCompleted[unit=" + unitId + ", tokens=" + java.util.Arrays.toString(tokens)
+          + ", at=" + modeledCompletedAtNs + "]";
+    }
+  }
 
   public record DirtyRead(long[] dirtyIovas, long pageSize) implements UnitReply {}
 
@@ -534,12 +738,108 @@ public final class IommuUnitActor {
       long modeledLatencyNs)
       implements CborSerializable {}
 
-  /** What a fault sink (an fd's FAULT object, via its adapter) receives. */
-  public sealed interface FaultEvent extends CborSerializable permits DmaFaulted, PageRequested {}
+  /**
+   * What a fault sink (an fd, via its adapter) receives: from a unit, batches of records through
+   * the unit's {@link FaultPipeline} ({@link FaultsPublished}); single records
+   * ({@link DmaFaulted}, {@link PageRequested}) are the pipeline-less form test doubles send.
+   */
+  public sealed interface FaultEvent extends CborSerializable
+      permits DmaFaulted, PageRequested, FaultsPublished {}
 
   public record DmaFaulted(DmaFault fault) implements FaultEvent {}
 
   public record PageRequested(PageRequest request) implements FaultEvent {}
+
+  /**
+   * One fault record on its way to the owner of its attach handle: exactly one of {@code fault}
+   * and {@code request} is non-null, except in a partials-discarded marker (both null; see
+   * {@link #partialsDiscarded}). {@code sink} and {@code handleToken} are the attach handle's when
+   * the record was raised; {@code modeledLatencyNs} is the modeled time from the access to the
+   * record being reported (cost model plus the unit's reporting queue); {@code publishedWallNs}
+   * the wall clock at publishing (0 when none is measured).
+   */
+  public record PublishedFault(
+      ActorRef<FaultEvent> sink,
+      long handleToken,
+      DmaFault fault,
+      PageRequest request,
+      long modeledLatencyNs,
+      long publishedWallNs)
+      implements CborSerializable {
+
+    /**
+     * A marker, not a record: the unit's page request queue overflowed and has been drained, so
+     * partial groups of the unit's devices may have lost their last page; the owner drops them
+     * ({@code iopf_queue_discard_partial}).
+     */
+    public static PublishedFault partialsDiscarded(ActorRef<FaultEvent> sink, long wallNs) {
+      return new PublishedFault(sink, 0L, null, null, 0L, wallNs);
+    }
+
+    /** Whether this is the marker of {@link #partialsDiscarded}. */
+    public boolean discardsPartials() {
+      return fault == null && request == null;
+    }
+  }
+
+  /**
+   * A batch of the pipeline for one sink, records in the order the unit raised them. The fd
+   * answers {@link FaultsSettled} once every record is in its queue or counted lost.
+   */
+  public record FaultsPublished(
+      int unitId, List<PublishedFault> records, ActorRef<FaultsSettled> replyTo)
+      implements FaultEvent {}
+
+  /**
+   * What became of the records of one batch (markers not counted): {@code delivered} into a
+   * queue of the fd (FAULT, vEVENTQ) or its fault statistics; lost because the queue was full;
+   * lost because the attach handle was gone (detached, replaced, fd closed). {@code vmId}: the
+   * fd's VM, for the tenant tag of metrics.
+   */
+  public record FaultsSettled(int delivered, int lostQueueFull, int lostHandleGone, int vmId)
+      implements CborSerializable {}
+
+  /**
+   * The fault pipeline's counters of one unit. Conservation: every record published is in
+   * flight, delivered, or lost, exactly —
+   * {@code publishedFaults + publishedPageRequests = inFlight + delivered + lostIngressFaults +
+   * lostIngressPageRequests + lostQueueFull + lostHandleGone + lostUnacknowledged}. Ingress
+   * losses are the hardware queue's overflow; {@code ingressLastPagesAnswered} lost last pages
+   * the unit answered itself. {@code batches}: messages to fds; the depths are the ingress
+   * queues' now.
+   */
+  public record FaultPipelineStats(
+      int unitId,
+      String unitName,
+      long publishedFaults,
+      long publishedPageRequests,
+      long lostIngressFaults,
+      long lostIngressPageRequests,
+      long delivered,
+      long lostQueueFull,
+      long lostHandleGone,
+      long lostUnacknowledged,
+      long inFlight,
+      long batches,
+      long ingressLastPagesAnswered,
+      int faultIngressDepth,
+      int pageRequestIngressDepth)
+      implements CborSerializable {
+
+    public long published() {
+      return publishedFaults + publishedPageRequests;
+    }
+
+    public long lost() {
+      return lostIngressFaults + lostIngressPageRequests + lostQueueFull + lostHandleGone
+          + lostUnacknowledged;
+    }
+
+    /** {@code published = inFlight + delivered + lost}. */
+    public boolean conserved() {
+      return published() == inFlight + delivered + lost();
+    }
+  }
 
   /**
    * The model's snapshot: one of {@code paging}, {@code pamu} is non-null, per the unit's kind;
@@ -567,7 +867,9 @@ public final class IommuUnitActor {
    * them, the first of which are in {@code faultLog} (bounded); {@code staleResponses}: page
    * responses for groups no longer pending (answered already, e.g. at detach);
    * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
-   * {@code pendingInvalidations}: unmaps, detaches etc. waiting for device-TLB acknowledgements.
+   * {@code pendingInvalidations}: unmaps, detaches etc. whose invalidation has not completed yet
+   * (queued in the unit's invalidation stream, parked, or waiting for device-TLB
+   * acknowledgements; see {@link InvalidationStats}).
    */
   public record UnitStats(
       int unitId,
@@ -610,4 +912,52 @@ public final class IommuUnitActor {
           0, 0, 0);
     }
   }
+
+  /**
+   * The invalidation stream of a unit: its mode and bounds, and what went through it.
+   * {@code requests}: invalidation requests admitted (unmaps, detaches, user invalidations ...);
+   * {@code batches}: batches executed; {@code rangesIn}/{@code rangesOut}: IOTLB and device-TLB
+   * ranges before and after merging; {@code descriptors}, {@code syncs}, {@code atcInvalidations}:
+   * what reached the hardware queue and the devices; {@code ingressDepth}: requests in the ingress
+   * queue now (at most {@code ingressCapacity}); {@code flushQueueOccupancy}: requests in the
+   * deferred flush queue now (at most {@code flush-entries}; 0 in strict mode); {@code parked}/{@code parkedHighWater}: requests
+   * waiting for room in the ingress queue (at most {@code maxParked}); {@code pending}: requests
+   * admitted or parked and not completed; {@code deferredUnflushed}: deferred unmaps answered
+   * whose flush has not completed; {@code refusedBusy}: commands refused EBUSY because the stream
+   * was saturated; {@code flushes*}: batches per reason; {@code largestBatch}: most requests in one
+   * batch; {@code completed}: requests completed, with the sum and maximum of their modeled
+   * latency (command to flush completion, modeled clock) and wall-clock latency (the {@code
+   * wallNanos} handed to the unit; 0 without one). A PAMU has no stream: everything is 0.
+   */
+  public record InvalidationStats(
+      int unitId,
+      String unitName,
+      InvalidationPipelineSettings.Mode mode,
+      long requests,
+      long batches,
+      long rangesIn,
+      long rangesOut,
+      long descriptors,
+      long syncs,
+      long atcInvalidations,
+      int ingressDepth,
+      int ingressCapacity,
+      int flushQueueOccupancy,
+      int parked,
+      int parkedHighWater,
+      int maxParked,
+      int pending,
+      int deferredUnflushed,
+      long refusedBusy,
+      long flushesStrict,
+      long flushesFull,
+      long flushesTimeout,
+      long flushesUrgent,
+      int largestBatch,
+      long completed,
+      long modeledLatencySumNs,
+      long modeledLatencyMaxNs,
+      long wallLatencySumNs,
+      long wallLatencyMaxNs)
+      implements CborSerializable {}
 }

@@ -1,5 +1,7 @@
 package io.iommulab.actors.unit;
 
+import io.iommulab.actors.pipeline.InvalidationRequest;
+import io.iommulab.actors.pipeline.InvalidationRequest.IotlbTarget;
 import io.iommulab.actors.unit.IommuUnitActor.AllocDomain;
 import io.iommulab.actors.unit.IommuUnitActor.Attach;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
@@ -7,9 +9,12 @@ import io.iommulab.actors.unit.IommuUnitActor.Detach;
 import io.iommulab.actors.unit.IommuUnitActor.DirtyRead;
 import io.iommulab.actors.unit.IommuUnitActor.DomainAllocated;
 import io.iommulab.actors.unit.IommuUnitActor.EnforceCacheCoherency;
+import io.iommulab.actors.unit.IommuUnitActor.ExecuteBatch;
 import io.iommulab.actors.unit.IommuUnitActor.FreeDomain;
+import io.iommulab.actors.unit.IommuUnitActor.GetInvalidationStats;
 import io.iommulab.actors.unit.IommuUnitActor.GetSnapshot;
 import io.iommulab.actors.unit.IommuUnitActor.InvalidateUser;
+import io.iommulab.actors.unit.IommuUnitActor.InvalidationStreamEnded;
 import io.iommulab.actors.unit.IommuUnitActor.MapRange;
 import io.iommulab.actors.unit.IommuUnitActor.Mapped;
 import io.iommulab.actors.unit.IommuUnitActor.MsiWrite;
@@ -32,6 +37,7 @@ import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.Unmapped;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidated;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidation;
+import io.iommulab.config.InvalidationPipelineSettings.Mode;
 import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
@@ -48,13 +54,19 @@ import io.iommulab.hardware.iommu.IommuUnit;
 import io.iommulab.hardware.iommu.NestedDomain;
 import io.iommulab.hardware.iommu.PagingDomain;
 import io.iommulab.hardware.iommu.Translation;
+import io.iommulab.hardware.memory.HostMemory;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.LongConsumer;
 import kamon.Kamon;
 import kamon.metric.Histogram;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.PreRestart;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
@@ -63,17 +75,22 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * A VT-d-like or SMMUv3-like unit: owns one {@link IommuUnit} (domains, context entries and
  * PASID tables, IOTLB, invalidation queue, page walker) plus what every unit owns
  * ({@link UnitActorBase}). Commands map one to one onto the model; the model's invalidation
- * plans (unmap, detach, replace, dirty tracking, user invalidation, caching-mode maps) run
- * through an {@link InvalidationPath}, and the command is answered when the plan completed:
- * IOTLB at once, every device TLB once its device acknowledged, then the sync. PAMU commands are
- * refused EOPNOTSUPP.
+ * plans (unmap, detach, replace, dirty tracking, user invalidation, caching-mode maps) become
+ * requests of the unit's invalidation stream ({@link InvalidationPipeline}): the table changes
+ * when the command is handled, the invalidation is batched and merged with others, and the
+ * command is answered when its batch completed (IOTLB, then every device TLB once its device
+ * acknowledged, then the sync) — or, for an unmap in deferred mode, at once, with a flush token
+ * whose {@link IommuUnitActor.FlushCompleted} follows. Any command that would start an
+ * invalidation is refused EBUSY, before it changes anything, while the stream is saturated. PAMU
+ * commands are refused EOPNOTSUPP.
  *
  * <p>Attaching needs a DMA owner: a RID no iommufd context claimed ({@link
  * IommuUnitActor.ClaimDmaOwner}) is refused EPERM, as iommufd cannot attach a device it has not
  * bound. A PASID attach is recorded in the group ({@code group->pasid_array}).
  *
- * <p>Metrics: those of {@link UnitActorBase} and {@code iommulab.unit.unmap.latency-ns}
- * (modeled, tagged by unit).
+ * <p>Metrics: those of {@link UnitActorBase}, {@code iommulab.unit.unmap.latency-ns}
+ * (modeled, from the command to a strict unmap's answer, tagged by unit) and those of {@link
+ * InvalidationPipeline}.
  */
 final class PagingUnitActor extends UnitActorBase {
 
@@ -88,7 +105,9 @@ final class PagingUnitActor extends UnitActorBase {
   }
 
   private final IommuUnit unit;
-  private final InvalidationPath invalidation;
+  private final InvalidationPipeline pipeline;
+  /** The VM whose device was last attached to a domain: the tenant tag of its invalidations. */
+  private final Map<Integer, Integer> domainTenant = new HashMap<>();
   private final long pageSizeBitmap;
   private final Histogram unmapLatency;
   /** Tokens of the Waits this actor builds itself (user ATC invalidation, caching-mode maps). */
@@ -97,13 +116,16 @@ final class PagingUnitActor extends UnitActorBase {
   private PagingUnitActor(ActorContext<Command> context, Wiring wiring, IommuUnit unit) {
     super(context, wiring);
     this.unit = unit;
-    this.invalidation =
-        new StrictInvalidation(
+    QueueExecutor executor =
+        new QueueExecutor(
             unit,
             unit.settings().invalidationQueueDepth(),
             this::deviceRef,
             context.getSelf(),
             context.getLog());
+    this.pipeline =
+        new InvalidationPipeline(context, unitId, name, wiring.pipeline(), unit, executor, clock,
+            wiring.wallNanos());
     long bitmap = 0;
     for (PageSize p : unit.pageSizes()) {
       bitmap |= p.bytes();
@@ -130,6 +152,11 @@ final class PagingUnitActor extends UnitActorBase {
         .onMessage(Detach.class, this::onDetach)
         .onMessage(MsiWrite.class, this::onMsiWrite)
         .onMessage(GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
+        .onMessage(ExecuteBatch.class, this::onExecuteBatch)
+        .onMessage(InvalidationStreamEnded.class, this::onInvalidationStreamEnded)
+        .onSignal(PostStop.class, signal -> onStopping())
+        .onSignal(PreRestart.class, signal -> onStopping())
         .onMessage(PamuSetGeometry.class, m -> unsupported(m.replyTo(), "PamuSetGeometry"))
         .onMessage(PamuSetWindowCount.class, m -> unsupported(m.replyTo(), "PamuSetWindowCount"))
         .onMessage(PamuGetGeometry.class, m -> unsupported(m.replyTo(), "PamuGetGeometry"))
@@ -197,9 +224,9 @@ final class PagingUnitActor extends UnitActorBase {
         unit.iotlb().misses(),
         c.faults(),
         c.pageRequests(),
-        invalidation.descriptors(),
-        invalidation.syncs(),
-        invalidation.atcInvalidations(),
+        pipeline.descriptors(),
+        pipeline.syncs(),
+        pipeline.atcInvalidations(),
         unit.iotlbSize(),
         unit.domains().size(),
         c.unhandledFaults(),
@@ -208,17 +235,86 @@ final class PagingUnitActor extends UnitActorBase {
         c.staleResponses(),
         c.msiWrites(),
         c.msiUnisolated(),
-        invalidation.outstanding());
+        pipeline.pending());
   }
 
   @Override
   protected void atcAcknowledged(int rid, long token) {
-    invalidation.acknowledged(rid, token);
+    pipeline.acknowledged(rid, token);
   }
 
   @Override
   protected void deviceStopped(int rid) {
-    invalidation.deviceStopped(rid);
+    pipeline.deviceStopped(rid);
+  }
+
+  // ---------------------------------------------------------------- the invalidation stream
+
+  private Behavior<Command> onExecuteBatch(ExecuteBatch msg) {
+    pipeline.execute(msg.batch(), msg.executed());
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onInvalidationStreamEnded(InvalidationStreamEnded msg) {
+    pipeline.streamEnded(msg.failure());
+    return Behaviors.same();
+  }
+
+  /**
+   * The unit stops or restarts: its stream goes with it. Issuers still waiting get no answer (a
+   * restarted unit has lost the model they changed; the fd treats the unit as gone).
+   */
+  private Behavior<Command> onStopping() {
+    pipeline.stop();
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
+    msg.replyTo().tell(pipeline.stats());
+    return Behaviors.same();
+  }
+
+  /**
+   * True (and {@code replyTo} refused EBUSY) when the stream cannot take another request: the
+   * caller must not change anything then.
+   */
+  private boolean saturated(ActorRef<UnitReply> replyTo) {
+    return saturated((Replier) replyTo::tell);
+  }
+
+  private boolean saturated(Replier replyTo) {
+    if (pipeline.canAccept()) {
+      return false;
+    }
+    pipeline.refused();
+    refuse(replyTo, Errno.EBUSY,
+        "unit %s: invalidation stream saturated (ingress full, %d requests parked); nothing"
+            + " changed, retry", name, pipeline.stats().parked());
+    return true;
+  }
+
+  /**
+   * Submits the invalidation {@code plan} (a model plan ending with its Wait) as one request whose
+   * issuer waits; {@code changed} is the unwidened range of a page-table change the plan covers,
+   * or null. {@code done} gets the modeled completion time.
+   */
+  private void invalidate(
+      List<InvDescriptor> plan, IotlbTarget changed, int tenant, LongConsumer done) {
+    pipeline.submit((id, sync) -> InvalidationRequest.fromPlan(id, sync, plan, changed), tenant,
+        done);
+  }
+
+  /** The unwidened target of a page-table change of {@code d} over {@code length} bytes. */
+  private static IotlbTarget changed(Domain d, int pasid, long iova, long length) {
+    return new IotlbTarget(d.id(), pasid, iova, iova + (length - 1), false, true);
+  }
+
+  private int tenant(Domain d) {
+    return domainTenant.getOrDefault(d.id(), 0);
+  }
+
+  private static int tenant(DeviceEntry e) {
+    return e.expectedOwner == HostMemory.HOST ? 0 : e.expectedOwner;
   }
 
   // ---------------------------------------------------------------- domains
@@ -277,7 +373,11 @@ final class PagingUnitActor extends UnitActorBase {
       return noDomain(msg.replyTo(), "domainId", msg.domainId());
     }
     Outcome<Void> r = unit.freeDomain(d);
-    return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
+    if (!r.isOk()) {
+      return refuse(msg.replyTo(), r);
+    }
+    domainTenant.remove(d.id());
+    return done(msg.replyTo());
   }
 
   /** The paging domain {@code id}, or a refusal: ENOENT unknown, EINVAL when NESTED. */
@@ -313,6 +413,9 @@ final class PagingUnitActor extends UnitActorBase {
       return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, 0, -1L);
+    if (saturated(msg.replyTo())) {
+      return Behaviors.same();
+    }
     Outcome<Void> r = d.setDirtyTracking(msg.enabled());
     if (!r.isOk()) {
       return refuse(msg.replyTo(), r);
@@ -320,7 +423,8 @@ final class PagingUnitActor extends UnitActorBase {
     // Cached writable translations would write without marking dirty: flush the domain, as
     // intel_pasid_setup_dirty_tracking flushes the PASID cache and IOTLB.
     ActorRef<UnitReply> replyTo = msg.replyTo();
-    invalidation.run(plan.value(), clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+    invalidate(plan.value(), changed(d, Iotlb.ANY_PASID, 0, -1L), tenant(d),
+        completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
     return Behaviors.same();
   }
 
@@ -336,6 +440,9 @@ final class PagingUnitActor extends UnitActorBase {
         return refuse(msg.replyTo(), p);
       }
       plan = p.value();
+      if (saturated(msg.replyTo())) {
+        return Behaviors.same();
+      }
     }
     LongList leaves = new LongList();
     Outcome<Long> r = d.readAndClearDirty(msg.iova(), msg.length(), msg.clear(), leaves::add);
@@ -348,7 +455,8 @@ final class PagingUnitActor extends UnitActorBase {
     if (plan == null || pages.length == 0) {
       replyTo.tell(reply);
     } else {
-      invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(reply));
+      invalidate(plan, changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length()), tenant(d),
+          completedAt -> replyTo.tell(reply));
     }
     return Behaviors.same();
   }
@@ -391,6 +499,9 @@ final class PagingUnitActor extends UnitActorBase {
       return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
+    if (unit.cachingMode() && saturated(reply)) {
+      return Behaviors.same();
+    }
     long cur = msg.iova();
     long total = 0;
     for (int i = 0; i < hpas.length; i++) {
@@ -412,7 +523,7 @@ final class PagingUnitActor extends UnitActorBase {
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
-    invalidation.run(plan, clock.nanos(), completedAt -> reply.tell(new Mapped(bytes)));
+    invalidate(plan, null, tenant(d), completedAt -> reply.tell(new Mapped(bytes)));
     return Behaviors.same();
   }
 
@@ -438,6 +549,9 @@ final class PagingUnitActor extends UnitActorBase {
     if (!plan.isOk()) {
       return refuse(reply, plan);
     }
+    if (saturated(reply)) {
+      return Behaviors.same();
+    }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
       return refuse(reply, r);
@@ -448,14 +562,22 @@ final class PagingUnitActor extends UnitActorBase {
       return Behaviors.same();
     }
     long start = clock.nanos();
-    invalidation.run(
-        plan.value(),
-        start,
-        completedAt -> {
-          long latency = completedAt - start;
-          unmapLatency.record(latency);
-          reply.tell(new Unmapped(bytes, latency));
-        });
+    List<InvDescriptor> descriptors = plan.value();
+    IotlbTarget changed = changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
+    if (pipeline.mode() == Mode.DEFERRED && msg.flushTo() != null) {
+      // Lazy mode: the entries are gone from the table; the caches follow at the next flush.
+      pipeline.submitDeferred(
+          (id, sync) -> InvalidationRequest.fromPlan(id, sync, descriptors, changed),
+          tenant(d),
+          msg.flushTo(),
+          token -> reply.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
+      return Behaviors.same();
+    }
+    invalidate(descriptors, changed, tenant(d), completedAt -> {
+      long latency = completedAt - start;
+      unmapLatency.record(Math.max(0, latency));
+      reply.tell(new Unmapped(bytes, latency));
+    });
     return Behaviors.same();
   }
 
@@ -496,7 +618,8 @@ final class PagingUnitActor extends UnitActorBase {
       return noDomain(msg.replyTo(), "domainId", msg.domainId());
     }
     List<UserInvalidation> entries = msg.entries() == null ? List.of() : msg.entries();
-    List<InvDescriptor> plan = new ArrayList<>();
+    // Each handled entry as its own request (ranges unwidened), merged into one below.
+    List<InvalidationRequest> parts = new ArrayList<>();
     int handled = 0;
     Errno errno = null;
     String message = null;
@@ -509,20 +632,36 @@ final class PagingUnitActor extends UnitActorBase {
         message = "entry " + (handled - 1) + ": " + err.message();
         break;
       }
-      plan.addAll(p.value());
+      parts.add(InvalidationRequest.fromPlan(0, true, p.value(), userChange(d, e)));
     }
     int n = handled;
     Errno en = errno;
     String m = message;
     ActorRef<UnitReply> replyTo = msg.replyTo();
     long start = clock.nanos();
-    if (plan.isEmpty()) {
+    if (parts.isEmpty()) {
       replyTo.tell(new UserInvalidated(n, en, m, 0));
       return Behaviors.same();
     }
-    invalidation.run(plan, start,
+    if (saturated(replyTo)) {
+      return Behaviors.same();
+    }
+    pipeline.submit((id, sync) -> InvalidationRequest.combine(id, sync, parts), tenant(d),
         completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
     return Behaviors.same();
+  }
+
+  /** The unwidened stage-1 range an IOTLB entry invalidates (the guest changed it), or null. */
+  private static IotlbTarget userChange(Domain d, UserInvalidation e) {
+    if (e.kind() == IommuUnitActor.UserInvalidationKind.ATC) {
+      return null;
+    }
+    // As planUser plans it: an entry without PASID covers every PASID of the domain.
+    int pasid = e.pasid() == FaultRecord.NO_PASID ? Iotlb.ANY_PASID : e.pasid();
+    if (e.kind() == IommuUnitActor.UserInvalidationKind.IOTLB_ALL || e.npages() == 1L << 52) {
+      return changed(d, pasid, 0, -1L);
+    }
+    return changed(d, pasid, e.address(), e.npages() << 12);
   }
 
   /** The descriptors of one user invalidation entry, or why it is refused. */
@@ -595,6 +734,10 @@ final class PagingUnitActor extends UnitActorBase {
       return refuse(msg.replyTo(), Errno.EPERM, "rid %s: no DMA owner claimed it (bind first)",
           rid(e.rid));
     }
+    // Only caching mode invalidates on attach (PASID cache and IOTLB of the new entry).
+    if (unit.cachingMode() && saturated(msg.replyTo())) {
+      return Behaviors.same();
+    }
     Outcome<List<InvDescriptor>> r = unit.attach(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
       return refuse(msg.replyTo(), r);
@@ -602,8 +745,9 @@ final class PagingUnitActor extends UnitActorBase {
     if (msg.pasid() != FaultRecord.NO_PASID) {
       group(e).pasidAttached();
     }
-    setHandle(e.rid, msg.pasid(), msg.faultSink());
-    return runThenDone(r.value(), msg.replyTo());
+    setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
+    domainTenant.put(d.id(), tenant(e));
+    return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 
   private Behavior<Command> onReplace(Replace msg) {
@@ -617,6 +761,9 @@ final class PagingUnitActor extends UnitActorBase {
       return noDomain(msg.replyTo(), "domainId", msg.domainId());
     }
     Domain old = unit.attachedDomain(e.rid, msg.pasid());
+    if (old != null && old != d && saturated(msg.replyTo())) {
+      return Behaviors.same();
+    }
     Outcome<List<InvDescriptor>> r = unit.replace(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
       return refuse(msg.replyTo(), r);
@@ -624,8 +771,9 @@ final class PagingUnitActor extends UnitActorBase {
     if (old != d) {
       abortPendingPageGroups(e.rid, msg.pasid());
     }
-    setHandle(e.rid, msg.pasid(), msg.faultSink());
-    return runThenDone(r.value(), msg.replyTo());
+    setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
+    domainTenant.put(d.id(), tenant(e));
+    return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 
   private Behavior<Command> onDetach(Detach msg) {
@@ -633,6 +781,9 @@ final class PagingUnitActor extends UnitActorBase {
     if (e == null) {
       return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
           rid(msg.rid()), name);
+    }
+    if (unit.attachedDomain(e.rid, msg.pasid()) != null && saturated(msg.replyTo())) {
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.detach(e.rid, msg.pasid());
     if (!r.isOk()) {
@@ -643,14 +794,15 @@ final class PagingUnitActor extends UnitActorBase {
     }
     setHandle(e.rid, msg.pasid(), null);
     abortPendingPageGroups(e.rid, msg.pasid());
-    return runThenDone(r.value(), msg.replyTo());
+    return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 
-  private Behavior<Command> runThenDone(List<InvDescriptor> plan, ActorRef<UnitReply> replyTo) {
+  private Behavior<Command> runThenDone(
+      List<InvDescriptor> plan, int tenant, ActorRef<UnitReply> replyTo) {
     if (plan.isEmpty()) {
       return done(replyTo);
     }
-    invalidation.run(plan, clock.nanos(), completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+    invalidate(plan, null, tenant, completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
     return Behaviors.same();
   }
 

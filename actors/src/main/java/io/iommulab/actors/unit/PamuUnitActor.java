@@ -10,6 +10,7 @@ import io.iommulab.actors.unit.IommuUnitActor.DomainAllocated;
 import io.iommulab.actors.unit.IommuUnitActor.DomainType;
 import io.iommulab.actors.unit.IommuUnitActor.EnforceCacheCoherency;
 import io.iommulab.actors.unit.IommuUnitActor.FreeDomain;
+import io.iommulab.actors.unit.IommuUnitActor.GetInvalidationStats;
 import io.iommulab.actors.unit.IommuUnitActor.GetSnapshot;
 import io.iommulab.actors.unit.IommuUnitActor.InvalidateUser;
 import io.iommulab.actors.unit.IommuUnitActor.MapRange;
@@ -97,6 +98,7 @@ final class PamuUnitActor extends UnitActorBase {
   }
 
   private final PamuUnitSettings settings;
+  private final io.iommulab.config.InvalidationPipelineSettings.Mode mode;
   private final PamuUnit pamu;
   /** MSIIR page → bank index. */
   private final Map<Long, Integer> msiPages = new HashMap<>();
@@ -111,6 +113,7 @@ final class PamuUnitActor extends UnitActorBase {
       ActorContext<Command> context, Wiring wiring, PamuUnitSettings settings, PamuUnit pamu) {
     super(context, wiring);
     this.settings = settings;
+    this.mode = wiring.pipeline().mode();
     this.pamu = pamu;
     this.liodnUsers = new int[pamu.liodnCount()];
   }
@@ -131,6 +134,7 @@ final class PamuUnitActor extends UnitActorBase {
         .onMessage(PamuUnmapMsiBank.class, this::onPamuUnmapMsiBank)
         .onMessage(MsiWrite.class, this::onMsiWrite)
         .onMessage(GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
         .onMessage(Replace.class, m -> unsupported(m.replyTo(), "Replace"))
         .onMessage(EnforceCacheCoherency.class, m -> unsupported(m.replyTo(), "EnforceCacheCoherency"))
         .onMessage(SetDirtyTracking.class, m -> unsupported(m.replyTo(), "SetDirtyTracking"))
@@ -401,7 +405,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     attachedTo.put(e.rid, d.id());
     liodnUsers[e.liodn]++;
-    setHandle(e.rid, FaultRecord.NO_PASID, msg.faultSink());
+    setHandle(e.rid, FaultRecord.NO_PASID, msg.faultSink(), msg.handleToken());
     return done(msg.replyTo());
   }
 
@@ -453,6 +457,13 @@ final class PamuUnitActor extends UnitActorBase {
       msiUnisolated++;
     }
     ref.tell(new MsiBankActor.Deliver(msg.rid(), t.hpa, msg.data()));
+    return Behaviors.same();
+  }
+
+  /** A PAMU has no invalidation queue, so no stream: every counter is 0. */
+  private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
+    msg.replyTo().tell(new IommuUnitActor.InvalidationStats(unitId, name, mode, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     return Behaviors.same();
   }
 

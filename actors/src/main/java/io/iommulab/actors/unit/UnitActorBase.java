@@ -3,19 +3,23 @@ package io.iommulab.actors.unit;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
+import io.iommulab.actors.pipeline.FaultPipeline;
+import io.iommulab.actors.pipeline.FaultPolicy;
 import io.iommulab.actors.unit.IommuUnitActor.AtcInvalidationAcked;
 import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
 import io.iommulab.actors.unit.IommuUnitActor.Correlated;
-import io.iommulab.actors.unit.IommuUnitActor.DmaFaulted;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
+import io.iommulab.actors.unit.IommuUnitActor.FaultPipelineStats;
+import io.iommulab.actors.unit.IommuUnitActor.FaultsAccounted;
+import io.iommulab.actors.unit.IommuUnitActor.GetFaultStats;
 import io.iommulab.actors.unit.IommuUnitActor.GetStats;
 import io.iommulab.actors.unit.IommuUnitActor.MapRange;
-import io.iommulab.actors.unit.IommuUnitActor.PageRequested;
+import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
 import io.iommulab.actors.unit.IommuUnitActor.PageResponseCode;
 import io.iommulab.actors.unit.IommuUnitActor.Refused;
 import io.iommulab.actors.unit.IommuUnitActor.RegisterDevice;
@@ -28,10 +32,13 @@ import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
 import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
+import io.iommulab.config.FaultPipelineSettings;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.Rids;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.Outcome;
+import io.iommulab.hardware.cost.ContendedResource;
 import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.fault.DmaFault;
@@ -43,14 +50,17 @@ import io.iommulab.hardware.pci.DmaOwner;
 import io.iommulab.hardware.pci.IommuGroup;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.Iterator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.function.LongSupplier;
 import kamon.Kamon;
 import kamon.metric.Counter;
+import kamon.metric.Gauge;
+import kamon.tag.TagSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
@@ -58,6 +68,7 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
+import org.apache.pekko.stream.Materializer;
 
 /**
  * What every IOMMU unit actor owns whatever its kind: the functions registered behind it (RID →
@@ -77,8 +88,20 @@ import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
  * Pending groups of a handle are answered INVALID when the handle is detached or replaced, and a
  * late response from software for them is dropped as stale.
  *
+ * <p>Fault publishing: a record of a handle with a sink is published into the unit's
+ * {@link FaultPipeline} (what happens to a record is {@link FaultPolicy}'s to say), carrying the
+ * sink and the handle's token. The unit owns every pipeline counter: records published, those its
+ * full ingress lost (the hardware queue's overflow), and what the fds answered for each batch, so
+ * {@code published = inFlight + delivered + lost} holds exactly ({@link FaultPipelineStats}). The
+ * modeled report time of a record includes queueing at the unit's reporting hardware: faults and
+ * page requests each go through one {@link ContendedResource} (fault recording, page request
+ * queue) of {@code faultReport} / {@code pageRequest} service.
+ *
  * <p>Metrics (Kamon, tagged by unit name): {@code iommulab.unit.translations},
- * {@code iommulab.unit.faults}, {@code iommulab.unit.page-requests}, {@code iommulab.unit.msi-writes}.
+ * {@code iommulab.unit.faults}, {@code iommulab.unit.page-requests}, {@code iommulab.unit.msi-writes},
+ * {@code iommulab.fault.published} and {@code iommulab.fault.lost} (unit, cause: ingress-fault,
+ * ingress-page-request, queue-full, handle-gone, unacknowledged), {@code
+ * iommulab.fault.ingress.depth} (unit, queue).
  */
 abstract class UnitActorBase extends AbstractBehavior<Command> {
 
@@ -95,7 +118,13 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       CostModel cost,
       ModeledClock clock,
       ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {}
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings pipeline,
+      FaultPipelineSettings faultPipeline,
+      LongSupplier wallNanos) {}
+
+  /** An attach handle's fault sink and the token its owner gave it. */
+  private record Handle(ActorRef<FaultEvent> sink, long token) {}
 
   /** One function behind the unit. Mutable, confined to the unit actor. */
   static final class DeviceEntry {
@@ -108,6 +137,13 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     final ActorRef<DeviceActor.Command> ref;
     /** {@code HostMemory} owner its DMA must touch: the group owner's VM, or the host. */
     int expectedOwner = HostMemory.HOST;
+    /** The attach handle of the RID itself (no PASID), mirrored from the handle map. */
+    Handle ridHandle;
+    /**
+     * Groups of the RID itself (no PASID) awaiting software's response, by PRG index: the token of
+     * the handle each was raised under, or {@link #NOT_PENDING}. Allocated at the first one.
+     */
+    long[] ridPending;
 
     DeviceEntry(RegisterDevice msg) {
       this.rid = msg.rid();
@@ -131,8 +167,13 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected final DeviceEntry[] devices = new DeviceEntry[MAX_RID + 1];
   private int deviceCount;
   private final Map<Integer, IommuGroup> groups = new TreeMap<>();
-  private final Map<Long, ActorRef<FaultEvent>> handles = new HashMap<>();
-  private final Set<Long> pendingPageGroups = new HashSet<>();
+  private final Map<Long, Handle> handles = new HashMap<>();
+  /**
+   * Page-request groups of PASIDs awaiting software's response: group key → handle token. Groups
+   * of a RID itself are in its {@link DeviceEntry#ridPending} (no boxing on the hot path).
+   */
+  private final Map<Long, Long> pendingPageGroups = new HashMap<>();
+  static final long NOT_PENDING = Long.MIN_VALUE;
   private final List<DmaFault> faultLog = new ArrayList<>();
 
   /** Reused by every translation: the burst loop allocates nothing but the reply arrays. */
@@ -152,6 +193,37 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private final Counter pageRequestCounter;
   protected final Counter msiCounter;
 
+  // Fault publishing: the pipeline, the modeled reporting hardware, and every pipeline counter.
+  private final FaultPipeline faultPipeline;
+  private final LongSupplier wallNanos;
+  private final ContendedResource faultReporting = new ContendedResource("fault-recording");
+  private final ContendedResource pageRequestReporting = new ContendedResource("page-request-queue");
+  /** The last handle looked up (a burst faults at one handle): no boxing, no hashing. */
+  private static final long NO_HANDLE_KEY = Long.MIN_VALUE;
+  private long lastHandleKey = NO_HANDLE_KEY;
+  private Handle lastHandle;
+  /** Sinks still owed a partials-discarded marker after the page-request ingress overflowed. */
+  private final Set<ActorRef<FaultEvent>> owedDiscardMarkers = new LinkedHashSet<>();
+  private long publishedFaults;
+  private long publishedPageRequests;
+  private long lostIngressFaults;
+  private long lostIngressPageRequests;
+  private long ingressLastPagesAnswered;
+  private long deliveredFaults;
+  private long lostQueueFull;
+  private long lostHandleGone;
+  private long lostUnacknowledged;
+  private long settledRecords;
+  private long batches;
+  private final Counter publishedCounter;
+  private final Counter lostIngressFaultCounter;
+  private final Counter lostIngressPageRequestCounter;
+  private final Counter lostQueueFullCounter;
+  private final Counter lostHandleGoneCounter;
+  private final Counter lostUnacknowledgedCounter;
+  private final Gauge faultIngressGauge;
+  private final Gauge pageRequestIngressGauge;
+
   protected UnitActorBase(ActorContext<Command> context, Wiring w) {
     super(context);
     this.unitId = w.unitId();
@@ -165,6 +237,35 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     this.faultCounter = Kamon.counter("iommulab.unit.faults").withTag("unit", name);
     this.pageRequestCounter = Kamon.counter("iommulab.unit.page-requests").withTag("unit", name);
     this.msiCounter = Kamon.counter("iommulab.unit.msi-writes").withTag("unit", name);
+    this.wallNanos = w.wallNanos() == null ? FaultPipeline.NO_WALL_CLOCK : w.wallNanos();
+    ActorRef<Command> self = context.getSelf();
+    this.faultPipeline =
+        FaultPipeline.start(
+            unitId,
+            name,
+            w.faultPipeline(),
+            Materializer.createMaterializer(context),
+            context.getSystem().scheduler(),
+            this.wallNanos,
+            s -> self.tell(new FaultsAccounted(s.records(), s.delivered(), s.lostQueueFull(),
+                s.lostHandleGone(), s.lostUnacknowledged())));
+    this.publishedCounter = Kamon.counter("iommulab.fault.published").withTag("unit", name);
+    this.lostIngressFaultCounter = lostCounter("ingress-fault");
+    this.lostIngressPageRequestCounter = lostCounter("ingress-page-request");
+    this.lostQueueFullCounter = lostCounter("queue-full");
+    this.lostHandleGoneCounter = lostCounter("handle-gone");
+    this.lostUnacknowledgedCounter = lostCounter("unacknowledged");
+    this.faultIngressGauge =
+        Kamon.gauge("iommulab.fault.ingress.depth")
+            .withTags(TagSet.of("unit", name).withTag("queue", "fault"));
+    this.pageRequestIngressGauge =
+        Kamon.gauge("iommulab.fault.ingress.depth")
+            .withTags(TagSet.of("unit", name).withTag("queue", "page-request"));
+  }
+
+  private Counter lostCounter(String cause) {
+    return Kamon.counter("iommulab.fault.lost")
+        .withTags(TagSet.of("unit", name).withTag("cause", cause));
   }
 
   // ---------------------------------------------------------------- what a kind provides
@@ -218,7 +319,17 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(BankLearned.class, this::onBankLearned)
         .onMessage(GetStats.class, this::onGetStats)
         .onMessage(Correlated.class, this::onCorrelated)
+        .onMessage(GetFaultStats.class, this::onGetFaultStats)
+        .onMessage(FaultsAccounted.class, this::onFaultsAccounted)
         .onSignal(Terminated.class, this::onTerminated);
+  }
+
+  // ---------------------------------------------------------------- replies
+
+  protected Behavior<Command> refuse(
+      ActorRef<UnitReply> replyTo, Errno errno, String format, Object... args) {
+    replyTo.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- replies to a command or a Correlated
@@ -256,14 +367,6 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected Behavior<Command> refuse(Replier r, Outcome<?> err) {
     Outcome.Err<?> e = (Outcome.Err<?>) err;
     r.tell(new Refused(e.errno(), e.message()));
-    return Behaviors.same();
-  }
-
-  // ---------------------------------------------------------------- replies
-
-  protected Behavior<Command> refuse(
-      ActorRef<UnitReply> replyTo, Errno errno, String format, Object... args) {
-    replyTo.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
     return Behaviors.same();
   }
 
@@ -521,10 +624,25 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   }
 
   protected void setHandle(int rid, int pasid, ActorRef<FaultEvent> sink) {
-    if (sink == null) {
+    setHandle(rid, pasid, sink, 0L);
+  }
+
+  /**
+   * Installs (or, with a null sink, removes) the fault sink of (rid, pasid) and the token its
+   * owner gave this attachment: records raised from now on carry both.
+   */
+  protected void setHandle(int rid, int pasid, ActorRef<FaultEvent> sink, long token) {
+    lastHandleKey = NO_HANDLE_KEY;
+    lastHandle = null;
+    Handle h = sink == null ? null : new Handle(sink, token);
+    if (h == null) {
       handles.remove(handleKey(rid, pasid));
     } else {
-      handles.put(handleKey(rid, pasid), sink);
+      handles.put(handleKey(rid, pasid), h);
+    }
+    DeviceEntry e = device(rid);
+    if (e != null && pasid == FaultRecord.NO_PASID) {
+      e.ridHandle = h;
     }
   }
 
@@ -543,7 +661,18 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
    */
   protected void abortPendingPageGroups(int rid, int pasid) {
     DeviceEntry e = device(rid);
-    Iterator<Long> it = pendingPageGroups.iterator();
+    if (pasid == FaultRecord.NO_PASID) {
+      if (e != null && e.ridPending != null) {
+        for (int g = 0; g < e.ridPending.length; g++) {
+          if (e.ridPending[g] != NOT_PENDING) {
+            e.ridPending[g] = NOT_PENDING;
+            e.ref.tell(new DeviceActor.PageResponded(pasid, g, PageResponseCode.INVALID));
+          }
+        }
+      }
+      return;
+    }
+    Iterator<Long> it = pendingPageGroups.keySet().iterator();
     while (it.hasNext()) {
       long k = it.next();
       int r = (int) (k >>> 40);
@@ -554,6 +683,34 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
           e.ref.tell(new DeviceActor.PageResponded(p, (int) (k & 0x1FF), PageResponseCode.INVALID));
         }
       }
+    }
+  }
+
+  private void pendingPut(DeviceEntry e, int pasid, int group, long key, long token) {
+    if (pasid == FaultRecord.NO_PASID) {
+      if (e.ridPending == null) {
+        e.ridPending = new long[PageRequest.MAX_GROUP_ID + 1];
+        java.util.Arrays.fill(e.ridPending, NOT_PENDING);
+      }
+      e.ridPending[group & PageRequest.MAX_GROUP_ID] = token;
+    } else {
+      pendingPageGroups.put(key, token);
+    }
+  }
+
+  private long pendingGet(DeviceEntry e, int pasid, int group, long key) {
+    if (pasid == FaultRecord.NO_PASID) {
+      return e.ridPending == null ? NOT_PENDING : e.ridPending[group & PageRequest.MAX_GROUP_ID];
+    }
+    Long t = pendingPageGroups.get(key);
+    return t == null ? NOT_PENDING : t;
+  }
+
+  private void pendingRemove(DeviceEntry e, int pasid, int group, long key) {
+    if (pasid == FaultRecord.NO_PASID) {
+      e.ridPending[group & PageRequest.MAX_GROUP_ID] = NOT_PENDING;
+    } else {
+      pendingPageGroups.remove(key);
     }
   }
 
@@ -634,18 +791,49 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         new long[] {hpa}, new int[] {length}, 1, timeNs));
   }
 
-  /** Routes an unrecoverable fault to the attach handle's sink, or keeps it in the unit's log. */
+  /** The handle of (rid, pasid), or null; the last one found is kept until a handle changes. */
+  private Handle handle(int rid, int pasid) {
+    if (pasid == FaultRecord.NO_PASID) {
+      DeviceEntry e = device(rid);
+      return e == null ? null : e.ridHandle;
+    }
+    long key = handleKey(rid, pasid);
+    if (key != lastHandleKey) {
+      lastHandle = handles.get(key);
+      lastHandleKey = key;
+    }
+    return lastHandle;
+  }
+
+  /**
+   * An unrecoverable fault, {@code f.timeNs()} being its arrival plus {@code faultReport}:
+   * recorded through the unit's fault-recording hardware (queueing included) and published to
+   * the attach handle's sink, or kept in the unit's log ({@link FaultPolicy#atUnit}).
+   */
   protected void fault(DmaFault f) {
     faults++;
     faultCounter.increment();
-    ActorRef<FaultEvent> sink = handles.get(handleKey(f.rid(), f.pasid()));
-    if (sink != null) {
-      sink.tell(new DmaFaulted(f));
+    Handle h = handle(f.rid(), f.pasid());
+    if (FaultPolicy.atUnit(false, h != null) == FaultPolicy.AtUnit.LOG_UNHANDLED) {
+      unhandledFaults++;
+      if (faultLog.size() < FAULT_LOG) {
+        faultLog.add(f);
+      }
       return;
     }
-    unhandledFaults++;
-    if (faultLog.size() < FAULT_LOG) {
-      faultLog.add(f);
+    long service = cost.faultReport();
+    long reported = faultReporting.acquire(f.timeNs() - service, service);
+    DmaFault record = reported == f.timeNs() ? f
+        : new DmaFault(f.unitId(), f.rid(), f.pasid(), f.iova(), f.access(), f.reason(), reported);
+    publishedFaults++;
+    publishedCounter.increment();
+    PublishedFault p = new PublishedFault(h.sink(), h.token(), record, null,
+        reported - clock.nanos(), wallNanos.getAsLong());
+    if (!faultPipeline.offerFault(p)) {
+      // VT-d PFO / SMMUv3 EVTQ overflow: the record is dropped by the hardware, counted here.
+      lostIngressFaults++;
+      lostIngressFaultCounter.increment();
+      warnIfPipelineStopped();
     }
   }
 
@@ -660,8 +848,8 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
           rid(r.rid()), name);
       return Behaviors.same();
     }
-    ActorRef<FaultEvent> sink = handles.get(handleKey(r.rid(), r.pasid()));
-    if (sink == null) {
+    Handle h = handle(r.rid(), r.pasid());
+    if (FaultPolicy.atUnit(true, h != null) == FaultPolicy.AtUnit.ANSWER_INVALID) {
       // No handler: io-pgfault answers the group when its last page arrives; the others are
       // partial and need no answer.
       if (r.lastPage()) {
@@ -669,20 +857,117 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       }
       return Behaviors.same();
     }
-    pendingPageGroups.add(pageGroupKey(r.rid(), r.pasid(), r.groupId()));
-    sink.tell(new PageRequested(new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(),
-        r.address(), r.perm(), r.lastPage(), clock.nanos() + cost.pageRequest())));
+    long now = clock.nanos();
+    long reported = pageRequestReporting.acquire(now, cost.pageRequest());
+    long groupKey = pageGroupKey(r.rid(), r.pasid(), r.groupId());
+    publishedPageRequests++;
+    publishedCounter.increment();
+    long wall = wallNanos.getAsLong();
+    if (!owedDiscardMarkers.isEmpty()) {
+      offerDiscardMarkers(wall);
+    }
+    PublishedFault p = new PublishedFault(h.sink(), h.token(), null,
+        new PageRequest(unitId, r.rid(), r.pasid(), r.groupId(), r.address(), r.perm(),
+            r.lastPage(), reported),
+        reported - now, wall);
+    if (!faultPipeline.offerPageRequest(p)) {
+      pageRequestIngressOverflowed(e, r);
+    } else if (r.lastPage()) {
+      // A group awaits software's response once complete; partials of a handle that goes away
+      // are dropped unanswered (iopf_queue_remove_device), and the device's later last page is
+      // answered then.
+      pendingPut(e, r.pasid(), r.groupId(), groupKey, h.token());
+    }
+    return Behaviors.same();
+  }
+
+  /**
+   * The page request queue was full (VT-d PRS.PRO, SMMUv3 PRIQ overflow): the request is lost and
+   * counted. A lost last page is answered by the unit itself ({@link
+   * FaultPolicy#lastPageLostAtIngress}); every sink is owed a marker telling it to drop the unit's
+   * partial groups once the queue has room again, as the kernel discards partials when it clears
+   * PRO.
+   */
+  private void pageRequestIngressOverflowed(DeviceEntry e, ReportPageRequest r) {
+    lostIngressPageRequests++;
+    lostIngressPageRequestCounter.increment();
+    warnIfPipelineStopped();
+    if (r.lastPage()) {
+      ingressLastPagesAnswered++;
+      e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(),
+          FaultPolicy.lastPageLostAtIngress()));
+    }
+    for (Handle h : handles.values()) {
+      owedDiscardMarkers.add(h.sink());
+    }
+  }
+
+  private boolean stoppedReported;
+
+  /** A stopped pipeline loses everything at the ingress: say so once, loudly. */
+  private void warnIfPipelineStopped() {
+    if (!stoppedReported && faultPipeline.stopped()) {
+      stoppedReported = true;
+      getContext().getLog().error("Unit [{}]: fault pipeline stopped; fault records are counted"
+          + " lost at the ingress from now on", name);
+    }
+  }
+
+  /** Offers the owed partials-discarded markers in order, as far as the ingress has room. */
+  private void offerDiscardMarkers(long wall) {
+    Iterator<ActorRef<FaultEvent>> it = owedDiscardMarkers.iterator();
+    while (it.hasNext()) {
+      if (!faultPipeline.offerPageRequest(PublishedFault.partialsDiscarded(it.next(), wall))) {
+        return;
+      }
+      it.remove();
+    }
+  }
+
+  private Behavior<Command> onFaultsAccounted(FaultsAccounted a) {
+    batches++;
+    settledRecords += a.records();
+    deliveredFaults += a.delivered();
+    lostQueueFull += a.lostQueueFull();
+    lostHandleGone += a.lostHandleGone();
+    lostUnacknowledged += a.lostUnacknowledged();
+    if (a.lostQueueFull() > 0) {
+      lostQueueFullCounter.increment(a.lostQueueFull());
+    }
+    if (a.lostHandleGone() > 0) {
+      lostHandleGoneCounter.increment(a.lostHandleGone());
+    }
+    if (a.lostUnacknowledged() > 0) {
+      lostUnacknowledgedCounter.increment(a.lostUnacknowledged());
+      getContext().getLog().warn("Unit [{}]: {} fault records never acknowledged by their fd",
+          name, a.lostUnacknowledged());
+    }
+    faultIngressGauge.update(faultPipeline.faultIngressDepth());
+    pageRequestIngressGauge.update(faultPipeline.pageRequestIngressDepth());
+    return Behaviors.same();
+  }
+
+  private Behavior<Command> onGetFaultStats(GetFaultStats msg) {
+    long published = publishedFaults + publishedPageRequests;
+    long inFlight = published - lostIngressFaults - lostIngressPageRequests - settledRecords;
+    msg.replyTo().tell(new FaultPipelineStats(unitId, name, publishedFaults, publishedPageRequests,
+        lostIngressFaults, lostIngressPageRequests, deliveredFaults, lostQueueFull, lostHandleGone,
+        lostUnacknowledged, inFlight, batches, ingressLastPagesAnswered,
+        faultPipeline.faultIngressDepth(), faultPipeline.pageRequestIngressDepth()));
     return Behaviors.same();
   }
 
   private Behavior<Command> onRespondPageRequest(RespondPageRequest r) {
     DeviceEntry e = device(r.rid());
-    if (e == null || !pendingPageGroups.remove(pageGroupKey(r.rid(), r.pasid(), r.groupId()))) {
+    long key = pageGroupKey(r.rid(), r.pasid(), r.groupId());
+    long token = e == null ? NOT_PENDING : pendingGet(e, r.pasid(), r.groupId(), key);
+    if (token == NOT_PENDING || (r.handleToken() != 0 && r.handleToken() != token)) {
+      // Answered already (detach, replace, an overflowed ingress) or an older group of the index:
+      // counted, not logged (a storm of them would flood the log).
       staleResponses++;
-      getContext().getLog().debug("Stale page response rid {} pasid {} group {} dropped",
-          rid(r.rid()), r.pasid(), r.groupId());
       return Behaviors.same();
     }
+    pendingRemove(e, r.pasid(), r.groupId(), key);
     // The page-group response is one descriptor on the queue; the model keeps no ring slot for it.
     pageResponses++;
     e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), r.code()));

@@ -1,5 +1,6 @@
 package io.iommulab.actors.device;
 
+import io.iommulab.actors.pipeline.FaultSinks;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -236,7 +237,7 @@ class DeviceActorTest {
   @Test
   void aFaultOnAPriDeviceBecomesAPageRequestAndSuccessRetriesIt() {
     ActorRef<DeviceActor.Command> gpu =
-        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), fd.getRef());
+        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), FaultSinks.unbatching(testKit, fd.getRef()));
     gpu.tell(burst(Access.WRITE, IOVA + 0x40, IOVA + 0x80));
     PageRequested pr = fd.expectMessageClass(PageRequested.class);
     assertEquals(IOVA, pr.request().addr());
@@ -256,7 +257,7 @@ class DeviceActorTest {
   @Test
   void anInvalidPageResponseFailsTheAccesses() {
     ActorRef<DeviceActor.Command> gpu =
-        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), fd.getRef());
+        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), FaultSinks.unbatching(testKit, fd.getRef()));
     map(IOVA + PAGE, PAGE, PAGE);
     gpu.tell(burst(Access.READ, IOVA, IOVA + PAGE));
     PageRequested pr = fd.expectMessageClass(PageRequested.class);
@@ -277,7 +278,7 @@ class DeviceActorTest {
   @Test
   void pageRequestsBeyondTheAllocationWaitForAGroupToComplete() {
     ActorRef<DeviceActor.Command> gpu =
-        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), fd.getRef());
+        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), FaultSinks.unbatching(testKit, fd.getRef()));
     long[] iovas = new long[40];
     for (int i = 0; i < iovas.length; i++) {
       iovas[i] = IOVA + i * PAGE;
@@ -305,7 +306,7 @@ class DeviceActorTest {
   @Test
   void quiesceAbortsAccessesWaitingAndEveryLaterBurstUntilResume() {
     ActorRef<DeviceActor.Command> gpu =
-        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), fd.getRef());
+        boundDevice(Fixtures.ats("gpu", "vtd0", "02:00.0", 2, true), FaultSinks.unbatching(testKit, fd.getRef()));
     map(IOVA + PAGE, PAGE, PAGE);
     gpu.tell(burst(Access.READ, IOVA, IOVA + PAGE));
     fd.expectMessageClass(PageRequested.class);

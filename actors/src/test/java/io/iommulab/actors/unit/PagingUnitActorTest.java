@@ -1,5 +1,6 @@
 package io.iommulab.actors.unit;
 
+import io.iommulab.actors.pipeline.FaultSinks;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -242,7 +243,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(NIC, 5, 1, nic);
     int d = h.pagingDomain();
-    h.attach(NIC, NONE, d, sink.getRef());
+    h.attach(NIC, NONE, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.burst(NIC, NONE, new long[] {IOVA}, Access.READ, false);
     DmaFaulted f = sink.expectMessageClass(DmaFaulted.class);
     assertEquals(FaultReason.NOT_PRESENT, f.fault().reason());
@@ -300,7 +301,7 @@ class PagingUnitActorTest {
   }
 
   @Test
-  void outstandingUnmapsAreAnsweredEachWhenItsOwnAcksArrive() {
+  void anUnmapArrivingWhileABatchWaitsForAcksGoesOutInTheNextBatchAndIsAnsweredAfterItsOwnAck() {
     GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
     TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
     h.claim(GPU, 5, 1, gpu);
@@ -310,13 +311,17 @@ class PagingUnitActorTest {
     h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate first = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(new UnmapRange(d, IOVA + PAGE, PAGE, h.replies.getRef()));
-    AtcInvalidate second = gpu.expectMessageClass(AtcInvalidate.class);
+    // One invalidation queue per unit: the second request waits behind the batch in execution.
     assertEquals(2, h.stats().pendingInvalidations());
-    h.unit.tell(new AtcInvalidationAcked(GPU, second.token()));
-    assertEquals(PAGE, h.replies.expectMessageClass(Unmapped.class).bytes());
-    h.replies.expectNoMessage(Duration.ofMillis(20));
+    gpu.expectNoMessage(Duration.ofMillis(30));
     h.unit.tell(new AtcInvalidationAcked(GPU, first.token()));
     assertEquals(PAGE, h.replies.expectMessageClass(Unmapped.class).bytes());
+    AtcInvalidate second = gpu.expectMessageClass(AtcInvalidate.class);
+    assertEquals(IOVA + PAGE, second.address());
+    h.replies.expectNoMessage(Duration.ofMillis(20));
+    h.unit.tell(new AtcInvalidationAcked(GPU, second.token()));
+    assertEquals(PAGE, h.replies.expectMessageClass(Unmapped.class).bytes());
+    assertEquals(0, h.stats().pendingInvalidations());
   }
 
   @Test
@@ -398,7 +403,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(GPU, 5, 1, gpu);
     int d = h.pagingDomain();
-    h.attach(GPU, 3, d, sink.getRef());
+    h.attach(GPU, 3, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.unit.tell(new ReportPageRequest(GPU, 3, 9, IOVA, Access.READ, false));
     h.unit.tell(new ReportPageRequest(GPU, 3, 9, IOVA + PAGE, Access.READ, true));
     PageRequested first = sink.expectMessageClass(PageRequested.class);
@@ -434,7 +439,7 @@ class PagingUnitActorTest {
     TestProbe<FaultEvent> sink = testKit.createTestProbe();
     h.claim(GPU, 5, 1, gpu);
     int d = h.pagingDomain();
-    h.attach(GPU, 3, d, sink.getRef());
+    h.attach(GPU, 3, d, FaultSinks.unbatching(testKit, sink.getRef()));
     h.unit.tell(new ReportPageRequest(GPU, 3, 2, IOVA, Access.READ, true));
     sink.expectMessageClass(PageRequested.class);
     h.unit.tell(new Detach(GPU, 3, h.replies.getRef()));

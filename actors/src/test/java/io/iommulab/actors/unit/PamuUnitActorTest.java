@@ -1,5 +1,6 @@
 package io.iommulab.actors.unit;
 
+import io.iommulab.actors.pipeline.FaultSinks;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -186,7 +187,7 @@ class PamuUnitActorTest {
     GuestMemoryLayout vm = h.vm(3, 4 * Fixtures.MIB);
     TestProbe<DeviceActor.Command> dpaa = h.pamuDevice(DPAA, 7, 1);
     TestProbe<FaultEvent> fd = testKit.createTestProbe();
-    int d = attachedDomain(DPAA, 3, dpaa, fd.getRef());
+    int d = attachedDomain(DPAA, 3, dpaa, FaultSinks.unbatching(testKit, fd.getRef()));
     h.refused(Errno.EINVAL, new MapRange(d, 0x1000, new long[] {vm.pageHpa(0)},
         new long[] {WINDOW}, Access.READ_WRITE, h.replies.getRef()));
     h.map(d, 0, vm.pageHpa(0), 2 * WINDOW, Access.READ_WRITE);

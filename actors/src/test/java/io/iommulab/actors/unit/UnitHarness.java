@@ -21,6 +21,7 @@ import io.iommulab.actors.unit.IommuUnitActor.TranslateBurst;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitSnapshotted;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.actors.Fixtures;
 import io.iommulab.hardware.Errno;
@@ -31,6 +32,7 @@ import io.iommulab.hardware.cost.CostModel;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.List;
 import java.util.Map;
+import java.util.function.LongSupplier;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -56,13 +58,35 @@ final class UnitHarness {
       ActorTestKit testKit,
       IommuUnitSettings settings,
       Map<Integer, ActorRef<MsiBankActor.Command>> banks) {
+    this(testKit, settings, banks, null, null);
+  }
+
+  /** A unit whose invalidation stream runs with {@code pipeline}, timed by {@code wallNanos}. */
+  UnitHarness(
+      ActorTestKit testKit,
+      IommuUnitSettings settings,
+      InvalidationPipelineSettings pipeline,
+      LongSupplier wallNanos) {
+    this(testKit, settings, Map.of(), pipeline, wallNanos);
+  }
+
+  private UnitHarness(
+      ActorTestKit testKit,
+      IommuUnitSettings settings,
+      Map<Integer, ActorRef<MsiBankActor.Command>> banks,
+      InvalidationPipelineSettings pipeline,
+      LongSupplier wallNanos) {
     this.testKit = testKit;
     this.memory =
         testKit.spawn(HostMemoryActor.create(Fixtures.topology(List.of(settings)), FaultInjector.NONE));
     this.unit =
         testKit.spawn(
-            IommuUnitActor.create(
-                0, settings, CostModel.defaults(), clock, 42, FaultInjector.NONE, memory, banks));
+            pipeline == null
+                ? IommuUnitActor.create(
+                    0, settings, CostModel.defaults(), clock, 42, FaultInjector.NONE, memory, banks)
+                : IommuUnitActor.create(
+                    0, settings, CostModel.defaults(), clock, 42, FaultInjector.NONE, memory, banks,
+                    pipeline, wallNanos));
     this.replies = testKit.createTestProbe();
     this.snapshots = testKit.createTestProbe();
     this.stats = testKit.createTestProbe();
@@ -90,6 +114,12 @@ final class UnitHarness {
   UnitStats stats() {
     unit.tell(new GetStats(stats.getRef()));
     return stats.receiveMessage();
+  }
+
+  IommuUnitActor.InvalidationStats invalidationStats() {
+    TestProbe<IommuUnitActor.InvalidationStats> probe = testKit.createTestProbe();
+    unit.tell(new IommuUnitActor.GetInvalidationStats(probe.getRef()));
+    return probe.receiveMessage();
   }
 
   /** Sends {@code command} (whose replyTo is {@link #replies}) and expects Done. */

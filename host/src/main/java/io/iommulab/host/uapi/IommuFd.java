@@ -352,6 +352,19 @@ public final class IommuFd {
         IoasidFdActor.FaultRecords::records);
   }
 
+  /**
+   * read(fault_fd, count) with the node headers the emulator adds beside the records: each group's
+   * sequence and cookie, and the lost-events node when the full queue lost requests (sequence gaps
+   * and that node give the exact number lost).
+   */
+  public CompletionStage<Outcome<IoasidFdActor.FaultRecords>> faultReadWithHeaders(
+      int faultId, int count) {
+    return call(
+        r -> new IoasidFdActor.FaultRead(faultId, count, r),
+        IoasidFdActor.FaultRecords.class,
+        records -> records);
+  }
+
   /** write(fault_fd, responses): bytes consumed. */
   public CompletionStage<Outcome<Integer>> faultWrite(int faultId, List<HwptPageResponse> responses) {
     return call(
@@ -509,6 +522,12 @@ public final class IommuFd {
   /** close(fd): every object destroyed, every pin released. */
   public CompletionStage<Outcome<IoasidFdActor.Closed>> close() {
     return call(IoasidFdActor.Close::new, IoasidFdActor.Closed.class, c -> c);
+  }
+
+  /** What became of every fault record the units' pipelines delivered to this fd (tooling). */
+  public CompletionStage<IoasidFdActor.FaultStats> faultStats() {
+    return call(IoasidFdActor.GetFaultStats::new, IoasidFdActor.FaultStats.class, s -> s)
+        .thenApplyAsync(Outcome::value, executor);
   }
 
   /** The fd's state as values (tests, tooling). */

@@ -488,6 +488,30 @@ class HwptConformanceTest {
   }
 
   @Test
+  void aFullFaultQueueLosesRequestsAndTheReaderCountsThemFromTheSequences() {
+    f = new Fixture(kit, io.iommulab.config.UapiSettings.defaults().withFaultQueueDepth(2),
+        IoasidFdActor.Credentials.NONE, io.iommulab.hardware.FaultInjector.NONE, true);
+    fd = f.fd;
+    VfioDevice nic0 = f.bound("nic0");
+    int fault = faultHwpt(nic0)[0];
+    for (int g = 0; g < 5; g++) {
+      pageRequest("nic0", g, 0x1000L * (g + 1), true);
+    }
+    assertTrue(f.events.receiveMessage() instanceof IoasidFdActor.FaultQueueReadable);
+    IoasidFdActor.FaultStats stats = fd.faultStats().toCompletableFuture().join();
+    assertEquals(2, stats.pageRequestsQueued());
+    assertEquals(3, stats.pageRequestsLostQueueFull());
+    IoasidFdActor.FaultRecords read = ok(fd.faultReadWithHeaders(fault, 400));
+    assertEquals(2, read.records().size());
+    assertEquals(List.of(0, 1, 4),
+        read.headers().stream().map(io.iommulab.actors.fd.model.FaultQueueHeader::sequence).toList(),
+        "each lost request re-queued the lost-events node with the next sequence");
+    assertTrue(read.headers().get(2).lostEvents());
+    // Each lost last page failed its group: INVALID to the unit, so the device is not left waiting.
+    assertEquals(3, f.controls.get("vtd0").responses.size());
+  }
+
+  @Test
   void aFaultReadOfAGroupLargerThanTheCountLeavesItQueued() {
     useFakeUnits();
     VfioDevice nic0 = f.bound("nic0");

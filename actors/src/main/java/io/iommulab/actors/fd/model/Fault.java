@@ -30,10 +30,24 @@ import java.util.TreeMap;
  *       returned when at least one record was consumed.
  *   <li>Detach / replace / destroy: every group of the attach handle (queued, read-but-unanswered)
  *       is answered INVALID ({@code iommufd_auto_response_faults}); its partials are dropped.
+ *   <li>Bounded depth (the emulator applies the vEVENTQ rule of {@code eventq.c} to FAULT, whose
+ *       kernel list is unbounded): at most {@code depth} requests are held, partial or queued
+ *       (groups read and awaiting a response do not count). A request arriving at a full queue is
+ *       lost: the lost-events node is (re)queued last with a fresh sequence number. Each group
+ *       joining the deliver list takes the next sequence ({@code (s + 1) & INT_MAX}); a group
+ *       queued after a trailing lost-events node removes it. So a reader sees every loss as a
+ *       sequence gap or a trailing lost-events header, and the count is exact: the requests lost
+ *       between two nodes it reads are the difference of their sequences, less one when the
+ *       later is a group. A lost last page also drops its group's partials (discarded, not lost:
+ *       they were queued) and the group is answered INVALID by the caller.
+ *   <li>Partials discarded: after a unit's page request queue overflowed, the partial groups of
+ *       that unit's devices are dropped ({@code iopf_queue_discard_partial}).
  * </ul>
  *
  * <p>Invariants: a group is in exactly one of partial / deliver / response; cookies in the
- * response table are unique and ≥ 1; {@code users} counts the HWPTs that deliver here.
+ * response table are unique and ≥ 1; {@code users} counts the HWPTs that deliver here; {@code
+ * held} = the requests in partial and deliver ≤ {@code depth}; the lost-events node, when
+ * queued, is after every group of the deliver list.
  */
 public final class Fault extends FdObject {
 
@@ -53,6 +67,9 @@ public final class Fault extends FdObject {
     final HwPagetable hwpt;
     final List<Request> requests = new ArrayList<>(1);
     int cookie;
+    int sequence;
+    /** The token of the attach handle the group was raised under (0: none). */
+    long token;
 
     Group(Device device, int pasid, int grpid, HwPagetable hwpt) {
       this.device = device;
@@ -77,6 +94,11 @@ public final class Fault extends FdObject {
     public int size() {
       return requests.size();
     }
+
+    /** The token of the attach handle the group was raised under (0: none). */
+    public long token() {
+      return token;
+    }
   }
 
   /** A group to answer with {@code code} (Uapi.PAGE_RESP_*; 2 = FAILURE). */
@@ -88,8 +110,22 @@ public final class Fault extends FdObject {
     QUEUED,
     QUEUED_AND_READABLE,
     /** Allocation failed: the group must be answered FAILURE. */
-    FAILED
+    FAILED,
+    /**
+     * The queue was full: the request is lost. When it was a last page, {@link
+     * #takeFailedGroup()} is its group (partials dropped), to answer INVALID.
+     */
+    LOST,
+    /** As {@link #LOST}, and the queue went from empty to readable (the lost-events node). */
+    LOST_AND_READABLE
   }
+
+  /**
+   * What one read returns: the 40-byte records of whole groups, and a header per node read (one
+   * per group, in order, then the lost-events node if the read reached it). The headers are the
+   * emulator's side band: {@code iommu_hwpt_pgfault} has no room for a sequence.
+   */
+  public record ReadResult(List<HwptPgfault> records, List<FaultQueueHeader> headers) {}
 
   /** FAILURE code for an internal failure ({@code IOMMU_PAGE_RESP_FAILURE}). */
   public static final int RESP_FAILURE = 2;
@@ -100,10 +136,34 @@ public final class Fault extends FdObject {
   private final TreeMap<Integer, Group> response = new TreeMap<>();
   private final BitSet cookies = new BitSet();
   private Group failedGroup;
+  private final int depth;
+  private int held;
+  /** Sequence of the next node queued. Package-private so tests can start near the wrap. */
+  int sequence;
+  private boolean lostQueued;
+  private int lostSequence;
+  private long lostTotal;
+  private long discardedTotal;
+  private long groupsQueuedTotal;
 
+  /** An unbounded queue (the kernel's FAULT): tests of the grouping rules. */
   Fault(FaultInjector injector) {
+    this(injector, Integer.MAX_VALUE);
+  }
+
+  Fault(FaultInjector injector, int depth) {
     super(ObjectType.FAULT);
+    if (depth < 1) {
+      throw new IllegalArgumentException("depth " + depth + ": must be at least 1");
+    }
     this.injector = injector;
+    this.depth = depth;
+  }
+
+  private int nextSequence() {
+    int s = sequence;
+    sequence = (sequence + 1) & Uapi.VEVENTQ_SEQUENCE_MASK;
+    return s;
   }
 
   private static long partialKey(Device d, int grpid) {
@@ -116,25 +176,72 @@ public final class Fault extends FdObject {
    */
   public Reported report(
       Device device, HwPagetable hwpt, int pasid, int grpid, long addr, int perm, boolean lastPage) {
+    return report(device, hwpt, pasid, grpid, addr, perm, lastPage, 0L);
+  }
+
+  /**
+   * As above, for a request raised under the attach handle of {@code token}: the group remembers
+   * it, so its response names the handle it answers.
+   */
+  public Reported report(
+      Device device, HwPagetable hwpt, int pasid, int grpid, long addr, int perm, boolean lastPage,
+      long token) {
     long key = partialKey(device, grpid);
-    Group g = partial.get(key);
+    // Most groups are one page: no partial to look up, no boxing.
+    Group g = partial.isEmpty() ? null : partial.get(key);
+    if (held == depth) {
+      return lost(key, g, device, hwpt, pasid, grpid, addr, perm, lastPage, token);
+    }
     if (g == null) {
       if (injector.shouldFail(SITE_GROUP)) {
         failedGroup = new Group(device, pasid, grpid, hwpt);
+        failedGroup.token = token;
         failedGroup.requests.add(new Request(addr, perm, lastPage));
         return Reported.FAILED;
       }
       g = new Group(device, pasid, grpid, hwpt);
+      g.token = token;
     }
     g.requests.add(new Request(addr, perm, lastPage));
+    held++;
     if (!lastPage) {
       partial.put(key, g);
       return Reported.PARTIAL;
     }
-    partial.remove(key);
-    boolean wasEmpty = deliver.isEmpty();
+    if (!partial.isEmpty()) {
+      partial.remove(key);
+    }
+    boolean wasReadable = readable();
+    // A group queued after a trailing lost-events node removes it: its sequence is the gap.
+    lostQueued = false;
+    g.sequence = nextSequence();
     deliver.addLast(g);
-    return wasEmpty ? Reported.QUEUED_AND_READABLE : Reported.QUEUED;
+    groupsQueuedTotal++;
+    return wasReadable ? Reported.QUEUED : Reported.QUEUED_AND_READABLE;
+  }
+
+  /** The queue is full: the request is lost and the lost-events node (re)queued last. */
+  private Reported lost(
+      long key, Group partialGroup, Device device, HwPagetable hwpt, int pasid, int grpid,
+      long addr, int perm, boolean lastPage, long token) {
+    boolean wasReadable = readable();
+    lostTotal++;
+    lostQueued = true;
+    lostSequence = nextSequence();
+    if (lastPage) {
+      Group g = partialGroup;
+      if (g != null) {
+        partial.remove(key);
+        held -= g.requests.size();
+        discardedTotal += g.requests.size();
+      } else {
+        g = new Group(device, pasid, grpid, hwpt);
+        g.token = token;
+      }
+      g.requests.add(new Request(addr, perm, true));
+      failedGroup = g;
+    }
+    return wasReadable ? Reported.LOST : Reported.LOST_AND_READABLE;
   }
 
   /** The group of the last {@link Reported#FAILED} report. */
@@ -146,11 +253,25 @@ public final class Fault extends FdObject {
 
   /** read(fault_fd, count): whole groups that fit; ESPIPE when count is not a record multiple. */
   public Outcome<List<HwptPgfault>> read(int count) {
+    Outcome<ReadResult> r = readWithHeaders(count);
+    if (!r.isOk()) {
+      Outcome.Err<ReadResult> e = (Outcome.Err<ReadResult>) r;
+      return Outcome.err(e.errno(), "%s", e.message());
+    }
+    return Outcome.ok(r.value().records());
+  }
+
+  /**
+   * read(fault_fd, count) with the node headers: whole groups that fit, then the lost-events
+   * node when every group before it was read (it takes no bytes).
+   */
+  public Outcome<ReadResult> readWithHeaders(int count) {
     if (count < 0 || count % Uapi.HWPT_PGFAULT_LEN != 0) {
       return Outcome.err(
           Errno.ESPIPE, "count %d: not a multiple of %d-byte records", count, Uapi.HWPT_PGFAULT_LEN);
     }
     List<HwptPgfault> out = new ArrayList<>();
+    List<FaultQueueHeader> headers = new ArrayList<>();
     int room = count / Uapi.HWPT_PGFAULT_LEN;
     while (!deliver.isEmpty() && deliver.peekFirst().requests.size() <= room) {
       if (injector.shouldFail(SITE_COOKIE)) {
@@ -160,10 +281,12 @@ public final class Fault extends FdObject {
         break;
       }
       Group g = deliver.pollFirst();
+      held -= g.requests.size();
       int cookie = cookies.nextClearBit(1);
       cookies.set(cookie);
       g.cookie = cookie;
       response.put(cookie, g);
+      headers.add(new FaultQueueHeader(0, g.sequence, cookie, g.requests.size()));
       for (Request r : g.requests) {
         int flags = r.lastPage() ? Uapi.PGFAULT_FLAGS_LAST_PAGE : 0;
         if (g.pasid != Device.NO_PASID) {
@@ -176,7 +299,11 @@ public final class Fault extends FdObject {
       }
       room -= g.requests.size();
     }
-    return Outcome.ok(out);
+    if (deliver.isEmpty() && lostQueued) {
+      headers.add(new FaultQueueHeader(FaultQueueHeader.LOST_EVENTS, lostSequence, 0, 0));
+      lostQueued = false;
+    }
+    return Outcome.ok(new ReadResult(out, headers));
   }
 
   /**
@@ -206,9 +333,9 @@ public final class Fault extends FdObject {
     return Outcome.ok(out);
   }
 
-  /** EPOLLIN: a group waits to be read. */
+  /** EPOLLIN: a group or the lost-events node waits to be read. */
   public boolean readable() {
-    return !deliver.isEmpty();
+    return !deliver.isEmpty() || lostQueued;
   }
 
   /**
@@ -217,11 +344,19 @@ public final class Fault extends FdObject {
    */
   public List<Response> autoRespond(Device device, int pasid, HwPagetable hwpt) {
     List<Response> out = new ArrayList<>();
-    partial.values().removeIf(g -> g.device == device && g.pasid == pasid && g.hwpt == hwpt);
+    for (Iterator<Group> it = partial.values().iterator(); it.hasNext(); ) {
+      Group g = it.next();
+      if (g.device == device && g.pasid == pasid && g.hwpt == hwpt) {
+        it.remove();
+        held -= g.requests.size();
+        discardedTotal += g.requests.size();
+      }
+    }
     for (Iterator<Group> it = deliver.iterator(); it.hasNext(); ) {
       Group g = it.next();
       if (g.device == device && g.pasid == pasid && g.hwpt == hwpt) {
         it.remove();
+        held -= g.requests.size();
         out.add(new Response(g, Uapi.PAGE_RESP_INVALID));
       }
     }
@@ -236,10 +371,34 @@ public final class Fault extends FdObject {
     return out;
   }
 
+  /**
+   * {@code iopf_queue_discard_partial} for unit {@code unitId}: its devices' partial groups are
+   * dropped unanswered (their last page may have been lost in the unit's full queue). Returns the
+   * requests dropped.
+   */
+  public int discardPartials(int unitId) {
+    int dropped = 0;
+    for (Iterator<Group> it = partial.values().iterator(); it.hasNext(); ) {
+      Group g = it.next();
+      if (g.device.unitId() == unitId) {
+        it.remove();
+        dropped += g.requests.size();
+      }
+    }
+    held -= dropped;
+    discardedTotal += dropped;
+    return dropped;
+  }
+
   /** FAULT destroy: every group left, to answer INVALID; the queue is empty afterwards. */
   public List<Response> drain() {
     List<Response> out = new ArrayList<>();
+    for (Group g : partial.values()) {
+      discardedTotal += g.requests.size();
+    }
     partial.clear();
+    held = 0;
+    lostQueued = false;
     for (Group g : deliver) {
       out.add(new Response(g, Uapi.PAGE_RESP_INVALID));
     }
@@ -264,10 +423,36 @@ public final class Fault extends FdObject {
     return response.size();
   }
 
+  /** Requests held now (partial and queued): at most {@link #depth()}. */
+  public int held() {
+    return held;
+  }
+
+  public int depth() {
+    return depth;
+  }
+
+  /** Requests lost because the queue was full, over the queue's life. */
+  public long lostEvents() {
+    return lostTotal;
+  }
+
+  /** Requests queued, then dropped unread (partials of a failed or discarded group, detach). */
+  public long discarded() {
+    return discardedTotal;
+  }
+
+  /** Groups that joined the deliver list, over the queue's life. */
+  public long groupsQueued() {
+    return groupsQueuedTotal;
+  }
+
   @Override
   public String summary() {
     return String.format(
-        "partial=%d queued=%d awaiting-response=%d cookies=%s",
-        partial.size(), deliver.size(), response.size(), response.keySet());
+        "partial=%d queued=%d awaiting-response=%d cookies=%s held=%d/%d lost=%d lost-header=%b"
+            + " next-seq=%d",
+        partial.size(), deliver.size(), response.size(), response.keySet(), held,
+        depth, lostTotal, lostQueued, sequence);
   }
 }

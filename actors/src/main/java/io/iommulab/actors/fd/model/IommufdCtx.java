@@ -1606,7 +1606,7 @@ public final class IommufdCtx {
     if (flags != 0) {
       return Outcome.err(Errno.EOPNOTSUPP, "flags 0x%x: must be 0", flags);
     }
-    Fault f = new Fault(injector);
+    Fault f = new Fault(injector, settings.faultQueueDepth());
     Outcome<Integer> id = objects.reserve(f);
     if (id.isOk()) {
       objects.finalizeObject(f);
@@ -1747,6 +1747,26 @@ public final class IommufdCtx {
       return null;
     }
     return q.report(d.vdevice.virtId, reason, iova, access) ? q : null;
+  }
+
+  /**
+   * The vEVENTQ a DMA fault of {@code device} at {@code pasid} under {@code hwpt} reports to, or
+   * null: the HWPT belongs to a vIOMMU, the device has a vDEVICE in it, and the vIOMMU has a
+   * vEVENTQ of its type ({@code iommufd_viommu_report_event}).
+   */
+  public Veventq veventqFor(Device device, HwPagetable hwpt) {
+    if (hwpt == null || hwpt.viommu == null || device.vdevice == null
+        || device.vdevice.viommu != hwpt.viommu) {
+      return null;
+    }
+    int type =
+        hwpt.viommu.viommuType == Uapi.VIOMMU_TYPE_ARM_SMMUV3 ? Uapi.VEVENTQ_TYPE_ARM_SMMUV3 : Uapi.VEVENTQ_TYPE_SELFTEST;
+    return hwpt.viommu.veventqs.get(type);
+  }
+
+  /** The virtual ID of {@code device} in its vIOMMU (vSID / vRID), for a vEVENTQ record. */
+  public long virtIdOf(Device device) {
+    return device.vdevice == null ? 0 : device.vdevice.virtId;
   }
 
   /** Where a page request of (unit, rid, pasid) goes: the device and its attached HWPT. */

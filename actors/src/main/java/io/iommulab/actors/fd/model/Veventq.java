@@ -38,6 +38,7 @@ public final class Veventq extends FdObject {
   int sequence;
   private int numEvents;
   private boolean lostQueued;
+  private long lostTotal;
 
   Veventq(Viommu viommu, int veventqType, int depth, FaultInjector injector) {
     super(ObjectType.VEVENTQ);
@@ -69,6 +70,7 @@ public final class Veventq extends FdObject {
       lostQueued = false;
     }
     if (numEvents == depth || injector.shouldFail(SITE_EVENT)) {
+      lostTotal++;
       deliver.addLast(
           new Vevent(Uapi.VEVENTQ_FLAG_LOST_EVENTS, nextSequence(), 0, "", 0, 0, Uapi.VEVENT_HEADER_LEN));
       lostQueued = true;
@@ -105,6 +107,20 @@ public final class Veventq extends FdObject {
     return numEvents;
   }
 
+  public int depth() {
+    return depth;
+  }
+
+  /**
+   * Events lost over the queue's life (full, or the allocation failed). A reader counts the same
+   * number from the sequences: each lost event (re)queued the lost-events header with a fresh
+   * sequence, so between two nodes read, {@code later - earlier} events were lost when the later
+   * is the header, {@code later - earlier - 1} when it is an event (modulo 2^31).
+   */
+  public long lostEvents() {
+    return lostTotal;
+  }
+
   public int veventqType() {
     return veventqType;
   }
@@ -116,7 +132,7 @@ public final class Veventq extends FdObject {
   @Override
   public String summary() {
     return String.format(
-        "viommu=%d type=0x%x depth=%d events=%d lost-header=%b next-seq=%d",
-        viommu.id(), veventqType, depth, numEvents, lostQueued, sequence);
+        "viommu=%d type=0x%x depth=%d events=%d lost-header=%b next-seq=%d lost=%d",
+        viommu.id(), veventqType, depth, numEvents, lostQueued, sequence, lostTotal);
   }
 }

@@ -16,18 +16,26 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.slf4j.Logger;
 
 /**
- * Strict invalidation (the kernel's {@code iommu.strict=1}): every plan is submitted to the
- * unit's {@code InvalidationQueue} and executed at once; IOTLB descriptors take effect
- * immediately, each device-TLB descriptor becomes an {@link DeviceActor.AtcInvalidate} to the
- * device's actor carrying a fresh token, and the plan's caller is answered when all those tokens
- * are acknowledged (the sync of a real queue completes only after the devices' invalidation
+ * Executes descriptor plans against a unit's {@code InvalidationQueue} and learns when each has
+ * completed: the last step of the invalidation stream ({@link InvalidationPipeline} hands it one
+ * merged batch at a time). Every plan is submitted and executed at once: IOTLB descriptors take
+ * effect immediately, each device-TLB descriptor becomes an {@link DeviceActor.AtcInvalidate} to
+ * the device's actor carrying a fresh token, and the plan completes when all those tokens are
+ * acknowledged (the sync of a real queue completes only after the devices' invalidation
  * completions). A plan longer than the ring is fed in ring-sized slices, in order, as a driver
  * waits for free slots.
+ *
+ * <p>Contract: {@link #run} applies the plan's IOTLB descriptors before it returns (a translation
+ * handled after {@code run} never hits a dropped entry) and sends each device-TLB descriptor to
+ * its device; {@code onComplete} is called on the actor's thread exactly once, when the plan's
+ * sync has completed <em>and</em> every device-TLB descriptor before it was acknowledged (or its
+ * device's actor stopped: a function that is gone caches nothing), with the modeled completion
+ * time of the sync. Never completes a plan with an acknowledgement missing.
  *
  * <p>State: the pending table, token → plan. A plan with no device-TLB descriptor completes before
  * {@link #run} returns. Confined to the unit actor; never blocks.
  */
-final class StrictInvalidation implements InvalidationPath {
+final class QueueExecutor {
 
   /** One plan waiting for acknowledgements. */
   private static final class Pending {
@@ -58,7 +66,7 @@ final class StrictInvalidation implements InvalidationPath {
   private long syncs;
   private long atcInvalidations;
 
-  StrictInvalidation(
+  QueueExecutor(
       IommuUnit unit,
       int depth,
       IntFunction<ActorRef<DeviceActor.Command>> deviceOf,
@@ -71,8 +79,11 @@ final class StrictInvalidation implements InvalidationPath {
     this.log = log;
   }
 
-  @Override
-  public void run(List<InvDescriptor> plan, long now, LongConsumer onComplete) {
+  /**
+   * Runs {@code plan} (ending with its Wait) at modeled time {@code now}. {@code onComplete} may
+   * be called before this returns (no device TLB involved).
+   */
+  void run(List<InvDescriptor> plan, long now, LongConsumer onComplete) {
     long firstToken = nextToken;
     long completion = now;
     for (int from = 0; from < plan.size(); from += depth) {
@@ -115,8 +126,8 @@ final class StrictInvalidation implements InvalidationPath {
     device.tell(new DeviceActor.AtcInvalidate(d.pasid(), d.address(), d.sizeOrder(), token, self));
   }
 
-  @Override
-  public void acknowledged(int rid, long token) {
+  /** Device {@code rid} acknowledged the device-TLB invalidation {@code token}. */
+  void acknowledged(int rid, long token) {
     Awaited a = awaited.get(token);
     if (a == null || a.rid() != rid || a.plan() == null) {
       log.warn("Unexpected ATC invalidation ack [{}] from rid 0x{}", token, Integer.toHexString(rid));
@@ -126,8 +137,11 @@ final class StrictInvalidation implements InvalidationPath {
     release(a.plan());
   }
 
-  @Override
-  public void deviceStopped(int rid) {
+  /**
+   * The actor of device {@code rid} stopped: its unacknowledged invalidations count as done (a
+   * function that is gone caches nothing).
+   */
+  void deviceStopped(int rid) {
     Iterator<Map.Entry<Long, Awaited>> it = awaited.entrySet().iterator();
     while (it.hasNext()) {
       Awaited a = it.next().getValue();
@@ -145,23 +159,23 @@ final class StrictInvalidation implements InvalidationPath {
     }
   }
 
-  @Override
-  public int outstanding() {
+  /** Plans waiting for acknowledgements. */
+  int outstanding() {
     return outstanding;
   }
 
-  @Override
-  public long descriptors() {
+  /** Descriptors executed so far. */
+  long descriptors() {
     return descriptors;
   }
 
-  @Override
-  public long syncs() {
+  /** Syncs (Waits) executed so far. */
+  long syncs() {
     return syncs;
   }
 
-  @Override
-  public long atcInvalidations() {
+  /** Device-TLB invalidations sent so far. */
+  long atcInvalidations() {
     return atcInvalidations;
   }
 }
