@@ -60,7 +60,7 @@ final class FakeUnit {
       return new IommuUnitActor.MapRange(m.domainId(), m.iova(), m.hpas(), m.lengths(), m.prot(), once);
     }
     IommuUnitActor.UnmapRange u = c.unmap();
-    return new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(), once);
+    return new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(), u.flushTo(), once);
   }
 
   static Behavior<IommuUnitActor.Command> create(ActorRef<IommuUnitActor.Command> recorder) {
