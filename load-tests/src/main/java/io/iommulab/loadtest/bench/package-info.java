@@ -17,11 +17,11 @@
  * </pre>
  *
  * The argument is a regular expression over {@code Class.method}. Every class fixes
- * {@code @Fork(1)} with {@code -Xms2g -Xmx2g -XX:+AlwaysPreTouch}, 5 warm-up and 5 measured iterations of 1 s, average
- * time in ns/op. Do not shorten them with {@code -wi}/{@code -w} or run in-process with
- * {@code -f 0} for numbers you report: on the 2-core machines short warm-ups underestimate by up
- * to 4×, and in-process runs share a profile across benchmarks. The whole suite takes about
- * 5 minutes; a 1 Mi-page setup takes about a second per fork.
+ * {@code @Fork(1)} with {@code -Xms2g -Xmx2g -XX:+AlwaysPreTouch}, 5 warm-up and 5 measured
+ * iterations of 1 s, average time in ns/op. Do not shorten them with {@code -wi}/{@code -w} or
+ * run in-process with {@code -f 0} for numbers you report: on the 2-core machines short warm-ups
+ * underestimate by up to 4×, and in-process runs share a profile across benchmarks. The whole
+ * suite takes about 5 minutes; a 1 Mi-page setup takes about a second per fork.
  *
  * <h2>Reading the numbers</h2>
  *
