@@ -62,6 +62,10 @@ import org.openjdk.jmh.annotations.Warmup;
  * same table nodes the mapped pages use: with 1 Mi pages these are 4096 leaf tables (16 MiB), more
  * than L2 and half of L3, visited in random order.
  *
+ * <p>Noise: working sets beyond the 2 MiB L2 live in an L3 this VM shares with other tenants of
+ * the host; single iterations then vary up to 2×, hence 10 measured iterations. Compare medians
+ * of the iterations (JMH's JSON has them) as well as the mean.
+ *
  * <p>Invalidates the number: a map or unmap that fails (the op throws); a leaf count other than
  * {@code mapped} after an iteration (checked); a map that picks a large page (impossible: one 4
  * KiB page per call). Allocation is part of the cost: see {@code -prof gc}
@@ -70,7 +74,7 @@ import org.openjdk.jmh.annotations.Warmup;
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 @Warmup(iterations = 5, time = 1)
-@Measurement(iterations = 5, time = 1)
+@Measurement(iterations = 10, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"-Xms2g", "-Xmx2g", "-XX:+AlwaysPreTouch"})
 @State(Scope.Thread)
 public class MapUnmapBenchmark {
@@ -111,7 +115,8 @@ public class MapUnmapBenchmark {
     // Fill the IOTLB the way live DMA would, so invalidations scan a full cache.
     Translation out = new Translation();
     for (int i = 0; i < 4 * BenchUnits.DEFAULT_IOTLB.capacity(); i++) {
-      unit.translate(RID, FaultRecord.NO_PASID, existing[i & mask], Access.READ, now += STEP_NS, out);
+      unit.translate(
+          RID, FaultRecord.NO_PASID, existing[i & mask], Access.READ, now += STEP_NS, out);
     }
     checkSteadyState();
   }

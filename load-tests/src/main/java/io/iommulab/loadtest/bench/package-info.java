@@ -17,11 +17,12 @@
  * </pre>
  *
  * The argument is a regular expression over {@code Class.method}. Every class fixes
- * {@code @Fork(1)} with {@code -Xms2g -Xmx2g -XX:+AlwaysPreTouch}, 5 warm-up and 5 measured
- * iterations of 1 s, average time in ns/op. Do not shorten them with {@code -wi}/{@code -w} or
- * run in-process with {@code -f 0} for numbers you report: on the 2-core machines short warm-ups
- * underestimate by up to 4×, and in-process runs share a profile across benchmarks. The whole
- * suite takes about 5 minutes; a 1 Mi-page setup takes about a second per fork.
+ * {@code @Fork(1)} with {@code -Xms2g -Xmx2g -XX:+AlwaysPreTouch}, 5 warm-up iterations and 5
+ * (IOTLB hit) or 10 (memory-bound) measured iterations of 1 s, average time in ns/op. Do not
+ * shorten them with {@code -wi}/{@code -w} or run in-process with {@code -f 0} for numbers you
+ * report: on the 2-core machines short warm-ups underestimate by up to 4×, and in-process runs
+ * share a profile across benchmarks. The whole suite takes about 7 minutes; a 1 Mi-page setup
+ * takes about a second per fork.
  *
  * <h2>Reading the numbers</h2>
  *
@@ -36,6 +37,9 @@
  *       its result, invalidation builds lists) spent 25-30% of the time in the kernel while eden
  *       regions were first used, and single iterations doubled (±170 ns error on a 90 ns op;
  *       ±4 ns with pre-touch).
+ *   <li>Benchmarks whose working set exceeds the 2 MiB L2 (RANDOM patterns, 256 Ki and 1 Mi
+ *       mapped pages) depend on an L3 shared with other VMs of the host: iterations vary up to
+ *       2×. They run 10 measured iterations; read the median of the iterations next to the mean.
  *   <li>Run nothing else on the machine meanwhile: with 2 cores, the JIT and GC threads already
  *       compete with the benchmark thread.
  * </ul>
