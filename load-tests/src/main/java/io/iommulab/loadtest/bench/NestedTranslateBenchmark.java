@@ -55,7 +55,8 @@ import org.openjdk.jmh.annotations.Warmup;
  *                                                                  +-----------------------------+
  *
  *  Measured: one nested translate.  Modeled cost of a miss: s1*(s2+1)+s2 = 24 entry reads.
- *  Target: a miss near two translateMiss walks (below 2 x 150 ns); a hit as a paging hit (50 ns).
+ *  The issue sets no nested target; expected: a hit as a paging hit (below 50 ns), a miss about
+ *  one stage-1 plus one stage-2 walk, i.e. below 2 x 150 ns.
  * </pre>
  *
  * <p>The model does not perform the 20 stage-2 walks of the stage-1 table pages that the modeled
