@@ -164,37 +164,40 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    */
   public record Shutdown(ActorRef<HostReport> replyTo) implements Command {}
 
+  // The answers of this actor's asks (Asks.ask builds them where the ask completes and tells them
+  // to self): they never leave the JVM, so they are exempt from serialization checks, as the
+  // adapted messages of ActorContext.ask are.
   private record DeviceRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmStartAnswered(int vmId, VmActor.StartReply reply) implements Command {}
 
   private record VmShutDownAnswered(int vmId, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmReleasedDevice(String name, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceQuiesced(String name, DeviceActor.Quiesced reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceUnregistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceReRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record MemoryReported(HostMemoryActor.MemoryReport report, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitReported(int unitId, IommuUnitActor.UnitStats stats, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitSnapshotReported(int unitId, IommuUnitActor.UnitSnapshotted snapshot, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record BankReported(int bankIndex, MsiBankActor.BankReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   // ---------------------------------------------------------------- replies
 
@@ -422,6 +425,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final FaultInjector injector;
   private final Duration askTimeout;
   private final long vmSeedBase;
+  private final ActorRef<VmActor.StartReply> vmStarted;
 
   private final ActorRef<HostMemoryActor.Command> memory;
   private final List<ActorRef<MsiBankActor.Command>> banks = new ArrayList<>();
@@ -434,7 +438,6 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final List<String> failures = new ArrayList<>();
   private final List<String> leaks = new ArrayList<>();
 
-  private final ActorRef<VmActor.StartReply> startAdapter;
   private int registrationsPending;
   private long vmIncarnation;
   private ShutdownProgress shutdown;
@@ -511,10 +514,11 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     this.parts = parts;
     this.injector = injector;
     this.askTimeout = hostSettings.askTimeout();
-    this.startAdapter =
-        context.messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
     SplittableRandom seeds = new SplittableRandom(hostSettings.seed());
     this.vmSeedBase = seeds.split().nextLong();
+    // One adapter per message class and actor: a later messageAdapter call replaces the function,
+    // so the VM id must come from the reply, never from a captured CreateVm.
+    this.vmStarted = context.messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
 
     var topology = settings.topology();
     this.memory = spawn("memory", "host-memory", parts.memory(topology, injector));
@@ -609,9 +613,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void register(DeviceSlot slot, RegistrationMessage message) {
     DeviceSettings d = slot.settings;
     DeviceHandle h = slot.handle;
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             h.unit(),
             askTimeout,
             replyTo ->
@@ -719,11 +722,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       slot.reservedVmId = cmd.vmId();
       handles.add(slot.handle);
     }
-    // One adapter for every VM (an actor has one adapter per message class: a new one would
-    // replace the function of the others still waiting): the reply names its VM.
-    ActorRef<VmActor.StartReply> started = startAdapter;
     ActorRef<VmActor.Command> ref =
-        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), settings.faultPipeline(), injector));
+        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, vmStarted, hostSettings.uapi(), settings.faultPipeline(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);
@@ -770,15 +770,15 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     return null;
   }
 
-  private long vmSeed(int vmId) {
-    return new SplittableRandom(vmSeedBase + vmId).nextLong();
-  }
-
-  private static int startedVmId(VmActor.StartReply r) {
-    if (r instanceof VmActor.Started s) {
+  private static int startedVmId(VmActor.StartReply reply) {
+    if (reply instanceof VmActor.Started s) {
       return s.vmId();
     }
-    return ((VmActor.StartRefused) r).vmId();
+    return ((VmActor.StartRefused) reply).vmId();
+  }
+
+  private long vmSeed(int vmId) {
+    return new SplittableRandom(vmSeedBase + vmId).nextLong();
   }
 
   private Behavior<Command> onVmStartAnswered(VmStartAnswered msg) {
@@ -846,9 +846,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void stopVm(VmSlot slot) {
     slot.phase = VmPhase.STOPPING;
     int vmId = slot.spec.vmId();
-    getContext()
-        .ask(
-            VmActor.VmReply.class,
+    io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+            getContext(),
             slot.ref,
             askTimeout,
             VmActor.Shutdown::new,
@@ -920,9 +919,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     slot.unplugFormerVm = slot.assignedVmId;
     if (owner != null) {
       String name = cmd.name();
-      getContext()
-          .ask(
-              VmActor.VmReply.class,
+      io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+              getContext(),
               owner.ref,
               askTimeout,
               replyTo -> new VmActor.ReleaseDevice(name, replyTo),
@@ -956,9 +954,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
 
   private void quiesce(DeviceSlot slot) {
     String name = slot.handle.name();
-    getContext()
-        .ask(
-            DeviceActor.Quiesced.class,
+    io.iommulab.actors.Asks.<Command, DeviceActor.Command, DeviceActor.Quiesced>ask(
+            getContext(),
             slot.handle.device(),
             askTimeout,
             DeviceActor.Quiesce::new,
@@ -972,9 +969,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     int rid = slot.handle.rid();
     String name = msg.name();
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             slot.handle.unit(),
             askTimeout,
             replyTo -> new IommuUnitActor.UnregisterDevice(rid, replyTo),
@@ -1121,25 +1117,22 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     shutdown.vmsStopped = true;
     shutdown.reportsPending = 1 + 2 * units.size() + banks.size();
-    getContext()
-        .ask(
-            HostMemoryActor.MemoryReport.class,
+    io.iommulab.actors.Asks.<Command, HostMemoryActor.Command, HostMemoryActor.MemoryReport>ask(
+            getContext(),
             memory,
             askTimeout,
             HostMemoryActor.GetReport::new,
             (reply, failure) -> new MemoryReported(reply, describe(failure)));
     for (UnitEntry unit : units) {
       int unitId = unit.unitId();
-      getContext()
-          .ask(
-              IommuUnitActor.UnitStats.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitStats>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetStats::new,
               (reply, failure) -> new UnitReported(unitId, reply, describe(failure)));
-      getContext()
-          .ask(
-              IommuUnitActor.UnitSnapshotted.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitSnapshotted>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetSnapshot::new,
@@ -1147,9 +1140,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     for (int i = 0; i < banks.size(); i++) {
       int bank = i;
-      getContext()
-          .ask(
-              MsiBankActor.BankReply.class,
+      io.iommulab.actors.Asks.<Command, MsiBankActor.Command, MsiBankActor.BankReply>ask(
+              getContext(),
               banks.get(i),
               askTimeout,
               MsiBankActor.GetBankState::new,

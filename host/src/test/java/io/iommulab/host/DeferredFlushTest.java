@@ -208,33 +208,33 @@ class DeferredFlushTest {
         TypedActorContext<IommuUnitActor.Command> ctx,
         IommuUnitActor.Command msg,
         ReceiveTarget<IommuUnitActor.Command> target) {
-      if (msg instanceof IommuUnitActor.UnmapRange u && u.flushTo() != null) {
-        ActorRef<Object> liar =
-            ctx.asJava().spawnAnonymous(liar(unitId, u.replyTo(), u.flushTo()));
-        return target.apply(ctx, new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(),
-            liar.<IommuUnitActor.FlushCompleted>narrow(), liar.<IommuUnitActor.UnitReply>narrow()));
+      if (msg instanceof IommuUnitActor.Correlated c && c.unmap() != null
+          && c.unmap().flushTo() != null) {
+        IommuUnitActor.UnmapRange u = c.unmap();
+        ActorRef<Object> liar = ctx.asJava().spawnAnonymous(liar(unitId, c.replyTo(), u.flushTo()));
+        return target.apply(ctx, new IommuUnitActor.Correlated(c.corr(), null,
+            new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(),
+                liar.<IommuUnitActor.FlushCompleted>narrow(), null),
+            liar.<IommuUnitActor.Answer>narrow()));
       }
       return target.apply(ctx, msg);
     }
   }
 
+  /** Forwards the unit's answer; when it is a deferred unmap, reports its flush at once (the lie). */
   static Behavior<Object> liar(
-      int unitId, ActorRef<IommuUnitActor.UnitReply> replyTo,
+      int unitId, ActorRef<IommuUnitActor.Answer> answerTo,
       ActorRef<IommuUnitActor.FlushCompleted> flushTo) {
     return Behaviors.receive(Object.class)
-        .onMessage(IommuUnitActor.Unmapped.class, u -> {
-          replyTo.tell(u);
-          if (!u.deferred()) {
+        .onMessage(IommuUnitActor.Answer.class, a -> {
+          answerTo.tell(a);
+          if (a.unmapped() == null || !a.unmapped().deferred()) {
             return Behaviors.stopped();
           }
-          flushTo.tell(new IommuUnitActor.FlushCompleted(unitId, new long[] {u.flushToken()}, 0));
+          flushTo.tell(new IommuUnitActor.FlushCompleted(unitId, new long[] {a.unmapped().flushToken()}, 0));
           return Behaviors.same(); // the real report comes later: swallowed
         })
         .onMessage(IommuUnitActor.FlushCompleted.class, f -> Behaviors.stopped())
-        .onMessage(IommuUnitActor.UnitReply.class, r -> {
-          replyTo.tell(r);
-          return Behaviors.stopped();
-        })
         .build();
   }
 }

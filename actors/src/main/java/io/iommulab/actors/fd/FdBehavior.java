@@ -50,6 +50,7 @@ import kamon.metric.Histogram;
 import kamon.tag.TagSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Receive;
@@ -140,6 +141,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final ModeledClock clock;
   private final IommufdCtx model;
   private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
+  private final ActorRef<IommuUnitActor.Answer> answers;
+  private final Map<Long, Pending> pending = new HashMap<>();
+  private final java.util.Set<ActorRef<IommuUnitActor.Command>> watched = new java.util.HashSet<>();
+  private long nextCorr = 1;
   private final Map<Integer, ActorRef<IommuUnitActor.Command>> units = new HashMap<>();
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
@@ -219,6 +224,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
         context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultEventReceived::new);
     this.flushTo =
         context.messageAdapter(IommuUnitActor.FlushCompleted.class, IoasidFdActor.FlushReported::new);
+    // The adapter's function runs in this actor: it may look the continuation up.
+    this.answers = context.messageAdapter(IommuUnitActor.Answer.class, this::answered);
     model.pamu().configureMsiBanks(msiBanks);
     this.modes = new ModeHandlers(new Port());
     String tenant = pipeline.tenantOf(vmId);
@@ -279,7 +286,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .onMessage(IoasidFdActor.GetFaultStats.class, this::onGetFaultStats)
         .onMessage(FaultEventReceived.class, this::onFaultEvent)
         .onMessage(IoasidFdActor.FlushReported.class, this::onFlushReported)
-        .onMessage(IoasidFdActor.UnitStopped.class, this::onUnitStopped)
         .onMessage(IoasidFdActor.RetryAsk.class, m -> {
           m.ask().run();
           return this;
@@ -296,6 +302,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           m.then().accept(m.reply());
           return this;
         })
+        .onSignal(Terminated.class, this::onUnitTerminated)
         .build();
   }
 
@@ -306,6 +313,45 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
+  /** A correlated request in flight: the unit it went to and what continues the operation. */
+  private record Pending(ActorRef<IommuUnitActor.Command> unit, Consumer<UnitReply> then) {}
+
+  private UnitAnswered answered(IommuUnitActor.Answer a) {
+    Pending p = pending.remove(a.corr());
+    if (p == null) {
+      // Already failed (its unit stopped): the late answer has nothing left to continue.
+      return new UnitAnswered(reply -> getContext().getLog().warn(
+          "fd [{}]: answer [{}] to no request: [{}]", ictxId, a.corr(), reply), a.reply());
+    }
+    return new UnitAnswered(p.then(), a.reply());
+  }
+
+  /** A unit that stopped (a bug it was stopped for) answers nothing more: its requests fail EIO. */
+  private Behavior<Command> onUnitTerminated(Terminated t) {
+    List<Long> lost = new ArrayList<>();
+    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
+      if (e.getValue().unit().equals(t.getRef())) {
+        lost.add(e.getKey());
+      }
+    }
+    for (Long corr : lost) {
+      pending.remove(corr).then().accept(new IommuUnitActor.Refused(Errno.EIO, "unit stopped: " + t.getRef()));
+    }
+    // Nothing of it serves a translation any more: its pending flushes count as done.
+    for (Map.Entry<Integer, ActorRef<IommuUnitActor.Command>> e : units.entrySet()) {
+      if (e.getValue().equals(t.getRef())) {
+        getContext().getLog().warn("fd [{}]: unit [{}] stopped; its pending flushes count as done",
+            ictxId, e.getKey());
+        released(model.unitGone(e.getKey()));
+      }
+    }
+    return this;
+  }
+
+  /**
+   * One unit effect. MapRange and UnmapRange, the effects of every map and unmap, go as {@link
+   * IommuUnitActor.Correlated} tells answered through one adapter; the rarer commands are asks.
+   */
   private void ask(
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
@@ -314,48 +360,53 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   /**
-   * An ask of a unit; an EBUSY refusal of a command a saturated stream refuses (nothing changed)
-   * is retried after a backoff, {@code attempt} counting the retries so far.
+   * One unit effect. MapRange and UnmapRange, the effects of every map and unmap, go as {@link
+   * IommuUnitActor.Correlated} tells answered through one adapter; the rarer commands are asks.
+   * An EBUSY refusal of a command a saturated stream refuses (nothing changed) is retried after a
+   * backoff on the fd's timers, {@code attempt} counting the retries so far.
    */
   private void ask(
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
       Consumer<UnitReply> then,
       int attempt) {
-    boolean[] retryable = {false};
-    getContext()
-        .ask(
-            UnitReply.class,
-            unit,
-            UNIT_TIMEOUT,
-            ref -> {
-              IommuUnitActor.Command c = make.apply(ref);
-              retryable[0] = refusedWhenSaturated(c);
-              return c;
-            },
-            (reply, failure) ->
-                new UnitAnswered(
-                    r -> {
-                      if (retryable[0] && r instanceof IommuUnitActor.Refused f
-                          && f.errno() == Errno.EBUSY) {
-                        if (attempt < BUSY_RETRIES) {
-                          busyRetries++;
-                          busyRetryCounter.increment();
-                          timers.startSingleTimer(
-                              nextRetryKey++,
-                              new IoasidFdActor.RetryAsk(() -> ask(unit, make, then, attempt + 1)),
-                              backoff(attempt));
-                          return;
-                        }
-                        getContext().getLog().error(
-                            "fd [{}]: unit [{}] still saturated after [{}] retries: [{}]",
-                            ictxId, unit.path().name(), attempt, f);
-                      }
-                      then.accept(r);
-                    },
-                    reply != null
-                        ? reply
-                        : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
+    IommuUnitActor.Command command = make.apply(null);
+    Consumer<UnitReply> k = !refusedWhenSaturated(command) ? then : r -> {
+      if (r instanceof IommuUnitActor.Refused f && f.errno() == Errno.EBUSY) {
+        if (attempt < BUSY_RETRIES) {
+          busyRetries++;
+          busyRetryCounter.increment();
+          timers.startSingleTimer(
+              nextRetryKey++,
+              new IoasidFdActor.RetryAsk(() -> ask(unit, make, then, attempt + 1)),
+              backoff(attempt));
+          return;
+        }
+        getContext().getLog().error("fd [{}]: unit [{}] still saturated after [{}] retries: [{}]",
+            ictxId, unit.path().name(), attempt, f);
+      }
+      then.accept(r);
+    };
+    if (command instanceof IommuUnitActor.MapRange || command instanceof IommuUnitActor.UnmapRange) {
+      if (watched.add(unit)) {
+        getContext().watch(unit);
+      }
+      long corr = nextCorr++;
+      pending.put(corr, new Pending(unit, k));
+      unit.tell(IommuUnitActor.Correlated.of(corr, command, answers));
+      return;
+    }
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, UnitReply>ask(
+        getContext(),
+        unit,
+        UNIT_TIMEOUT,
+        make,
+        (reply, failure) ->
+            new UnitAnswered(
+                k,
+                reply != null
+                    ? reply
+                    : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
   }
 
   /** Commands a unit refuses EBUSY, changing nothing, while its invalidation stream is saturated. */
@@ -752,13 +803,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
-  private Behavior<Command> onUnitStopped(IoasidFdActor.UnitStopped m) {
-    getContext().getLog().warn("fd [{}]: unit [{}] stopped; its pending flushes count as done",
-        ictxId, m.unitId());
-    released(model.unitGone(m.unitId()));
-    return this;
-  }
-
   /** Areas whose last flush came: the VM may reuse their IOVA; close may finish. */
   private void released(List<IommufdCtx.Released> areas) {
     for (IommufdCtx.Released r : areas) {
@@ -790,9 +834,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
       return this;
     }
     Device pending = begun.value();
-    if (units.putIfAbsent(h.unitId(), h.unit()) == null) {
-      getContext().watchWith(h.unit(), new IoasidFdActor.UnitStopped(h.unitId()));
-    }
+    units.putIfAbsent(h.unitId(), h.unit());
     opStarted();
     ask(
         h.unit(),
@@ -1723,6 +1765,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ close and snapshot
 
   private Behavior<Command> onGetSnapshot(IoasidFdActor.GetSnapshot m) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    model.checkInvariants();
     m.replyTo().tell(new IoasidFdActor.Snapshotted(model.snapshot(pendingOps)));
     return this;
   }
@@ -1884,18 +1928,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
     /** Runs {@code action} with a reply ref whose reply comes back to {@code then}. */
     void askSelf(Consumer<ActorRef<Reply>> action, Consumer<Reply> then) {
-      getContext()
-          .ask(
-              Reply.class,
-              getContext().getSelf(),
-              UNIT_TIMEOUT,
-              ref -> new IoasidFdActor.SelfCall(action, ref),
-              (reply, failure) ->
-                  new IoasidFdActor.SelfAnswered(
-                      then,
-                      reply != null
-                          ? reply
-                          : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
+      io.iommulab.actors.Asks.<Command, Command, Reply>ask(
+          getContext(),
+          getContext().getSelf(),
+          UNIT_TIMEOUT,
+          ref -> new IoasidFdActor.SelfCall(action, ref),
+          (reply, failure) ->
+              new IoasidFdActor.SelfAnswered(
+                  then,
+                  reply != null
+                      ? reply
+                      : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
     }
 
     void map(IoasidFdActor.IoasMap m, Accounting.Mode mode) {

@@ -189,7 +189,6 @@ public final class IoasidFdActor {
           SelfCall,
           SelfAnswered,
           FlushReported,
-          UnitStopped,
           RetryAsk {}
 
   // ================================================================ generic and IOAS ioctls
@@ -417,9 +416,6 @@ public final class IoasidFdActor {
 
   /** A unit's deferred unmaps of this fd were flushed (through the fd's adapter). */
   record FlushReported(IommuUnitActor.FlushCompleted flush) implements Command {}
-
-  /** A unit the fd uses stopped: its pending flushes count as done. */
-  record UnitStopped(int unitId) implements Command {}
 
   /**
    * Retry an ask that a unit refused with EBUSY (its invalidation stream was saturated and nothing

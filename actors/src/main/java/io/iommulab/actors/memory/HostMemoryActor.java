@@ -195,7 +195,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     guests.put(msg.vmId(), gm);
     getContext().getLog().debug("Backed VM [{}] with [{}]", msg.vmId(), gm);
     msg.replyTo().tell(new GuestMemoryAllocated(gm.layout()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReleaseGuestMemory(ReleaseGuestMemory msg) {
@@ -215,12 +215,12 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     gm.release();
     guests.remove(msg.vmId());
     msg.replyTo().tell(new GuestMemoryReleased(msg.vmId(), gm.bytes()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> refuse(ActorRef<GuestMemoryReply> replyTo, Errno errno, String message) {
     replyTo.tell(new MemoryRefused(errno, message));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPinsChanged(PinsChanged msg) {
@@ -235,7 +235,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       if (!r.isOk()) {
         return bug("pin: " + r);
       }
-      return this;
+      return Behaviors.same();
     }
     try {
       gm.unpin(msg.userVa(), msg.length());
@@ -243,7 +243,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       // The model validated before changing anything: record the sender's bug and go on.
       return bug("unpin: " + e.getMessage());
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onCheckDma(CheckDma msg) {
@@ -280,10 +280,12 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
         tally[k] = 0;
       }
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetReport(GetReport msg) {
+    // A report of a model whose invariants broke would be a lie: throw (a bug) instead.
+    memory.checkInvariants();
     Map<DmaCheck, Long> checks = new EnumMap<>(DmaCheck.class);
     for (DmaCheck c : VERDICTS) {
       checks.put(c, memory.checkCount(c));
@@ -307,7 +309,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
             memory.violationsDropped(),
             allocated,
             List.copyOf(bugs)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> bug(String what) {
@@ -317,6 +319,6 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     if (bugs.size() < BUG_LOG) {
       bugs.add(what);
     }
-    return this;
+    return Behaviors.same();
   }
 }

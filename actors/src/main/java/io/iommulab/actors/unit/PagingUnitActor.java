@@ -143,8 +143,8 @@ final class PagingUnitActor extends UnitActorBase {
         .onMessage(EnforceCacheCoherency.class, this::onEnforceCacheCoherency)
         .onMessage(SetDirtyTracking.class, this::onSetDirtyTracking)
         .onMessage(ReadAndClearDirty.class, this::onReadAndClearDirty)
-        .onMessage(MapRange.class, this::onMapRange)
-        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Stage1Map.class, this::onStage1Map)
         .onMessage(Stage1Unmap.class, this::onStage1Unmap)
         .onMessage(InvalidateUser.class, this::onInvalidateUser)
@@ -270,12 +270,12 @@ final class PagingUnitActor extends UnitActorBase {
 
   private Behavior<Command> onExecuteBatch(ExecuteBatch msg) {
     pipeline.execute(msg.batch(), msg.executed());
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onInvalidationStreamEnded(InvalidationStreamEnded msg) {
     pipeline.streamEnded(msg.failure());
-    return this;
+    return Behaviors.same();
   }
 
   /**
@@ -284,12 +284,12 @@ final class PagingUnitActor extends UnitActorBase {
    */
   private Behavior<Command> onStopping() {
     pipeline.stop();
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(pipeline.stats());
-    return this;
+    return Behaviors.same();
   }
 
   /**
@@ -297,6 +297,10 @@ final class PagingUnitActor extends UnitActorBase {
    * caller must not change anything then.
    */
   private boolean saturated(ActorRef<UnitReply> replyTo) {
+    return saturated((Replier) replyTo::tell);
+  }
+
+  private boolean saturated(Replier replyTo) {
     if (pipeline.canAccept()) {
       return false;
     }
@@ -341,6 +345,10 @@ final class PagingUnitActor extends UnitActorBase {
     return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
   }
 
+  private Behavior<Command> noDomain(Replier replyTo, String arg, int id) {
+    return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
+  }
+
   private Behavior<Command> onAllocDomain(AllocDomain msg) {
     if (msg.type() == null) {
       return refuse(msg.replyTo(), Errno.EINVAL, "type: missing");
@@ -374,7 +382,7 @@ final class PagingUnitActor extends UnitActorBase {
     replyTo.tell(
         new DomainAllocated(
             d.id(), pageSizeBitmap, unit.addressWidth(), 0, (1L << unit.addressWidth()) - 1));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeDomain(FreeDomain msg) {
@@ -392,6 +400,10 @@ final class PagingUnitActor extends UnitActorBase {
 
   /** The paging domain {@code id}, or a refusal: ENOENT unknown, EINVAL when NESTED. */
   private PagingDomain pagingDomain(int id, ActorRef<UnitReply> replyTo) {
+    return pagingDomain(id, (Replier) replyTo::tell);
+  }
+
+  private PagingDomain pagingDomain(int id, Replier replyTo) {
     Domain d = domainOrNull(id);
     if (d == null) {
       noDomain(replyTo, "domainId", id);
@@ -407,7 +419,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onEnforceCacheCoherency(EnforceCacheCoherency msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.enforceCacheCoherency();
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -416,11 +428,11 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onSetDirtyTracking(SetDirtyTracking msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, 0, -1L);
     if (saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setDirtyTracking(msg.enabled());
     if (!r.isOk()) {
@@ -431,13 +443,13 @@ final class PagingUnitActor extends UnitActorBase {
     ActorRef<UnitReply> replyTo = msg.replyTo();
     invalidate(plan.value(), changed(d, Iotlb.ANY_PASID, 0, -1L), tenant(d),
         completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReadAndClearDirty(ReadAndClearDirty msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     List<InvDescriptor> plan = null;
     if (msg.clear() && msg.length() != 0) {
@@ -447,7 +459,7 @@ final class PagingUnitActor extends UnitActorBase {
       }
       plan = p.value();
       if (saturated(msg.replyTo())) {
-        return this;
+        return Behaviors.same();
       }
     }
     LongList leaves = new LongList();
@@ -464,7 +476,7 @@ final class PagingUnitActor extends UnitActorBase {
       invalidate(plan, changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length()), tenant(d),
           completedAt -> replyTo.tell(reply));
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** Expands dirty leaves (clipped to the range) into the 4 KiB pages iommufd's bitmap counts. */
@@ -493,19 +505,20 @@ final class PagingUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- mappings
 
-  private Behavior<Command> onMapRange(MapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
     if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
-      return refuse(msg.replyTo(), Errno.EINVAL,
+      return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
-    if (unit.cachingMode() && saturated(msg.replyTo())) {
-      return this;
+    if (unit.cachingMode() && saturated(reply)) {
+      return Behaviors.same();
     }
     long cur = msg.iova();
     long total = 0;
@@ -514,23 +527,22 @@ final class PagingUnitActor extends UnitActorBase {
       if (!r.isOk()) {
         rollbackMap(d, msg.iova(), total);
         Outcome.Err<Void> e = (Outcome.Err<Void>) r;
-        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+        return refuse(reply, e.errno(), "run %d: %s", i, e.message());
       }
       total += lengths[i];
       cur += lengths[i];
     }
     long bytes = total;
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (!unit.cachingMode()) {
-      replyTo.tell(new Mapped(bytes));
-      return this;
+      reply.tell(new Mapped(bytes));
+      return Behaviors.same();
     }
     // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
-    invalidate(plan, null, tenant(d), completedAt -> replyTo.tell(new Mapped(bytes)));
-    return this;
+    invalidate(plan, null, tenant(d), completedAt -> reply.tell(new Mapped(bytes)));
+    return Behaviors.same();
   }
 
   /** Undoes the runs a refused MapRange already installed: they were empty before the call. */
@@ -544,28 +556,28 @@ final class PagingUnitActor extends UnitActorBase {
     }
   }
 
-  private Behavior<Command> onUnmapRange(UnmapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     // Plan first: planning changes nothing, and a bad range is refused before the table changes.
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
     if (!plan.isOk()) {
-      return refuse(msg.replyTo(), plan);
+      return refuse(reply, plan);
     }
-    if (saturated(msg.replyTo())) {
-      return this;
+    if (saturated(reply)) {
+      return Behaviors.same();
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
-      return refuse(msg.replyTo(), r);
+      return refuse(reply, r);
     }
     long bytes = r.value();
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (bytes == 0) {
-      replyTo.tell(new Unmapped(0, 0));
-      return this;
+      reply.tell(new Unmapped(0, 0));
+      return Behaviors.same();
     }
     long start = clock.nanos();
     List<InvDescriptor> descriptors = plan.value();
@@ -576,15 +588,15 @@ final class PagingUnitActor extends UnitActorBase {
           (id, sync) -> InvalidationRequest.fromPlan(id, sync, descriptors, changed),
           tenant(d),
           msg.flushTo(),
-          token -> replyTo.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
-      return this;
+          token -> reply.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
+      return Behaviors.same();
     }
     invalidate(descriptors, changed, tenant(d), completedAt -> {
       long latency = completedAt - start;
       unmapLatency.record(Math.max(0, latency));
-      replyTo.tell(new Unmapped(bytes, latency));
+      reply.tell(new Unmapped(bytes, latency));
     });
-    return this;
+    return Behaviors.same();
   }
 
   private NestedDomain nestedDomain(int id, ActorRef<UnitReply> replyTo) {
@@ -603,7 +615,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Map(Stage1Map msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = n.stage1().map(msg.iova(), msg.gpa(), msg.length(), msg.prot());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -612,7 +624,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Unmap(Stage1Unmap msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Long> r = n.stage1().unmap(msg.iova(), msg.length());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -647,14 +659,14 @@ final class PagingUnitActor extends UnitActorBase {
     long start = clock.nanos();
     if (parts.isEmpty()) {
       replyTo.tell(new UserInvalidated(n, en, m, 0));
-      return this;
+      return Behaviors.same();
     }
     if (saturated(replyTo)) {
-      return this;
+      return Behaviors.same();
     }
     pipeline.submit((id, sync) -> InvalidationRequest.combine(id, sync, parts), tenant(d),
         completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
-    return this;
+    return Behaviors.same();
   }
 
   /** The unwidened stage-1 range an IOTLB entry invalidates (the guest changed it), or null. */
@@ -742,7 +754,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     // Only caching mode invalidates on attach (PASID cache and IOTLB of the new entry).
     if (unit.cachingMode() && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.attach(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
@@ -768,7 +780,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     Domain old = unit.attachedDomain(e.rid, msg.pasid());
     if (old != null && old != d && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.replace(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
@@ -789,7 +801,7 @@ final class PagingUnitActor extends UnitActorBase {
           rid(msg.rid()), name);
     }
     if (unit.attachedDomain(e.rid, msg.pasid()) != null && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.detach(e.rid, msg.pasid());
     if (!r.isOk()) {
@@ -809,7 +821,7 @@ final class PagingUnitActor extends UnitActorBase {
       return done(replyTo);
     }
     invalidate(plan, null, tenant, completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- MSI, inspection
@@ -822,14 +834,16 @@ final class PagingUnitActor extends UnitActorBase {
     if (!unit.msiIsolation()) {
       msiUnisolated++;
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    unit.checkInvariants();
     msg.replyTo().tell(
         new UnitSnapshotted(unit.snapshot(), null, groupSummaries(), handleSummaries(),
             registeredRids()));
-    return this;
+    return Behaviors.same();
   }
 
   /** A growable long array: dirty reads are not on the DMA path. */

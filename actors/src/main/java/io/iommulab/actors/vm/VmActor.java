@@ -786,7 +786,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       } else {
         queued.add(cmd);
       }
-      return this;
+      return Behaviors.same();
     }
     opInFlight = true;
     return start(cmd);
@@ -829,10 +829,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private Behavior<Command> opDone() {
     opInFlight = false;
     if (draining) {
-      return this;
+      return Behaviors.same();
     }
     draining = true;
-    Behavior<Command> next = this;
+    Behavior<Command> next = Behaviors.same();
     while (!opInFlight && !queued.isEmpty()) {
       opInFlight = true;
       next = start(queued.poll());
@@ -854,12 +854,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<IommuUnitActor.UnitReply>, IommuUnitActor.Command> request,
       Step next) {
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             unit,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new UnitAnswered(
                     reply != null
@@ -867,7 +866,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                         : new IommuUnitActor.Refused(
                             Errno.EIO, "unit did not answer: " + (failure == null ? "?" : failure.getMessage())),
                     next));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onUnitAnswered(UnitAnswered answered) {
@@ -900,12 +899,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       GuestFd f,
       Function<ActorRef<IoasidFdActor.Reply>, IoasidFdActor.Command> request,
       FdStep next) {
-    getContext()
-        .ask(
-            IoasidFdActor.Reply.class,
+    io.iommulab.actors.Asks.<Command, IoasidFdActor.Command, IoasidFdActor.Reply>ask(
+            getContext(),
             f.ref,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new FdAnswered(
                     reply != null
@@ -913,7 +911,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                         : new IoasidFdActor.Refused(
                             Errno.EIO, FD_SILENT + (failure == null ? "?" : failure.getMessage())),
                     next));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFdAnswered(FdAnswered answered) {
@@ -940,7 +938,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     int slot = ictxSlotsInUse.nextClearBit(0);
     if (slot >= MAX_FDS) {
       cmd.replyTo().tell(new Refused(Errno.ENOSPC, "vm " + spec.vmId() + ": " + MAX_FDS + " IOMMU fds open"));
-      return this;
+      return Behaviors.same();
     }
     ictxSlotsInUse.set(slot);
     int fd = nextFd++;
@@ -965,7 +963,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     fds.put(fd, new GuestFd(fd, ictxId, ref));
     oracle.note(clock.nanos(), "fd " + fd + " opened (context " + ictxId + ")");
     cmd.replyTo().tell(new FdOpened(fd, ref));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> startAllocIoas(AllocIoas cmd) {
@@ -1474,7 +1472,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       if (d == null || d.handle.enforcedCoherent()) {
         // A PAMU part: the kernel calls it non-coherent, but PowerPC KVM has no WBINVD to
         // emulate (kvm_arch_register_noncoherent_dma is x86 only); its file counts as coherent.
-        return this;
+        return Behaviors.same();
       }
       // KVM_DEV_VFIO_FILE_ADD of a non-coherent file: kvm_vfio_update_coherency registers.
       if (kvm.hasFile(a.device())) {
@@ -1483,7 +1481,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       kvm.addFile(a.device(), false).value();
       noncoherentFrom.put(a.device(), a.ictxId());
       oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + a.device() + " registered");
-      return this;
+      return Behaviors.same();
     }
     if (event instanceof IoasidFdActor.NonCoherentDmaDisappeared d) {
       Integer from = noncoherentFrom.get(d.device());
@@ -1492,7 +1490,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         kvm.deleteFile(d.device()).value();
         oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + d.device() + " unregistered");
       }
-      return this;
+      return Behaviors.same();
     }
     if (event instanceof IoasidFdActor.IovaReleased r) {
       return onIovaReleased(r);
@@ -1515,9 +1513,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         f.readingFaults = true;
         return enqueue(new ReadFaults(f.fd));
       }
-      return this;
+      return Behaviors.same();
     }
-    return this; // vEVENTQ readiness: no vIOMMU in this guest driver
+    return Behaviors.same(); // vEVENTQ readiness: no vIOMMU in this guest driver
   }
 
   /** Records of one FAULT read, 64 at most: a whole group never spans two reads. */
@@ -1607,7 +1605,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     } else {
       cmd.replyTo().tell(new PasidAllocated(pasid.value()));
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreePasid(FreePasid cmd) {
@@ -1617,7 +1615,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     } else {
       cmd.replyTo().tell(new PasidFreed(cmd.pasid()));
     }
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ DMA and the oracle
@@ -1629,7 +1627,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Outcome<AssignedDevice> device = usableDevice(cmd.device());
     if (device instanceof Outcome.Err<AssignedDevice> e) {
       cmd.replyTo().tell(new Refused(e.errno(), e.message()));
-      return this;
+      return Behaviors.same();
     }
     if (device.value().dmaDisabled != null) {
       cmd.replyTo().tell(new Refused(Errno.EIO, String.format(
@@ -1646,7 +1644,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   String.format(
                       "burst: %d iovas, %d lengths, %d access words: must be equal and non-zero",
                       n, cmd.lengths().length, cmd.access().length)));
-      return this;
+      return Behaviors.same();
     }
     int bits = Access.READ | Access.WRITE | Access.EXEC | Access.PRIV;
     for (int i = 0; i < n; i++) {
@@ -1659,12 +1657,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     String.format(
                         "burst: access %d of %d bytes at 0x%x: empty or crossing a 4 KiB page (one TLP each)",
                         i, cmd.lengths()[i], cmd.iovas()[i])));
-        return this;
+        return Behaviors.same();
       }
       if (cmd.access()[i] == 0 || (cmd.access()[i] & ~bits) != 0) {
         cmd.replyTo()
             .tell(new Refused(Errno.EINVAL, String.format("burst: access[%d] = 0x%x: not a subset of rwxp", i, cmd.access()[i])));
-        return this;
+        return Behaviors.same();
       }
     }
     long tag = nextTag++;
@@ -1692,7 +1690,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .tell(
             new DeviceActor.DmaBurst(
                 cmd.pasid(), cmd.iovas().clone(), cmd.lengths().clone(), cmd.access().clone(), tag, dmaAdapter));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onDmaAnswered(DmaAnswered answered) {
@@ -1700,7 +1698,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     InFlight f = inFlight.remove(done.tag());
     if (f == null) {
       if (shuttingDown) {
-        return this; // its caller was answered when the VM began to power off
+        return Behaviors.same(); // its caller was answered when the VM began to power off
       }
       throw new IllegalStateException("vm " + spec.vmId() + ": completion of unknown burst " + done.tag());
     }
@@ -1729,7 +1727,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 done.modeledLatencyNs(),
                 done.pageRequests(),
                 done.atcHits()));
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ KVM
@@ -1738,7 +1736,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     boolean emulated = kvm.guestWbinvd();
     (emulated ? wbinvdEmulatedCounter : wbinvdSkippedCounter).increment();
     cmd.replyTo().tell(new WbinvdHandled(emulated, kvm.snapshot()));
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ hot-unplug
@@ -1846,7 +1844,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         forgetFd(f);
       }
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> startShutdown(Shutdown cmd) {
@@ -1876,12 +1874,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             .messageAdapter(
                 HostMemoryActor.GuestMemoryReply.class, reply -> new MemoryReleased(reply, cmd.replyTo()));
     memory.tell(new HostMemoryActor.ReleaseGuestMemory(spec.vmId(), adapter));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> refuseShuttingDown(Command cmd) {
     refuse(cmd, Errno.ENODEV, "vm " + spec.vmId() + ": shutting down");
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onMemoryReleased(MemoryReleased released) {
@@ -1907,7 +1905,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return refuseShuttingDown(cmd);
     }
     cmd.replyTo().tell(state());
-    return this;
+    return Behaviors.same();
   }
 
   private VmState state() {

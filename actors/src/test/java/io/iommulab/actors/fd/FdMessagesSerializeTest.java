@@ -88,7 +88,6 @@ class FdMessagesSerializeTest {
             new IoasidFdActor.FaultQueueReadable(1, 4),
             new IoasidFdActor.IovaReleased(1, 2, 0x10_0000L, 0x1_0000L),
             new IoasidFdActor.IoasUnmapped(0x1_0000L, 0x1_0000L),
-            new IoasidFdActor.UnitStopped(3),
             new IoasidFdActor.FlushReported(
                 new IommuUnitActor.FlushCompleted(0, new long[] {4, 5}, 900)),
             new IoasidFdActor.Snapshotted(

@@ -71,6 +71,14 @@ class FdUnmapFlushTest {
       ActorRef<IommuUnitActor.Command> recorder,
       Function<IommuUnitActor.Command, IommuUnitActor.UnitReply> script) {
     return Behaviors.receive(IommuUnitActor.Command.class)
+        .onMessage(IommuUnitActor.Correlated.class, c -> {
+          // The fd sends its maps and unmaps correlated: answered through its adapter.
+          IommuUnitActor.Command cmd = c.map() != null ? c.map() : c.unmap();
+          recorder.tell(cmd);
+          IommuUnitActor.UnitReply scripted = script.apply(cmd);
+          c.replyTo().tell(IommuUnitActor.Answer.of(c.corr(), scripted != null ? scripted : healthy(cmd)));
+          return Behaviors.same();
+        })
         .onAnyMessage(cmd -> {
           recorder.tell(cmd);
           IommuUnitActor.UnitReply scripted = script.apply(cmd);

@@ -1062,6 +1062,13 @@ public final class IommuUnit {
       }
     }
     int attachments = 0;
+    // One pass for the children counts: a scan of the table per parent is quadratic in the ids.
+    int[] children = new int[domains.length];
+    for (Domain x : domains) {
+      if (x instanceof NestedDomain n) {
+        children[n.parent().id()]++;
+      }
+    }
     for (int id = 0; id < domains.length; id++) {
       Domain d = domains[id];
       if (d == null) {
@@ -1075,13 +1082,7 @@ public final class IommuUnit {
       }
       attachments += d.attachmentsView().size();
       if (d instanceof PagingDomain p) {
-        int children = 0;
-        for (Domain x : domains) {
-          if (x instanceof NestedDomain n && n.parent() == p) {
-            children++;
-          }
-        }
-        if (children != p.nestedChildren()) {
+        if (children[id] != p.nestedChildren()) {
           throw new IllegalStateException("domain " + id + " counts the wrong nested children");
         }
         p.checkInvariants();
