@@ -29,6 +29,27 @@ class InvalidationPipelineSettingsTest {
   }
 
   @Test
+  void theWholeBuildReadsTheModeOfTheRunAndReportsProblemsByPath() {
+    assertEquals(InvalidationPipelineSettings.defaults(), IommulabSettings.defaults().invalidation());
+    IommulabSettings deferred =
+        IommulabSettings.fromConfig(
+            ConfigFactory.parseString("iommulab.pipeline.invalidation.mode = deferred")
+                .withFallback(ConfigFactory.defaultReference()));
+    assertEquals(Mode.DEFERRED, deferred.invalidation().mode());
+    assertEquals(deferred, IommulabSettings.defaults().withInvalidationMode(Mode.DEFERRED));
+    SettingsException e =
+        assertThrows(
+            SettingsException.class,
+            () ->
+                IommulabSettings.fromConfig(
+                    ConfigFactory.parseString("iommulab.pipeline.invalidation.max-batch = 0")
+                        .withFallback(ConfigFactory.defaultReference())));
+    assertEquals(
+        List.of("iommulab.pipeline.invalidation.max-batch = 0: must be from 1 to 1048576"),
+        e.problems());
+  }
+
+  @Test
   void anOverrideInAFullConfigIsRead() {
     InvalidationPipelineSettings s =
         InvalidationPipelineSettings.fromRoot(
