@@ -39,6 +39,10 @@ public interface HostParts {
     return MsiBankActor.create(settings, injector);
   }
 
+  /**
+   * A unit with the shipped pipelines (strict invalidation, no wall clock). The guardian does not
+   * call this one: it calls the overload with the run's pipeline settings, which a fake overrides.
+   */
   default Behavior<IommuUnitActor.Command> unit(
       int unitId,
       IommuUnitSettings settings,
@@ -83,6 +87,10 @@ public interface HostParts {
     return DeviceActor.create(settings, unitId, unit, memory, clock, seed);
   }
 
+  /**
+   * A VM whose fds take the shipped fault-pipeline settings. The guardian does not call this one:
+   * it calls the overload with the run's fault-pipeline settings, which a fake overrides.
+   */
   default Behavior<VmActor.Command> vm(
       VmSpec spec,
       List<DeviceHandle> devices,
