@@ -33,6 +33,9 @@ import java.util.Optional;
  * @param maxBatch requests merged into one batch in strict mode
  * @param flushEntries requests in the deferred flush queue that force a flush (and its bound)
  * @param flushTimeoutNs time after the first queued request at which a deferred flush is due
+ * @param staleHitChecks the stale-hit oracle: every IOTLB hit is cross-checked against the current
+ *     page table (no modeled cost, some wall time); a stale hit is legal only while an
+ *     invalidation covering it is pending
  */
 public record InvalidationPipelineSettings(
     Mode mode,
@@ -40,14 +43,16 @@ public record InvalidationPipelineSettings(
     int maxParked,
     int maxBatch,
     int flushEntries,
-    long flushTimeoutNs) {
+    long flushTimeoutNs,
+    boolean staleHitChecks) {
 
   /** Where the section lives in a full config; problems are named under it. */
   public static final String PATH = "iommulab.pipeline.invalidation";
 
   static final List<String> KEYS =
       List.of(
-          "mode", "ingress-capacity", "max-parked", "max-batch", "flush-entries", "flush-timeout");
+          "mode", "ingress-capacity", "max-parked", "max-batch", "flush-entries", "flush-timeout",
+          "stale-hit-checks");
 
   /** Largest value of the count settings: more than any ring a driver uses, still bounded. */
   static final int MAX_COUNT = 1 << 20;
@@ -91,6 +96,13 @@ public record InvalidationPipelineSettings(
     }
   }
 
+  /** The settings without the stale-hit key: the oracle is on, as shipped. */
+  public InvalidationPipelineSettings(
+      Mode mode, int ingressCapacity, int maxParked, int maxBatch, int flushEntries,
+      long flushTimeoutNs) {
+    this(mode, ingressCapacity, maxParked, maxBatch, flushEntries, flushTimeoutNs, true);
+  }
+
   private static void checkCount(String key, int value, int min) {
     if (value < min || value > MAX_COUNT) {
       throw new IllegalArgumentException(
@@ -115,7 +127,13 @@ public record InvalidationPipelineSettings(
 
   public InvalidationPipelineSettings withMode(Mode m) {
     return new InvalidationPipelineSettings(
-        m, ingressCapacity, maxParked, maxBatch, flushEntries, flushTimeoutNs);
+        m, ingressCapacity, maxParked, maxBatch, flushEntries, flushTimeoutNs, staleHitChecks);
+  }
+
+  /** The same settings with the stale-hit oracle on or off. */
+  public InvalidationPipelineSettings withStaleHitChecks(boolean on) {
+    return new InvalidationPipelineSettings(
+        mode, ingressCapacity, maxParked, maxBatch, flushEntries, flushTimeoutNs, on);
   }
 
   /**
@@ -165,11 +183,12 @@ public record InvalidationPipelineSettings(
         r.getNanos("flush-timeout", new ConfigReader.Rule(
                 v -> v >= 1 && v <= MAX_TIMEOUT_NS, "must be from 1ns to 10s"))
             .orElse(0);
+    boolean staleChecks = r.getBoolean("stale-hit-checks").orElse(true);
     if (r.failedSince(mark)) {
       return Optional.empty();
     }
     return Optional.of(
         new InvalidationPipelineSettings(
-            mode.orElseThrow(), ingress, parked, batch, entries, timeout));
+            mode.orElseThrow(), ingress, parked, batch, entries, timeout, staleChecks));
   }
 }

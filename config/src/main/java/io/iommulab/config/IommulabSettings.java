@@ -7,18 +7,41 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * Everything under {@code iommulab}: the host topology, the cost model and the fault pipeline.
+ * Everything under {@code iommulab}: the host topology, the cost model, the fault pipeline and the
+ * units' invalidation stream.
  *
  * <p>Other modules may add their own sections under {@code iommulab}; only {@code
- * iommulab.topology}, {@code iommulab.cost-model} and {@code iommulab.fault-pipeline} (optional:
- * its defaults when absent) are read (and checked for unknown keys) here.
+ * iommulab.topology}, {@code iommulab.cost-model}, {@code iommulab.fault-pipeline} and {@code
+ * iommulab.pipeline.invalidation} (both optional: their defaults when absent) are read (and
+ * checked for unknown keys) here. The invalidation mode ({@code
+ * iommulab.pipeline.invalidation.mode}, strict or deferred) is per run: a scenario sets it in the
+ * config the host starts with.
  */
 public record IommulabSettings(
-    TopologySettings topology, CostModelSettings costModel, FaultPipelineSettings faultPipeline) {
+    TopologySettings topology,
+    CostModelSettings costModel,
+    FaultPipelineSettings faultPipeline,
+    InvalidationPipelineSettings invalidation) {
 
-  /** Topology and cost model; the fault pipeline takes its defaults. */
+  public IommulabSettings {
+    java.util.Objects.requireNonNull(faultPipeline, "faultPipeline");
+    java.util.Objects.requireNonNull(invalidation, "invalidation");
+  }
+
+  /** Topology and cost model; the pipelines take their defaults. */
   public IommulabSettings(TopologySettings topology, CostModelSettings costModel) {
     this(topology, costModel, FaultPipelineSettings.defaults());
+  }
+
+  /** Topology, cost model and fault pipeline; the invalidation stream takes its defaults. */
+  public IommulabSettings(
+      TopologySettings topology, CostModelSettings costModel, FaultPipelineSettings faultPipeline) {
+    this(topology, costModel, faultPipeline, InvalidationPipelineSettings.defaults());
+  }
+
+  /** The same settings with the units' invalidation stream in {@code mode}. */
+  public IommulabSettings withInvalidationMode(InvalidationPipelineSettings.Mode mode) {
+    return new IommulabSettings(topology, costModel, faultPipeline, invalidation.withMode(mode));
   }
 
   /**
@@ -53,9 +76,16 @@ public record IommulabSettings(
         pipelineSection.isPresent()
             ? pipelineSection.flatMap(FaultPipelineSettings::read)
             : Optional.of(FaultPipelineSettings.defaults());
+    Optional<ConfigReader> invalidationSection =
+        section.flatMap(s -> s.getObject("pipeline")).flatMap(s -> s.getObject("invalidation"));
+    Optional<InvalidationPipelineSettings> invalidation =
+        invalidationSection.isPresent()
+            ? invalidationSection.flatMap(InvalidationPipelineSettings::read)
+            : Optional.of(InvalidationPipelineSettings.defaults());
     r.problems().throwIfAny();
     return new IommulabSettings(
-        topology.orElseThrow(), costModel.orElseThrow(), pipeline.orElseThrow());
+        topology.orElseThrow(), costModel.orElseThrow(), pipeline.orElseThrow(),
+        invalidation.orElseThrow());
   }
 
   /** {@link #fromConfig} of {@code ConfigFactory.load()}: application.conf over reference.conf. */

@@ -19,6 +19,37 @@ class InvalidationPipelineSettingsTest {
   }
 
   @Test
+  void theStaleHitOracleIsOnByDefaultAndCanBeTurnedOff() {
+    assertEquals(true, InvalidationPipelineSettings.defaults().staleHitChecks());
+    InvalidationPipelineSettings off =
+        InvalidationPipelineSettings.fromRoot(
+            ConfigFactory.parseString("iommulab.pipeline.invalidation.stale-hit-checks = off")
+                .withFallback(ConfigFactory.defaultReference()));
+    assertEquals(InvalidationPipelineSettings.defaults().withStaleHitChecks(false), off);
+  }
+
+  @Test
+  void theWholeBuildReadsTheModeOfTheRunAndReportsProblemsByPath() {
+    assertEquals(InvalidationPipelineSettings.defaults(), IommulabSettings.defaults().invalidation());
+    IommulabSettings deferred =
+        IommulabSettings.fromConfig(
+            ConfigFactory.parseString("iommulab.pipeline.invalidation.mode = deferred")
+                .withFallback(ConfigFactory.defaultReference()));
+    assertEquals(Mode.DEFERRED, deferred.invalidation().mode());
+    assertEquals(deferred, IommulabSettings.defaults().withInvalidationMode(Mode.DEFERRED));
+    SettingsException e =
+        assertThrows(
+            SettingsException.class,
+            () ->
+                IommulabSettings.fromConfig(
+                    ConfigFactory.parseString("iommulab.pipeline.invalidation.max-batch = 0")
+                        .withFallback(ConfigFactory.defaultReference())));
+    assertEquals(
+        List.of("iommulab.pipeline.invalidation.max-batch = 0: must be from 1 to 1048576"),
+        e.problems());
+  }
+
+  @Test
   void anOverrideInAFullConfigIsRead() {
     InvalidationPipelineSettings s =
         InvalidationPipelineSettings.fromRoot(
@@ -46,7 +77,7 @@ class InvalidationPipelineSettingsTest {
         List.of(
             "iommulab.pipeline.invalidation.flush-entry = 3: unknown key (the invalidation pipeline"
                 + " takes mode, ingress-capacity, max-parked, max-batch, flush-entries,"
-                + " flush-timeout)",
+                + " flush-timeout, stale-hit-checks)",
             "iommulab.pipeline.invalidation.mode = lazy: must be strict or deferred",
             "iommulab.pipeline.invalidation.ingress-capacity = 0: must be from 1 to 1048576",
             "iommulab.pipeline.invalidation.max-parked = -1: must be from 0 to 1048576",

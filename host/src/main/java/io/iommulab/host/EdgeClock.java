@@ -9,6 +9,12 @@ import io.iommulab.hardware.ModeledClock;
  * {@link io.iommulab.hardware.ManualClock} instead.
  */
 public final class EdgeClock implements ModeledClock {
+  /**
+   * The wall clock units measure wall-clock latencies with (invalidations, fault records), handed
+   * to them by the guardian: the actors never read a clock themselves.
+   */
+  public static final java.util.function.LongSupplier WALL_NANOS = System::nanoTime;
+
   private final long origin = System.nanoTime();
 
   @Override

@@ -176,41 +176,44 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
    */
   public record Shutdown(ActorRef<HostReport> replyTo) implements Command {}
 
+  // The answers of this actor's asks (Asks.ask builds them where the ask completes and tells them
+  // to self): they never leave the JVM, so they are exempt from serialization checks, as the
+  // adapted messages of ActorContext.ask are.
   private record DeviceRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmStartAnswered(int vmId, VmActor.StartReply reply) implements Command {}
 
   private record VmShutDownAnswered(int vmId, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmReleasedDevice(String name, VmActor.VmReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record VmAdoptedDevice(
       String name, int vmId, ActorRef<HotplugReply> replyTo, VmActor.VmReply reply, String failure)
       implements Command {}
 
   private record DeviceQuiesced(String name, DeviceActor.Quiesced reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceUnregistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record DeviceReRegistered(String name, IommuUnitActor.UnitReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record MemoryReported(HostMemoryActor.MemoryReport report, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitReported(int unitId, IommuUnitActor.UnitStats stats, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record UnitSnapshotReported(int unitId, IommuUnitActor.UnitSnapshotted snapshot, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   private record BankReported(int bankIndex, MsiBankActor.BankReply reply, String failure)
-      implements Command {}
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
   // ---------------------------------------------------------------- replies
 
@@ -326,6 +329,15 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return memory == null ? 0 : memory.checks().getOrDefault(DmaCheck.ISOLATION_VIOLATION, 0L);
     }
 
+    /**
+     * DMA accesses that reached a frame of their own VM that nobody pinned: a translation outlived
+     * the unpin of its frame (deferred unmaps released too early) or a mapping was made without a
+     * pin. Fails the run like an isolation violation.
+     */
+    public long unpinnedFrameViolations() {
+      return memory == null ? 0 : memory.checks().getOrDefault(DmaCheck.UNPINNED_FRAME, 0L);
+    }
+
     /** DMA accesses that completed at an IOVA whose (strict) unmap had returned. */
     public long staleViolations() {
       long n = 0;
@@ -344,9 +356,23 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return all;
     }
 
-    /** No leak, no failure, no isolation or stale violation. */
+    /**
+     * IOTLB hits the units' stale-hit oracle found stale with no invalidation pending that would
+     * drop them: missed invalidations.
+     */
+    public long unitStaleHitViolations() {
+      long n = 0;
+      for (IommuUnitActor.UnitStats u : units) {
+        n += u.staleHitViolations();
+      }
+      return n;
+    }
+
+    /** No leak, no failure, no isolation, unpinned-frame or stale violation (VMs' or units'). */
     public boolean clean() {
-      return leaks.isEmpty() && failures.isEmpty() && isolationViolations() == 0 && staleViolations() == 0;
+      return leaks.isEmpty() && failures.isEmpty() && isolationViolations() == 0
+          && unpinnedFrameViolations() == 0 && staleViolations() == 0
+          && unitStaleHitViolations() == 0;
     }
   }
 
@@ -367,13 +393,33 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     return create(settings, hostSettings, clock, injector, HostParts.REAL);
   }
 
-  /** A host whose actors come from {@code parts} (tests plant fakes there). */
+  /**
+   * A host whose actors come from {@code parts} (tests plant fakes there); units measure wall
+   * latencies with the edge's clock ({@link EdgeClock#WALL_NANOS}).
+   */
   public static Behavior<Command> create(
       IommulabSettings settings,
       HostSettings hostSettings,
       ModeledClock clock,
       FaultInjector injector,
       HostParts parts) {
+    return create(settings, hostSettings, clock, injector, parts, EdgeClock.WALL_NANOS);
+  }
+
+  /**
+   * As above, with the wall clock the units measure wall-clock latencies with ({@code wallNanos}:
+   * handed in by the edge; null measures none). Each unit's invalidation stream runs in the mode
+   * and with the bounds of {@code settings.invalidation()} ({@code
+   * iommulab.pipeline.invalidation}), its fault pipeline with {@code settings.faultPipeline()};
+   * every VM's fds take the uAPI and fault-pipeline settings.
+   */
+  public static Behavior<Command> create(
+      IommulabSettings settings,
+      HostSettings hostSettings,
+      ModeledClock clock,
+      FaultInjector injector,
+      HostParts parts,
+      java.util.function.LongSupplier wallNanos) {
     Objects.requireNonNull(settings, "settings");
     Objects.requireNonNull(hostSettings, "hostSettings");
     Objects.requireNonNull(clock, "clock");
@@ -383,7 +429,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
         STASH_CAPACITY,
         stash ->
             Behaviors.setup(
-                context -> new HostGuardian(context, stash, settings, hostSettings, clock, injector, parts)));
+                context -> new HostGuardian(context, stash, settings, hostSettings, clock, injector, parts,
+                    wallNanos)));
   }
 
   // ================================================================ state
@@ -396,6 +443,7 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private final FaultInjector injector;
   private final Duration askTimeout;
   private final long vmSeedBase;
+  private final ActorRef<VmActor.StartReply> vmStarted;
 
   private final ActorRef<HostMemoryActor.Command> memory;
   private final List<ActorRef<MsiBankActor.Command>> banks = new ArrayList<>();
@@ -474,7 +522,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       HostSettings hostSettings,
       ModeledClock clock,
       FaultInjector injector,
-      HostParts parts) {
+      HostParts parts,
+      java.util.function.LongSupplier wallNanos) {
     super(context);
     this.stash = stash;
     this.settings = settings;
@@ -485,6 +534,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     this.askTimeout = hostSettings.askTimeout();
     SplittableRandom seeds = new SplittableRandom(hostSettings.seed());
     this.vmSeedBase = seeds.split().nextLong();
+    // One adapter per message class and actor: a later messageAdapter call replaces the function,
+    // so the VM id must come from the reply, never from a captured CreateVm.
+    this.vmStarted = context.messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
 
     var topology = settings.topology();
     this.memory = spawn("memory", "host-memory", parts.memory(topology, injector));
@@ -504,7 +556,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
               "unit",
               "unit-" + unit.name(),
               parts.unit(
-                  unitId, unit, cost, clock, seeds.split().nextLong(), injector, memory, Map.copyOf(bankMap)));
+                  unitId, unit, cost, clock, seeds.split().nextLong(), injector, memory, Map.copyOf(bankMap),
+                  settings.invalidation(), settings.faultPipeline(), wallNanos));
       units.add(new UnitEntry(unitId, unit.name(), unit.kind(), ref));
       unitIds.put(unit.name(), unitId);
     }
@@ -542,8 +595,9 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     context.getLog()
         .info(
-            "Host booting: [{}] units, [{}] devices, [{}] MSI banks, seed [{}]",
-            units.size(), devices.size(), banks.size(), hostSettings.seed());
+            "Host booting: [{}] units, [{}] devices, [{}] MSI banks, seed [{}], invalidation [{}]",
+            units.size(), devices.size(), banks.size(), hostSettings.seed(),
+            settings.invalidation().mode().configName());
   }
 
   /**
@@ -577,9 +631,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void register(DeviceSlot slot, RegistrationMessage message) {
     DeviceSettings d = slot.settings;
     DeviceHandle h = slot.handle;
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             h.unit(),
             askTimeout,
             replyTo ->
@@ -689,20 +742,12 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       slot.reservedVmId = cmd.vmId();
       handles.add(slot.handle);
     }
-    ActorRef<VmActor.StartReply> started =
-        // One adapter per message class: a later CreateVm replaces it, so the VM id comes from the
-        // reply itself (VMs created concurrently each answer through the same adapter).
-        getContext().messageAdapter(VmActor.StartReply.class, r -> new VmStartAnswered(startedVmId(r), r));
     ActorRef<VmActor.Command> ref =
-        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, started, hostSettings.uapi(), injector));
+        spawn("vm", "vm-" + cmd.vmId() + "-" + (++vmIncarnation), parts.vm(spec, handles, memory, clock, vmStarted, hostSettings.uapi(), settings.faultPipeline(), injector));
     VmSlot slot = new VmSlot(spec, ref, cmd.devices());
     slot.createReplyTo = cmd.replyTo();
     vms.put(cmd.vmId(), slot);
     return this;
-  }
-
-  private static int startedVmId(VmActor.StartReply r) {
-    return r instanceof VmActor.Started s ? s.vmId() : ((VmActor.StartRefused) r).vmId();
   }
 
   private Refused checkCreate(CreateVm cmd) {
@@ -743,6 +788,13 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       }
     }
     return null;
+  }
+
+  private static int startedVmId(VmActor.StartReply reply) {
+    if (reply instanceof VmActor.Started s) {
+      return s.vmId();
+    }
+    return ((VmActor.StartRefused) reply).vmId();
   }
 
   private long vmSeed(int vmId) {
@@ -814,9 +866,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
   private void stopVm(VmSlot slot) {
     slot.phase = VmPhase.STOPPING;
     int vmId = slot.spec.vmId();
-    getContext()
-        .ask(
-            VmActor.VmReply.class,
+    io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+            getContext(),
             slot.ref,
             askTimeout,
             VmActor.Shutdown::new,
@@ -888,9 +939,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     slot.unplugFormerVm = slot.assignedVmId;
     if (owner != null) {
       String name = cmd.name();
-      getContext()
-          .ask(
-              VmActor.VmReply.class,
+      io.iommulab.actors.Asks.<Command, VmActor.Command, VmActor.VmReply>ask(
+              getContext(),
               owner.ref,
               askTimeout,
               replyTo -> new VmActor.ReleaseDevice(name, replyTo),
@@ -924,9 +974,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
 
   private void quiesce(DeviceSlot slot) {
     String name = slot.handle.name();
-    getContext()
-        .ask(
-            DeviceActor.Quiesced.class,
+    io.iommulab.actors.Asks.<Command, DeviceActor.Command, DeviceActor.Quiesced>ask(
+            getContext(),
             slot.handle.device(),
             askTimeout,
             DeviceActor.Quiesce::new,
@@ -940,9 +989,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     int rid = slot.handle.rid();
     String name = msg.name();
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             slot.handle.unit(),
             askTimeout,
             replyTo -> new IommuUnitActor.UnregisterDevice(rid, replyTo),
@@ -1169,25 +1217,22 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     shutdown.vmsStopped = true;
     shutdown.reportsPending = 1 + 2 * units.size() + banks.size();
-    getContext()
-        .ask(
-            HostMemoryActor.MemoryReport.class,
+    io.iommulab.actors.Asks.<Command, HostMemoryActor.Command, HostMemoryActor.MemoryReport>ask(
+            getContext(),
             memory,
             askTimeout,
             HostMemoryActor.GetReport::new,
             (reply, failure) -> new MemoryReported(reply, describe(failure)));
     for (UnitEntry unit : units) {
       int unitId = unit.unitId();
-      getContext()
-          .ask(
-              IommuUnitActor.UnitStats.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitStats>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetStats::new,
               (reply, failure) -> new UnitReported(unitId, reply, describe(failure)));
-      getContext()
-          .ask(
-              IommuUnitActor.UnitSnapshotted.class,
+      io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitSnapshotted>ask(
+              getContext(),
               unit.unit(),
               askTimeout,
               IommuUnitActor.GetSnapshot::new,
@@ -1195,9 +1240,8 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     for (int i = 0; i < banks.size(); i++) {
       int bank = i;
-      getContext()
-          .ask(
-              MsiBankActor.BankReply.class,
+      io.iommulab.actors.Asks.<Command, MsiBankActor.Command, MsiBankActor.BankReply>ask(
+              getContext(),
               banks.get(i),
               askTimeout,
               MsiBankActor.GetBankState::new,

@@ -8,6 +8,8 @@ import io.iommulab.actors.vm.DeviceHandle;
 import io.iommulab.actors.vm.VmActor;
 import io.iommulab.actors.vm.VmSpec;
 import io.iommulab.config.DeviceSettings;
+import io.iommulab.config.FaultPipelineSettings;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.MsiBankSettings;
 import io.iommulab.config.TopologySettings;
@@ -17,6 +19,7 @@ import io.iommulab.hardware.ModeledClock;
 import io.iommulab.hardware.cost.CostModel;
 import java.util.List;
 import java.util.Map;
+import java.util.function.LongSupplier;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 
@@ -36,6 +39,10 @@ public interface HostParts {
     return MsiBankActor.create(settings, injector);
   }
 
+  /**
+   * A unit with the shipped pipelines (strict invalidation, no wall clock). The guardian does not
+   * call this one: it calls the overload with the run's pipeline settings, which a fake overrides.
+   */
   default Behavior<IommuUnitActor.Command> unit(
       int unitId,
       IommuUnitSettings settings,
@@ -48,6 +55,28 @@ public interface HostParts {
     return IommuUnitActor.create(unitId, settings, cost, clock, seed, injector, memory, msiBanks);
   }
 
+  /**
+   * A unit with both of its streams configured: the invalidation stream ({@code invalidation}:
+   * strict or deferred, bounds), the fault pipeline ({@code faultPipeline}), and the edge's wall
+   * clock ({@code wallNanos}, {@code System::nanoTime} on a real host) for wall-clock latencies.
+   * The guardian calls this one; the default builds the real unit.
+   */
+  default Behavior<IommuUnitActor.Command> unit(
+      int unitId,
+      IommuUnitSettings settings,
+      CostModel cost,
+      ModeledClock clock,
+      long seed,
+      FaultInjector injector,
+      ActorRef<HostMemoryActor.Command> memory,
+      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
+      InvalidationPipelineSettings invalidation,
+      FaultPipelineSettings faultPipeline,
+      LongSupplier wallNanos) {
+    return IommuUnitActor.create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
+        invalidation, faultPipeline, wallNanos);
+  }
+
   default Behavior<DeviceActor.Command> device(
       DeviceSettings settings,
       int unitId,
@@ -58,6 +87,10 @@ public interface HostParts {
     return DeviceActor.create(settings, unitId, unit, memory, clock, seed);
   }
 
+  /**
+   * A VM whose fds take the shipped fault-pipeline settings. The guardian does not call this one:
+   * it calls the overload with the run's fault-pipeline settings, which a fake overrides.
+   */
   default Behavior<VmActor.Command> vm(
       VmSpec spec,
       List<DeviceHandle> devices,
@@ -67,6 +100,22 @@ public interface HostParts {
       UapiSettings uapi,
       FaultInjector injector) {
     return VmActor.create(spec, devices, memory, clock, creator, uapi, injector);
+  }
+
+  /**
+   * A VM whose fds take the host's uAPI and fault-pipeline settings. The guardian calls this one;
+   * the default builds the real VM.
+   */
+  default Behavior<VmActor.Command> vm(
+      VmSpec spec,
+      List<DeviceHandle> devices,
+      ActorRef<HostMemoryActor.Command> memory,
+      ModeledClock clock,
+      ActorRef<VmActor.StartReply> creator,
+      UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
+      FaultInjector injector) {
+    return VmActor.create(spec, devices, memory, clock, creator, uapi, faultPipeline, injector);
   }
 
   /** The real actors. */

@@ -80,4 +80,35 @@ class HostMessagesSerializeTest {
     HostGuardian.HostReport r = report.receiveMessage();
     assertTrue(r.clean(), () -> r.leaks() + " " + r.failures());
   }
+
+  @Test
+  void deferredUnmapsAndTheirFlushesRoundTripToo() {
+    ActorRef<HostGuardian.Command> host =
+        testKit.spawn(HostGuardian.create(
+            IommulabSettings.defaults().withInvalidationMode(
+                io.iommulab.config.InvalidationPipelineSettings.Mode.DEFERRED),
+            new ManualClock(), 4, FaultInjector.NONE));
+    TestProbe<HostGuardian.CreateVmReply> created = testKit.createTestProbe();
+    host.tell(new HostGuardian.CreateVm(1, 1L << 30, PageSize.SIZE_2M, List.of("nvme0", "nic1"), "web", created.ref()));
+    ActorRef<VmActor.Command> vm = assertInstanceOf(HostGuardian.VmCreated.class, created.receiveMessage()).vm();
+    int fd = ask(vm, VmActor.OpenFd::new, VmActor.FdOpened.class).fd();
+    int ioas = ask(vm, r -> new VmActor.AllocIoas(fd, r), VmActor.IoasAllocated.class).ioasId();
+    for (String d : List.of("nvme0", "nic1")) {
+      ask(vm, r -> new VmActor.BindDevice(fd, d, r), VmActor.DeviceBound.class);
+      ask(vm, r -> new VmActor.AttachDevice(fd, d, ioas, r), VmActor.DeviceAttached.class);
+    }
+    long iova = ask(vm, r -> new VmActor.MapBuffer(fd, ioas, 0, 1L << 16, VmActor.AUTO_IOVA, Access.READ_WRITE, false, r), VmActor.BufferMapped.class).iova();
+    for (String d : List.of("nvme0", "nic1")) {
+      ask(vm, r -> new VmActor.RunDma(d, -1, new long[] {iova}, new int[] {64}, new int[] {Access.WRITE}, r), VmActor.DmaDone.class);
+    }
+    ask(vm, r -> new VmActor.UnmapBuffer(fd, ioas, iova, 1L << 16, r), VmActor.BufferUnmapped.class);
+    ask(vm, r -> new VmActor.RunDma("nic1", -1, new long[] {iova}, new int[] {64}, new int[] {Access.WRITE}, r), VmActor.DmaDone.class);
+    ask(vm, r -> new VmActor.DetachDevice(fd, "nic1", r), VmActor.DeviceDetached.class);
+    ask(vm, VmActor.GetVmState::new, VmActor.VmState.class);
+    TestProbe<HostGuardian.HostReport> report = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(report.ref()));
+    HostGuardian.HostReport r = report.receiveMessage();
+    assertTrue(r.clean(), () -> r.leaks() + " " + r.failures());
+    assertEquals(0, r.unpinnedFrameViolations());
+  }
 }

@@ -94,6 +94,50 @@ class HostTest {
   }
 
   @Test
+  void aPamuViolationMakesTheVmStopIssuingDmaOnTheDevice() throws Exception {
+    try (Host host =
+        Host.start(
+            "HostPamuViolation",
+            Host.config(Map.of("iommulab.uapi.allow-unsafe-interrupts", "on")),
+            new ManualClock(),
+            FaultInjector.NONE,
+            HostParts.REAL)) {
+      Host.Vm vm = await(host.createVm(1, GIB, PageSize.SIZE_2M, List.of("dpaa0"))).value();
+      IommuFd fd = await(vm.openUapiFd()).value();
+      VfioDevice dpaa0 = new VfioDevice(fd, vm.devices().get(0).bindHandle());
+      assertTrue(await(dpaa0.bind()).isOk());
+      assertTrue(await(dpaa0.setContainer()).isOk());
+      assertTrue(await(fd.vfioSetIommu(ModeUapi.VFIO_FSL_PAMU_IOMMU)).isOk());
+      assertTrue(await(fd.pamuSetGeometry(0, (16L << 20) - 1)).isOk());
+      assertTrue(await(fd.pamuSetWindows(16)).isOk());
+      assertTrue(await(fd.vfioMapDma(IommuFd.VfioDmaMap.rw(vm.layout().userVaBase(), 0, 1L << 20))).isOk());
+      VmActor.DmaDone ok =
+          await(vm.dma("dpaa0", -1, new long[] {0x40}, new int[] {64}, new int[] {Access.READ})).value();
+      assertEquals(DeviceActor.STATUS_OK, ok.status()[0]);
+      // Window 3 is not mapped: an access violation, and the PAMU disables the LIODN.
+      VmActor.DmaDone violation =
+          await(vm.dma("dpaa0", -1, new long[] {3L << 20}, new int[] {64}, new int[] {Access.READ})).value();
+      assertTrue(violation.status()[0] != DeviceActor.STATUS_OK);
+      VmActor.VmState state = null;
+      for (int i = 0; i < 100_000; i++) { // until the fault record reached the VM (no sleeping)
+        state = await(vm.state()).value();
+        if (!state.devicesDmaDisabled().isEmpty()) {
+          break;
+        }
+      }
+      assertEquals(1, state.dmaDisabledEvents());
+      assertTrue(state.devicesDmaDisabled().get("dpaa0").startsWith("WINDOW_DISABLED"),
+          state.devicesDmaDisabled().toString());
+      Outcome<VmActor.DmaDone> refused =
+          await(vm.dma("dpaa0", -1, new long[] {0x40}, new int[] {64}, new int[] {Access.READ}));
+      assertEquals(Errno.EIO, refused.errnoOrNull(), "the guest issues no DMA on a disabled device");
+      HostGuardian.HostReport report = await(host.shutdown());
+      assertEquals(0, report.unpinnedFrameViolations());
+      assertEquals(0, report.isolationViolations());
+    }
+  }
+
+  @Test
   void closingTheFacadeTerminatesItsActorSystem() {
     Host host = Host.start("HostClose", Host.config(Map.of()), new ManualClock(), FaultInjector.NONE, HostParts.REAL);
     host.close();

@@ -408,18 +408,18 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       byte[] status = new byte[n];
       java.util.Arrays.fill(status, STATUS_ABORTED);
       b.replyTo().tell(new DmaCompleted(b.tag(), status, 0, 0, 0));
-      return this;
+      return Behaviors.same();
     }
     Burst burst = new Burst(b, clock.nanos());
     if (n == 0) {
       complete(burst);
-      return this;
+      return Behaviors.same();
     }
     inFlight.add(burst);
     if (!device.atsEnabled()) {
       // The unit translates, checks and faults the untranslated requests; the arrays are shared.
       send(burst, null, b.iovas(), b.lengths(), b.access(), false, false);
-      return this;
+      return Behaviors.same();
     }
     DeviceAtc atc = device.atc();
     Translation t = scratch;
@@ -462,7 +462,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     } else {
       requestTranslations(burst, java.util.Arrays.copyOf(misses, missCount), false);
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** One ATS translation request burst for {@code accesses} of {@code burst}. */
@@ -494,7 +494,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     Sent s = sent.remove(r.burstId());
     if (s == null || s.burst().done) {
       // Answered after a quiesce aborted the burst.
-      return this;
+      return Behaviors.same();
     }
     Burst burst = s.burst();
     burst.latency = Math.max(burst.latency, r.modeledLatencyNs());
@@ -508,7 +508,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       }
       burst.unresolved = 0;
       complete(burst);
-      return this;
+      return Behaviors.same();
     }
     int[] accesses = s.accesses();
     DeviceAtc atc = device.atc();
@@ -554,7 +554,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     if (burst.unresolved == 0) {
       complete(burst);
     }
-    return this;
+    return Behaviors.same();
   }
 
   private static PageSize pageSize(byte shift) {
@@ -694,7 +694,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     if (device.completePageRequestGroup(msg.groupId(), response) < 0) {
       getContext().getLog().warn("{}: response for PRG {} not outstanding (UPRGI)", device.name(),
           msg.groupId());
-      return this;
+      return Behaviors.same();
     }
     PriJob job = prgJobs.remove(msg.groupId());
     if (job != null && !job.burst.done) {
@@ -705,7 +705,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       }
     }
     pumpPageRequests();
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- ATC, owner, MSI
@@ -717,7 +717,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
     atcInvalidations++;
     msg.replyTo().tell(new IommuUnitActor.AtcInvalidationAcked(device.rid(), msg.token()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onOwnerChanged(OwnerChanged msg) {
@@ -727,18 +727,18 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     } else {
       device.setOwner(DmaOwner.NONE);
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onProgramMsiVector(ProgramMsiVector msg) {
     Outcome<Void> r = device.programMsiVector(msg.vector(), msg.bank(), msg.data());
     if (r instanceof Outcome.Err<Void> e) {
       msg.replyTo().tell(new MsiRefused(e.errno(), e.message()));
-      return this;
+      return Behaviors.same();
     }
     msiAddress[msg.vector()] = msg.address();
     msg.replyTo().tell(new MsiVectorProgrammed(msg.vector()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onRaiseMsi(RaiseMsi msg) {
@@ -746,11 +746,11 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     if (quiesced || !device.canMasterDma() || msg.vector() < 0
         || msg.vector() >= device.msiVectors() || !device.msiProgrammed(msg.vector())) {
       msiDropped++;
-      return this;
+      return Behaviors.same();
     }
     unit.tell(new IommuUnitActor.MsiWrite(device.rid(), msiAddress[msg.vector()],
         device.msiData(msg.vector())));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- hotplug, state
@@ -776,13 +776,13 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       device.atc().invalidateAll();
     }
     msg.replyTo().tell(new Quiesced(device.name(), device.rid()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onResume(Resume msg) {
     quiesced = false;
     device.setBusMaster(device.dmaOwner() != DmaOwner.NONE);
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetState(GetState msg) {
@@ -805,6 +805,6 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
             msiRaised,
             msiDropped,
             inFlight.size()));
-    return this;
+    return Behaviors.same();
   }
 }

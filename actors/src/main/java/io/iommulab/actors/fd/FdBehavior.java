@@ -50,9 +50,11 @@ import kamon.metric.Histogram;
 import kamon.tag.TagSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 /**
  * The behavior of {@link IoasidFdActor}: owns one {@link IommufdCtx} and drives the unit actors
@@ -74,14 +76,41 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * accounted in the {@link IommuUnitActor.FaultsSettled} answer (delivered, queue full, handle
  * gone) and in {@link IoasidFdActor.FaultStats}.
  *
+ * <p><b>Unmaps and flushes.</b> Every IOAS unmap (and the shadow unmaps of a software-nested
+ * HWPT built from the unmapped areas) names the fd's flush adapter: a unit in deferred mode
+ * answers {@code Unmapped(deferred, token)} as soon as its page-table entries are gone, and the
+ * fd answers the ioctl then, but the area keeps its IOVA, its pins and its charge until every
+ * such unit reported the flush ({@link IommuUnitActor.FlushCompleted}) — until then an IOTLB or
+ * device-TLB entry may still reach its frames. Released areas are told to the VM ({@link
+ * IoasidFdActor.IovaReleased}). A unit that stopped counts as flushed. Close (and the destroy of
+ * an IOAS) waits for the flushes before it unpins; the detaches close issues are synchronous and
+ * flush the units' queues at once. Undo unmaps of an aborted map stay strict.
+ *
+ * <p><b>Saturated units.</b> A unit refuses UnmapRange, Detach, Replace and InvalidateUser with
+ * EBUSY while its invalidation stream is saturated, having changed nothing: the fd retries after
+ * a backoff on its timers (doubling from {@link #BUSY_BACKOFF_MIN} to {@link #BUSY_BACKOFF_MAX},
+ * at most {@link #BUSY_RETRIES} times). Any other refusal of an unmap — or a unit still saturated
+ * after every retry — is a bug of that unit: logged as an error, counted ({@code
+ * FdSnapshot.unmaps().refused()}, Kamon {@code iommulab.fd.unmap.refused}), and the area keeps its
+ * pins, since the unit may still map its frames.
+ *
  * <p>Metrics (tagged by tenant, the VM's class): {@code iommulab.fd.fault.records} (tenant,
  * outcome), {@code iommulab.fd.fault-queue.depth} (tenant, queue: fault / veventq) sampled after
- * each batch.
+ * each batch, {@code iommulab.fd.unmap.deferred}, {@code iommulab.fd.unmap.busy-retries}, {@code
+ * iommulab.fd.unmap.refused} (counters).
  */
 final class FdBehavior extends AbstractBehavior<Command> {
 
   /** How long a unit may take to answer before the effect counts as failed (EIO); a unit bug. */
   static final Duration UNIT_TIMEOUT = Duration.ofSeconds(30);
+
+  /** How often an ask refused EBUSY by a saturated unit is retried before it counts as a bug. */
+  static final int BUSY_RETRIES = 64;
+
+  /** First backoff of an EBUSY retry; it doubles up to {@link #BUSY_BACKOFF_MAX}. */
+  static final Duration BUSY_BACKOFF_MIN = Duration.ofMillis(1);
+
+  static final Duration BUSY_BACKOFF_MAX = Duration.ofMillis(100);
 
 
   /** An ask to one unit. */
@@ -95,6 +124,15 @@ final class FdBehavior extends AbstractBehavior<Command> {
   /** Where the records of one handle token go. */
   private record HandleRoute(Device device, int pasid, HwPagetable hwpt) {}
 
+  private final TimerScheduler<Command> timers;
+  private final ActorRef<IommuUnitActor.FlushCompleted> flushTo;
+  private long nextRetryKey;
+  private long busyRetries;
+  /** Close is done but for areas awaiting a flush. */
+  private boolean closeAwaitsFlush;
+  private final Counter deferredCounter;
+  private final Counter busyRetryCounter;
+  private final Counter refusedUnmapCounter;
   private final int ictxId;
   private final int vmId;
   private final ActorRef<HostMemoryActor.Command> memory;
@@ -103,6 +141,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final ModeledClock clock;
   private final IommufdCtx model;
   private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
+  private final ActorRef<IommuUnitActor.Answer> answers;
+  private final Map<Long, Pending> pending = new HashMap<>();
+  private final java.util.Set<ActorRef<IommuUnitActor.Command>> watched = new java.util.HashSet<>();
+  private long nextCorr = 1;
   private final Map<Integer, ActorRef<IommuUnitActor.Command>> units = new HashMap<>();
   private final Map<Device, ActorRef<DeviceActor.Command>> deviceRefs = new IdentityHashMap<>();
   private final Map<Ioas, IoasGate> gates = new IdentityHashMap<>();
@@ -142,6 +184,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
   FdBehavior(
       ActorContext<Command> context,
+      TimerScheduler<Command> timers,
       int ictxId,
       int vmId,
       GuestMemoryLayout layout,
@@ -154,6 +197,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
       List<Long> msiBanks,
       FaultPipelineSettings pipeline) {
     super(context);
+    this.timers = timers;
     this.ictxId = ictxId;
     this.vmId = vmId;
     this.memory = memory;
@@ -178,6 +222,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
             injector, pins);
     this.faultSink =
         context.messageAdapter(IommuUnitActor.FaultEvent.class, FaultEventReceived::new);
+    this.flushTo =
+        context.messageAdapter(IommuUnitActor.FlushCompleted.class, IoasidFdActor.FlushReported::new);
+    // The adapter's function runs in this actor: it may look the continuation up.
+    this.answers = context.messageAdapter(IommuUnitActor.Answer.class, this::answered);
     model.pamu().configureMsiBanks(msiBanks);
     this.modes = new ModeHandlers(new Port());
     String tenant = pipeline.tenantOf(vmId);
@@ -190,6 +238,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
     this.veventqDepth =
         Kamon.histogram("iommulab.fd.fault-queue.depth")
             .withTags(TagSet.of("tenant", tenant).withTag("queue", "veventq"));
+    this.deferredCounter = Kamon.counter("iommulab.fd.unmap.deferred").withTag("tenant", tenant);
+    this.busyRetryCounter = Kamon.counter("iommulab.fd.unmap.busy-retries").withTag("tenant", tenant);
+    this.refusedUnmapCounter = Kamon.counter("iommulab.fd.unmap.refused").withTag("tenant", tenant);
   }
 
   private static Counter recordCounter(String tenant, String outcome) {
@@ -234,6 +285,11 @@ final class FdBehavior extends AbstractBehavior<Command> {
         .onMessage(IoasidFdActor.GetSnapshot.class, this::onGetSnapshot)
         .onMessage(IoasidFdActor.GetFaultStats.class, this::onGetFaultStats)
         .onMessage(FaultEventReceived.class, this::onFaultEvent)
+        .onMessage(IoasidFdActor.FlushReported.class, this::onFlushReported)
+        .onMessage(IoasidFdActor.RetryAsk.class, m -> {
+          m.ask().run();
+          return this;
+        })
         .onMessage(IoasidFdActor.ModeCommand.class, m -> {
           modes.onCommand(m);
           return this;
@@ -246,6 +302,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           m.then().accept(m.reply());
           return this;
         })
+        .onSignal(Terminated.class, this::onUnitTerminated)
         .build();
   }
 
@@ -256,22 +313,123 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return this;
   }
 
+  /** A correlated request in flight: the unit it went to and what continues the operation. */
+  private record Pending(ActorRef<IommuUnitActor.Command> unit, Consumer<UnitReply> then) {}
+
+  private UnitAnswered answered(IommuUnitActor.Answer a) {
+    Pending p = pending.remove(a.corr());
+    if (p == null) {
+      // Already failed (its unit stopped): the late answer has nothing left to continue.
+      return new UnitAnswered(reply -> getContext().getLog().warn(
+          "fd [{}]: answer [{}] to no request: [{}]", ictxId, a.corr(), reply), a.reply());
+    }
+    return new UnitAnswered(p.then(), a.reply());
+  }
+
+  /** A unit that stopped (a bug it was stopped for) answers nothing more: its requests fail EIO. */
+  private Behavior<Command> onUnitTerminated(Terminated t) {
+    List<Long> lost = new ArrayList<>();
+    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
+      if (e.getValue().unit().equals(t.getRef())) {
+        lost.add(e.getKey());
+      }
+    }
+    for (Long corr : lost) {
+      pending.remove(corr).then().accept(new IommuUnitActor.Refused(Errno.EIO, "unit stopped: " + t.getRef()));
+    }
+    // Nothing of it serves a translation any more: its pending flushes count as done.
+    for (Map.Entry<Integer, ActorRef<IommuUnitActor.Command>> e : units.entrySet()) {
+      if (e.getValue().equals(t.getRef())) {
+        getContext().getLog().warn("fd [{}]: unit [{}] stopped; its pending flushes count as done",
+            ictxId, e.getKey());
+        released(model.unitGone(e.getKey()));
+      }
+    }
+    return this;
+  }
+
+  /**
+   * One unit effect. MapRange and UnmapRange, the effects of every map and unmap, go as {@link
+   * IommuUnitActor.Correlated} tells answered through one adapter; the rarer commands are asks.
+   */
   private void ask(
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
       Consumer<UnitReply> then) {
-    getContext()
-        .ask(
-            UnitReply.class,
-            unit,
-            UNIT_TIMEOUT,
-            ref -> make.apply(ref),
-            (reply, failure) ->
-                new UnitAnswered(
-                    then,
-                    reply != null
-                        ? reply
-                        : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
+    ask(unit, make, then, 0);
+  }
+
+  /**
+   * One unit effect. MapRange and UnmapRange, the effects of every map and unmap, go as {@link
+   * IommuUnitActor.Correlated} tells answered through one adapter; the rarer commands are asks.
+   * An EBUSY refusal of a command a saturated stream refuses (nothing changed) is retried after a
+   * backoff on the fd's timers, {@code attempt} counting the retries so far.
+   */
+  private void ask(
+      ActorRef<IommuUnitActor.Command> unit,
+      Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
+      Consumer<UnitReply> then,
+      int attempt) {
+    IommuUnitActor.Command command = make.apply(null);
+    Consumer<UnitReply> k = !refusedWhenSaturated(command) ? then : r -> {
+      if (r instanceof IommuUnitActor.Refused f && f.errno() == Errno.EBUSY) {
+        if (attempt < BUSY_RETRIES) {
+          busyRetries++;
+          busyRetryCounter.increment();
+          timers.startSingleTimer(
+              nextRetryKey++,
+              new IoasidFdActor.RetryAsk(() -> ask(unit, make, then, attempt + 1)),
+              backoff(attempt));
+          return;
+        }
+        getContext().getLog().error("fd [{}]: unit [{}] still saturated after [{}] retries: [{}]",
+            ictxId, unit.path().name(), attempt, f);
+      }
+      then.accept(r);
+    };
+    if (command instanceof IommuUnitActor.MapRange || command instanceof IommuUnitActor.UnmapRange) {
+      if (watched.add(unit)) {
+        getContext().watch(unit);
+      }
+      long corr = nextCorr++;
+      pending.put(corr, new Pending(unit, k));
+      unit.tell(IommuUnitActor.Correlated.of(corr, command, answers));
+      return;
+    }
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, UnitReply>ask(
+        getContext(),
+        unit,
+        UNIT_TIMEOUT,
+        make,
+        (reply, failure) ->
+            new UnitAnswered(
+                k,
+                reply != null
+                    ? reply
+                    : new IommuUnitActor.Refused(Errno.EIO, "unit did not answer: " + failure)));
+  }
+
+  /** Commands a unit refuses EBUSY, changing nothing, while its invalidation stream is saturated. */
+  private static boolean refusedWhenSaturated(IommuUnitActor.Command c) {
+    return c instanceof IommuUnitActor.UnmapRange
+        || c instanceof IommuUnitActor.Detach
+        || c instanceof IommuUnitActor.Replace
+        || c instanceof IommuUnitActor.InvalidateUser;
+  }
+
+  static Duration backoff(int attempt) {
+    long ms = BUSY_BACKOFF_MIN.toMillis() << Math.min(attempt, 20);
+    return ms >= BUSY_BACKOFF_MAX.toMillis() ? BUSY_BACKOFF_MAX : Duration.ofMillis(ms);
+  }
+
+  /**
+   * A unit refused to unmap (or to tear down) what the fd must let go of: a bug of that unit.
+   * Loud: an error log and a counter; the caller keeps the pages pinned.
+   */
+  private void unmapRefused(String what, UnitReply reply) {
+    refusedUnmapCounter.increment();
+    getContext().getLog().error("fd [{}]: a unit refused to {} (a bug; its pages stay pinned): [{}]",
+        ictxId, what, reply);
   }
 
   /** Sends every ask; {@code done} gets the replies in order once all arrived. */
@@ -542,6 +700,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
             return;
           }
           List<UnitAsk> undo = new ArrayList<>();
+          List<Area> undoArea = new ArrayList<>();
           for (int i = 0; i < replies.length; i++) {
             if (!refused(replies[i])) {
               HwPagetable h = askTarget.get(i);
@@ -549,12 +708,20 @@ final class FdBehavior extends AbstractBehavior<Command> {
               int domainId = h.domainId();
               undo.add(
                   new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+              undoArea.add(a);
             }
           }
           askAll(
               undo,
               undone -> {
-                model.abortMap(op);
+                java.util.Set<Area> stuck = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+                for (int i = 0; i < undone.length; i++) {
+                  if (refused(undone[i])) {
+                    unmapRefused("undo the map of " + undoArea.get(i), undone[i]);
+                    stuck.add(undoArea.get(i));
+                  }
+                }
+                model.abortMap(op, stuck);
                 releaseRead(ioas);
                 opDone(replyTo, refusal(bad));
               });
@@ -584,21 +751,45 @@ final class FdBehavior extends AbstractBehavior<Command> {
     }
     IommufdCtx.UnmapOp op = begun.value();
     List<UnitAsk> asks = new ArrayList<>(op.targets().size() * op.areas().size());
+    List<Area> askArea = new ArrayList<>(op.targets().size() * op.areas().size());
+    List<Integer> askUnit = new ArrayList<>(op.targets().size() * op.areas().size());
     for (Area a : op.areas()) {
       for (HwPagetable h : op.targets()) {
         int domainId = h.domainId();
-        asks.add(new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+        asks.add(new UnitAsk(unit(h.unitId()),
+            r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), flushTo, r)));
+        askArea.add(a);
+        askUnit.add(h.unitId());
       }
     }
-    shadowUnmapAsks(ioas, op.areas(), asks);
+    shadowUnmapAsks(ioas, op.areas(), asks, askArea, askUnit);
     askAll(
         asks,
         replies -> {
-          IommuUnitActor.Refused bad = firstRefusal(replies);
-          if (bad != null) {
-            getContext().getLog().error("fd [{}]: a unit refused to unmap a whole area: [{}]", ictxId, bad);
+          Map<Area, List<IommufdCtx.FlushKey>> flushes = new IdentityHashMap<>();
+          java.util.Set<Area> failed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+          for (int i = 0; i < replies.length; i++) {
+            Area a = askArea.get(i);
+            if (replies[i] instanceof IommuUnitActor.Unmapped u) {
+              if (u.deferred()) {
+                flushes.computeIfAbsent(a, k -> new ArrayList<>(1))
+                    .add(new IommufdCtx.FlushKey(askUnit.get(i), u.flushToken()));
+              }
+            } else {
+              unmapRefused("unmap the whole area " + a, replies[i]);
+              failed.add(a);
+            }
           }
-          long bytes = model.finishUnmap(op);
+          long bytes = model.finishUnmap(op, flushes, failed);
+          long awaiting = 0; // a flush reported before its unmap's answer released the area already
+          for (Area a : flushes.keySet()) {
+            if (a.pendingFlushes() > 0 && !failed.contains(a)) {
+              awaiting += a.length();
+            }
+          }
+          if (!flushes.isEmpty()) {
+            deferredCounter.increment(flushes.size());
+          }
           long modeled = 0;
           for (UnitReply r : replies) {
             if (r instanceof IommuUnitActor.Unmapped unmapped) {
@@ -606,12 +797,36 @@ final class FdBehavior extends AbstractBehavior<Command> {
             }
           }
           releaseRead(ioas);
-          opDone(
-              m.replyTo(),
-              op.errno() == null
-                  ? new IoasidFdActor.IoasUnmapped(bytes, modeled)
-                  : new IoasidFdActor.Refused(op.errno(), op.message()));
+          Reply reply;
+          if (!failed.isEmpty()) {
+            reply = new IoasidFdActor.Refused(Errno.EIO, String.format(
+                "a unit refused to unmap %d of the areas in [0x%x, +0x%x) (a bug): they stay pinned",
+                failed.size(), m.iova(), m.length()));
+          } else if (op.errno() == null) {
+            reply = new IoasidFdActor.IoasUnmapped(bytes, Math.min(awaiting, bytes), modeled);
+          } else {
+            reply = new IoasidFdActor.Refused(op.errno(), op.message());
+          }
+          opDone(m.replyTo(), reply);
         });
+  }
+
+  // ================================================================ deferred flushes
+
+  private Behavior<Command> onFlushReported(IoasidFdActor.FlushReported m) {
+    released(model.flushCompleted(m.flush().unitId(), m.flush().tokens()));
+    return this;
+  }
+
+  /** Areas whose last flush came: the VM may reuse their IOVA; close may finish. */
+  private void released(List<IommufdCtx.Released> areas) {
+    for (IommufdCtx.Released r : areas) {
+      events.tell(new IoasidFdActor.IovaReleased(ictxId, r.ioasId(), r.iova(), r.length()));
+    }
+    if (closeAwaitsFlush && model.areasAwaitingFlush() == 0) {
+      closeAwaitsFlush = false;
+      destroyRound();
+    }
   }
 
   // ================================================================ bind / unbind
@@ -874,7 +1089,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
             return;
           }
           if (refused(reply)) {
-            getContext().getLog().error("fd [{}]: unit refused to detach [{}]: [{}]", ictxId, d.name(), reply);
+            model.unitRefusedTeardown();
+            unmapRefused("detach " + d.name(), reply);
           }
           Long token = currentTokens.remove(new HandleKey(d, pasid));
           if (token != null) {
@@ -1564,6 +1780,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ close and snapshot
 
   private Behavior<Command> onGetSnapshot(IoasidFdActor.GetSnapshot m) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    model.checkInvariants();
     m.replyTo().tell(new IoasidFdActor.Snapshotted(model.snapshot(pendingOps)));
     return this;
   }
@@ -1602,6 +1820,10 @@ final class FdBehavior extends AbstractBehavior<Command> {
   /** One round of {@code iommufd_fops_release}: destroy every leaf, then look again. */
   private void destroyRound() {
     List<FdObject> leaves = model.leaves();
+    if (leaves.isEmpty() && model.areasAwaitingFlush() > 0) {
+      closeAwaitsFlush = true; // released() comes back here once the units flushed
+      return;
+    }
     if (leaves.isEmpty()) {
       model.finishClose();
       closed = true;
@@ -1634,10 +1856,11 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ the modes' port
 
   /** Software nesting: the shadow segments built from unmapped parent areas leave with them. */
-  private void shadowUnmapAsks(Ioas ioas, List<Area> areas, List<UnitAsk> asks) {
+  private void shadowUnmapAsks(
+      Ioas ioas, List<Area> areas, List<UnitAsk> asks, List<Area> askArea, List<Integer> askUnit) {
     List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
     List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
-    modes.shadow.parentUnmapAsks(ioas, areas, targets, makes);
+    modes.shadow.parentUnmapAsks(ioas, areas, flushTo, targets, makes, askArea, askUnit);
     for (int i = 0; i < targets.size(); i++) {
       asks.add(new UnitAsk(targets.get(i), makes.get(i)));
     }
@@ -1720,18 +1943,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
     /** Runs {@code action} with a reply ref whose reply comes back to {@code then}. */
     void askSelf(Consumer<ActorRef<Reply>> action, Consumer<Reply> then) {
-      getContext()
-          .ask(
-              Reply.class,
-              getContext().getSelf(),
-              UNIT_TIMEOUT,
-              ref -> new IoasidFdActor.SelfCall(action, ref),
-              (reply, failure) ->
-                  new IoasidFdActor.SelfAnswered(
-                      then,
-                      reply != null
-                          ? reply
-                          : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
+      io.iommulab.actors.Asks.<Command, Command, Reply>ask(
+          getContext(),
+          getContext().getSelf(),
+          UNIT_TIMEOUT,
+          ref -> new IoasidFdActor.SelfCall(action, ref),
+          (reply, failure) ->
+              new IoasidFdActor.SelfAnswered(
+                  then,
+                  reply != null
+                      ? reply
+                      : new IoasidFdActor.Refused(Errno.EIO, "fd did not answer itself: " + failure)));
     }
 
     void map(IoasidFdActor.IoasMap m, Accounting.Mode mode) {
@@ -1800,6 +2022,12 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
     void log(String format, Object... args) {
       getContext().getLog().warn(format, args);
+    }
+
+    /** A unit refused an unmap the fd needed (a bug): logged as an error and counted. */
+    void unmapRefused(String what, UnitReply reply) {
+      model.unitRefusedTeardown();
+      FdBehavior.this.unmapRefused(what, reply);
     }
   }
 }

@@ -133,9 +133,11 @@ public final class IoasidFdActor {
       FaultPipelineSettings pipeline) {
     return Behaviors.setup(
         context ->
-            new FdBehavior(
-                context, ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
-                List.copyOf(msiBanks), pipeline));
+            Behaviors.withTimers(
+                timers ->
+                    new FdBehavior(
+                        context, timers, ictxId, vmId, layout, settings, credentials, memory, events,
+                        injector, clock, List.copyOf(msiBanks), pipeline)));
   }
 
   /**
@@ -185,7 +187,9 @@ public final class IoasidFdActor {
           UnitAnswered,
           FaultEventReceived,
           SelfCall,
-          SelfAnswered {}
+          SelfAnswered,
+          FlushReported,
+          RetryAsk {}
 
   // ================================================================ generic and IOAS ioctls
 
@@ -410,6 +414,16 @@ public final class IoasidFdActor {
       java.util.function.Consumer<IommuUnitActor.UnitReply> then, IommuUnitActor.UnitReply reply)
       implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
 
+  /** A unit's deferred unmaps of this fd were flushed (through the fd's adapter). */
+  record FlushReported(IommuUnitActor.FlushCompleted flush) implements Command {}
+
+  /**
+   * Retry an ask that a unit refused with EBUSY (its invalidation stream was saturated and nothing
+   * changed), after a backoff on the fd's timers. Never leaves the JVM.
+   */
+  record RetryAsk(Runnable ask)
+      implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
+
   /** A fault or page request of one of the fd's attach handles, through its adapter. */
   record FaultEventReceived(IommuUnitActor.FaultEvent event)
       implements Command, org.apache.pekko.actor.NoSerializationVerificationNeeded {}
@@ -630,15 +644,23 @@ public final class IoasidFdActor {
   }
 
   /**
-   * {@code length}: bytes unmapped; {@code modeledLatencyNs}: the units' modeled unmap latencies
-   * (page-table writes, invalidation and its sync), summed over the domains, which the kernel
-   * unmaps one after the other.
+   * {@code length}: bytes unmapped. {@code awaitingFlushBytes}: of those, bytes whose unmap a unit
+   * answered before invalidating its caches (deferred mode): their IOVA stays reserved and their
+   * pages pinned until the flush, which the fd reports to its VM ({@link IovaReleased}) area by
+   * area; 0 when every unit invalidated before answering (strict). {@code modeledLatencyNs}: the
+   * units' modeled unmap latencies (page-table writes, invalidation and its sync), summed over the
+   * domains, which the kernel unmaps one after the other.
    */
-  public record IoasUnmapped(long length, long modeledLatencyNs) implements Reply {
+  public record IoasUnmapped(long length, long awaitingFlushBytes, long modeledLatencyNs) implements Reply {
 
-    /** Without a modeled charge: the original form of the reply. */
+    /** Without a modeled charge. */
+    public IoasUnmapped(long length, long awaitingFlushBytes) {
+      this(length, awaitingFlushBytes, 0);
+    }
+
+    /** A strict unmap (the original form of the reply). */
     public IoasUnmapped(long length) {
-      this(length, 0);
+      this(length, 0, 0);
     }
   }
 
@@ -826,7 +848,8 @@ public final class IoasidFdActor {
           NonCoherentDmaDisappeared,
           FaultQueueReadable,
           VeventqReadable,
-          DeviceDmaDisabled {}
+          DeviceDmaDisabled,
+          IovaReleased {}
 
   /**
    * The fd's DMA became non-coherent: {@code devId} was attached to a domain that does not
@@ -842,6 +865,13 @@ public final class IoasidFdActor {
    */
   public record NonCoherentDmaDisappeared(int ictxId, int devId, String device)
       implements FdEvent {}
+
+  /**
+   * The area {@code [iova, +length)} of IOAS {@code ioasId}, unmapped earlier with a deferred
+   * flush, is flushed from every IOTLB and device TLB: its IOVA is free again and its pages are
+   * unpinned. From now on no DMA can reach its frames through the fd's domains.
+   */
+  public record IovaReleased(int ictxId, int ioasId, long iova, long length) implements FdEvent {}
 
   /** A FAULT queue's deliver list went from empty to non-empty (EPOLLIN edge). */
   public record FaultQueueReadable(int ictxId, int faultId) implements FdEvent {}

@@ -123,8 +123,14 @@ final class ShadowHandlers {
   }
 
   private static Function<ActorRef<UnitReply>, IommuUnitActor.Command> unmapOf(HwPagetable h, ShadowNesting.Segment s) {
+    return unmapOf(h, s, null);
+  }
+
+  /** An unmap of {@code s} from the shadow domain; deferred when {@code flushTo} is not null. */
+  private static Function<ActorRef<UnitReply>, IommuUnitActor.Command> unmapOf(
+      HwPagetable h, ShadowNesting.Segment s, ActorRef<IommuUnitActor.FlushCompleted> flushTo) {
     int domainId = h.domainId();
-    return r -> new IommuUnitActor.UnmapRange(domainId, s.giova(), s.length(), r);
+    return r -> new IommuUnitActor.UnmapRange(domainId, s.giova(), s.length(), flushTo, r);
   }
 
   void map(IoasidFdActor.SoftNestMap m) {
@@ -199,11 +205,24 @@ final class ShadowHandlers {
       for (ShadowNesting.Entry e : planned.value()) {
         segments.addAll(e.segments());
       }
+      // Strict: the guest's entries hold no pins of their own (the parent's areas do), but the
+      // guest may map the same GIOVA again at once, so its unmap returns after the flush.
       remove(h, segments, replies -> {
+        UnitReply bad = null;
         for (UnitReply r : replies) {
           if (r instanceof IommuUnitActor.Refused) {
-            port.log("fd [{}]: a unit refused to unmap a whole shadow segment: [{}]", port.ictxId(), r);
+            port.unmapRefused("unmap a whole shadow segment", r);
+            bad = bad == null ? r : bad;
           }
+        }
+        if (bad != null) {
+          // The entries stay: a later unmap of them, or of the parent's areas, removes what is
+          // left, and the parent keeps the frames pinned meanwhile.
+          port.releaseWrite(parent);
+          port.opDone(m.replyTo(), new IoasidFdActor.Refused(Errno.EIO,
+              "a unit refused to unmap the shadow of [0x" + Long.toHexString(m.giova()) + ", +0x"
+                  + Long.toHexString(m.length()) + ") (a bug): " + bad));
+          return;
         }
         long bytes = h.shadow().commitUnmap(planned.value());
         port.releaseWrite(parent);
@@ -220,12 +239,18 @@ final class ShadowHandlers {
    */
   void parentUnmapAsks(
       Ioas ioas, List<Area> areas,
+      ActorRef<IommuUnitActor.FlushCompleted> flushTo,
       List<ActorRef<IommuUnitActor.Command>> targets,
-      List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes) {
+      List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes,
+      List<Area> owners,
+      List<Integer> unitIds) {
     for (HwPagetable h : ioas.shadows()) {
       for (ShadowNesting.Segment s : h.shadow().takeSegmentsOf(areas)) {
         targets.add(port.unit(h.unitId()));
-        makes.add(unmapOf(h, s));
+        // Deferred like the parent's own domains: the area's pins wait for this flush too.
+        makes.add(unmapOf(h, s, flushTo));
+        owners.add(s.area());
+        unitIds.add(h.unitId());
       }
     }
   }

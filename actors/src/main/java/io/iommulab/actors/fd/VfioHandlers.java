@@ -73,6 +73,7 @@ final class VfioHandlers {
     }
     port.opStarted();
     lock.run(release -> {
+      boolean first = vfio().compatIoas() == null;
       Outcome<Ioas> ioas = vfio().compatIoasCreate(model());
       if (!ioas.isOk()) {
         release.run();
@@ -83,8 +84,12 @@ final class VfioHandlers {
       port.askSelf(
           ref -> port.attach(m.devId(), Device.NO_PASID, ioasId, false, ref),
           reply -> {
+            boolean attached = reply instanceof IoasidFdActor.DeviceAttached;
+            if (!attached && first) {
+              vfio().compatIoasAbort(model(), ioas.value());
+            }
             release.run();
-            port.opDone(m.replyTo(), reply instanceof IoasidFdActor.DeviceAttached ? IoasidFdActor.Done.INSTANCE : reply);
+            port.opDone(m.replyTo(), attached ? IoasidFdActor.Done.INSTANCE : reply);
           });
     });
   }

@@ -38,7 +38,9 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * GuestMemoryLayout} handed out at allocation.
  *
  * <p>The oracle ({@link CheckDma}) judges each access with {@link HostMemory#check}, allocation
- * free; verdicts are counted, the first non-OK ones are logged by the model (bounded) and the rest
+ * free, pins included: a VM's access to one of its frames that nobody pins is {@link
+ * DmaCheck#UNPINNED_FRAME} (see {@code HostMemory.check} for why that is sound although pins and
+ * checks come from different actors); verdicts are counted, the first non-OK ones are logged by the model (bounded) and the rest
  * counted as dropped. Pin bookkeeping from fds is fire and forget: a bad one (a pin outside guest
  * memory, an unpin below zero, an unknown VM) is a bug of the sender, logged at error level and
  * kept in {@link MemoryReport#bugs()}, never a silent crash and never a half-applied change (the
@@ -146,6 +148,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       ActorContext<Command> context, TopologySettings topology, FaultInjector injector) {
     super(context);
     this.memory = new HostMemory(topology.hostMemoryBytes(), injector);
+    memory.setPinChecks(true); // a VM's DMA must reach pinned frames only (UNPINNED_FRAME)
     for (MsiBankSettings bank : topology.msiBanks()) {
       long page = bank.msiirAddress() & ~0xFFFL;
       Outcome<Void> r = memory.reserve(page, 0x1000, HostMemory.HOST);
@@ -192,7 +195,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     guests.put(msg.vmId(), gm);
     getContext().getLog().debug("Backed VM [{}] with [{}]", msg.vmId(), gm);
     msg.replyTo().tell(new GuestMemoryAllocated(gm.layout()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReleaseGuestMemory(ReleaseGuestMemory msg) {
@@ -212,12 +215,12 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     gm.release();
     guests.remove(msg.vmId());
     msg.replyTo().tell(new GuestMemoryReleased(msg.vmId(), gm.bytes()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> refuse(ActorRef<GuestMemoryReply> replyTo, Errno errno, String message) {
     replyTo.tell(new MemoryRefused(errno, message));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPinsChanged(PinsChanged msg) {
@@ -232,7 +235,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       if (!r.isOk()) {
         return bug("pin: " + r);
       }
-      return this;
+      return Behaviors.same();
     }
     try {
       gm.unpin(msg.userVa(), msg.length());
@@ -240,7 +243,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
       // The model validated before changing anything: record the sender's bug and go on.
       return bug("unpin: " + e.getMessage());
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onCheckDma(CheckDma msg) {
@@ -277,10 +280,12 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
         tally[k] = 0;
       }
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetReport(GetReport msg) {
+    // A report of a model whose invariants broke would be a lie: throw (a bug) instead.
+    memory.checkInvariants();
     Map<DmaCheck, Long> checks = new EnumMap<>(DmaCheck.class);
     for (DmaCheck c : VERDICTS) {
       checks.put(c, memory.checkCount(c));
@@ -304,7 +309,7 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
             memory.violationsDropped(),
             allocated,
             List.copyOf(bugs)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> bug(String what) {
@@ -314,6 +319,6 @@ public final class HostMemoryActor extends AbstractBehavior<HostMemoryActor.Comm
     if (bugs.size() < BUG_LOG) {
       bugs.add(what);
     }
-    return this;
+    return Behaviors.same();
   }
 }

@@ -157,7 +157,7 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
   private Behavior<Command> refuse(ActorRef<BankReply> replyTo, Errno errno, String format,
       Object... args) {
     replyTo.tell(new BankRefused(bank.index(), errno, String.format(format, args)));
-    return this;
+    return Behaviors.same();
   }
 
   private int ownerOf(int group) {
@@ -201,7 +201,7 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
     reevaluate();
     msg.replyTo().tell(
         new VectorsAllocated(bank.index(), bank.msiirAddress(), vectors, data, bank.freeVectors()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeVectors(FreeVectors msg) {
@@ -212,14 +212,14 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
     }
     reevaluate();
     msg.replyTo().tell(new VectorsFreed(bank.index(), freed));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onSetGroupOwner(SetGroupOwner msg) {
     if (msg.group() < 0) {
       getContext().getLog().error("Bank {}: owner change of negative group {}", bank.index(),
           msg.group());
-      return this;
+      return Behaviors.same();
     }
     int owner = msg.owner() > 0 ? msg.owner() : MsiBank.HOST;
     if (owner == MsiBank.HOST) {
@@ -229,7 +229,7 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
     }
     bank.retagOwner(msg.group(), owner);
     reevaluate();
-    return this;
+    return Behaviors.same();
   }
 
   /** A bank whose vectors belong to two owners or more breaks interrupt isolation. */
@@ -251,13 +251,13 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
       getContext().getLog().warn("Bank {}: write of 0x{} at 0x{} by rid 0x{} raises nothing",
           bank.index(), Integer.toHexString(msg.data()), Long.toHexString(msg.hpa()),
           Integer.toHexString(msg.rid()));
-      return this;
+      return Behaviors.same();
     }
     delivered++;
     deliveredCounter.increment();
     if (!bank.isAllocated(v)) {
       spurious++;
-      return this;
+      return Behaviors.same();
     }
     Integer group = ridGroup.get(msg.rid());
     int writer = group == null ? MsiBankSet.UNKNOWN_OWNER : ownerOf(group);
@@ -267,7 +267,7 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
       getContext().getLog().warn("Bank {}: rid 0x{} (owner {}) raised vector {} of owner {}",
           bank.index(), Integer.toHexString(msg.rid()), writer, v, bank.ownerOf(v));
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetBankState(GetBankState msg) {
@@ -285,6 +285,6 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
             spurious,
             breaches,
             misdirected));
-    return this;
+    return Behaviors.same();
   }
 }

@@ -15,6 +15,13 @@
  * completion and metrics). Everything here is immutable or confined to the stream's own stage,
  * so merging runs off the unit actor.
  *
+ * <p><b>Issuers of deferred unmaps.</b> In deferred mode an unmap is answered with a flush token
+ * before its invalidation ran; the issuer (an fd) keeps the unmapped area's IOVA reserved and its
+ * pages pinned until the unit's {@code FlushCompleted} names the token, and retries a command the
+ * unit refused EBUSY (saturated: nothing changed). While the flush is pending the unit may still
+ * serve the range from its IOTLB: its stale-hit oracle counts such hits as legal in the window
+ * and any stale hit no pending request covers as a missed invalidation.
+ *
  * <p><b>Faults.</b> How fault records get from the IOMMU units to the iommufd contexts (fds)
  * that own the faulting attach handles.
  *

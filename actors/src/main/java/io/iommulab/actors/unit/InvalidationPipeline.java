@@ -93,8 +93,9 @@ import org.apache.pekko.stream.QueueOfferResult;
  * per batch after merging), {@code .ranges-merged-away} (counter), {@code .batch-descriptors},
  * {@code .flushes} (counter, tag {@code reason}: strict, full, timeout, urgent), {@code
  * .refused-busy} (counter), {@code .latency.modeled} and {@code .latency.wall} (histograms in ns,
- * tags {@code mode} and {@code tenant}: the VM whose device the invalidation concerns, when the
- * unit knows it).
+ * tags {@code mode} and {@code tenant}: the tenant class of the VM whose device the invalidation
+ * concerns, as the fault pipeline names it, or {@code unknown}), {@code .stale-hits} (counter, tag
+ * {@code verdict}: in-window, violation).
  */
 final class InvalidationPipeline {
 
@@ -139,6 +140,8 @@ final class InvalidationPipeline {
   private final QueueExecutor executor;
   private final ModeledClock clock;
   private final LongSupplier wallNanos;
+  /** The tenant tag of a VM id (bounded: tenant classes, as the fault pipeline's). */
+  private final java.util.function.IntFunction<String> tenantOf;
   private final InvalidationStream.Handle stream;
 
   /** Admitted into the stream and not completed, by id. */
@@ -163,6 +166,8 @@ final class InvalidationPipeline {
   private long modeledMax;
   private long wallSum;
   private long wallMax;
+  private long staleInWindow;
+  private long staleViolations;
   private final long[] flushes = new long[FlushReason.values().length];
 
   private final RangeSampler depthSampler;
@@ -175,6 +180,8 @@ final class InvalidationPipeline {
   private final Counter[] flushCounters = new Counter[FlushReason.values().length];
   private final Counter refusedCounter;
   private final Gauge flushQueueGauge;
+  private final Counter staleInWindowCounter;
+  private final Counter staleViolationCounter;
   /** Requests in the deferred flush queue: written by the stream's thread, read for stats. */
   private volatile int flushQueueOccupancy;
   private final Map<Integer, Histogram> modeledLatency = new HashMap<>();
@@ -192,7 +199,9 @@ final class InvalidationPipeline {
       IommuUnit unit,
       QueueExecutor executor,
       ModeledClock clock,
-      LongSupplier wallNanos) {
+      LongSupplier wallNanos,
+      java.util.function.IntFunction<String> tenantOf) {
+    this.tenantOf = tenantOf;
     this.unitId = unitId;
     this.name = name;
     this.settings = settings;
@@ -218,6 +227,10 @@ final class InvalidationPipeline {
     this.refusedCounter = Kamon.counter("iommulab.invalidation.refused-busy").withTags(tags);
     this.flushQueueGauge =
         Kamon.gauge("iommulab.invalidation.flush-queue-occupancy").withTags(tags);
+    this.staleInWindowCounter =
+        Kamon.counter("iommulab.invalidation.stale-hits").withTags(tags.withTag("verdict", "in-window"));
+    this.staleViolationCounter =
+        Kamon.counter("iommulab.invalidation.stale-hits").withTags(tags.withTag("verdict", "violation"));
 
     ActorRef<Command> self = context.getSelf();
     Gauge fqGauge = flushQueueGauge;
@@ -477,6 +490,67 @@ final class InvalidationPipeline {
     stream.killSwitch().shutdown();
   }
 
+  // ---------------------------------------------------------------- the stale-hit oracle
+
+  /**
+   * The IOTLB served a translation of {@code iova} tagged ({@code domainId}, {@code pasid}) that
+   * the current page table no longer gives. Legal while a request that will invalidate it is
+   * pending (admitted or parked, not completed: its entries may be dropped only when its batch
+   * executes), which a deferred unmap makes common; otherwise an invalidation was missed. Returns
+   * whether it was legal. Scans the pending requests: stale hits are rare, and the bound on
+   * pending requests bounds the scan.
+   */
+  boolean staleHit(int domainId, int pasid, long iova) {
+    boolean covered = covers(domainId, pasid, iova);
+    if (covered) {
+      staleInWindow++;
+      staleInWindowCounter.increment();
+    } else {
+      staleViolations++;
+      staleViolationCounter.increment();
+    }
+    return covered;
+  }
+
+  private boolean covers(int domainId, int pasid, long iova) {
+    for (Pending p : inFlight.values()) {
+      if (covers(p.request, domainId, pasid, iova)) {
+        return true;
+      }
+    }
+    for (Pending p : parked) {
+      if (covers(p.request, domainId, pasid, iova)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static boolean covers(InvalidationRequest r, int domainId, int pasid, long iova) {
+    for (InvDescriptor d : r.fixed()) {
+      if (d instanceof InvDescriptor.IotlbGlobal) {
+        return true;
+      }
+    }
+    for (IotlbTarget t : r.iotlb()) {
+      if (t.domainId() == domainId
+          && (t.pasid() == io.iommulab.hardware.cache.Iotlb.ANY_PASID || t.pasid() == pasid)
+          && Long.compareUnsigned(t.first(), iova) <= 0
+          && Long.compareUnsigned(iova, t.last()) <= 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  long staleHitsInWindow() {
+    return staleInWindow;
+  }
+
+  long staleHitViolations() {
+    return staleViolations;
+  }
+
   // ---------------------------------------------------------------- inspection
 
   /** Requests admitted or parked, not completed. */
@@ -493,7 +567,8 @@ final class InvalidationPipeline {
         settings.maxParked(), pending(), deferredUnflushed, refusedBusy,
         flushes[FlushReason.STRICT.ordinal()], flushes[FlushReason.FULL.ordinal()],
         flushes[FlushReason.TIMEOUT.ordinal()], flushes[FlushReason.URGENT.ordinal()],
-        largestBatch, completedRequests, modeledSum, modeledMax, wallSum, wallMax);
+        largestBatch, completedRequests, modeledSum, modeledMax, wallSum, wallMax, staleInWindow,
+        staleViolations);
   }
 
   long descriptors() {
@@ -529,6 +604,6 @@ final class InvalidationPipeline {
   private TagSet latencyTags(int tenant) {
     return TagSet.of("unit", name)
         .withTag("mode", settings.mode().configName())
-        .withTag("tenant", tenant > 0 ? "vm-" + tenant : "unknown");
+        .withTag("tenant", tenant > 0 ? tenantOf.apply(tenant) : "unknown");
   }
 }

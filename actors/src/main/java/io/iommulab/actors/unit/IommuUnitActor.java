@@ -175,7 +175,8 @@ public final class IommuUnitActor {
           GetInvalidationStats,
           BankLearned,
           ExecuteBatch,
-          InvalidationStreamEnded {}
+          InvalidationStreamEnded,
+          Correlated {}
 
   // ---------------------------------------------------------------- topology (guardian)
 
@@ -450,6 +451,60 @@ public final class IommuUnitActor {
 
   public record PamuUnmapMsiBank(int domainId, long iova, ActorRef<UnitReply> replyTo)
       implements Command {}
+
+  // ---------------------------------------------------------------- correlated requests
+
+  /**
+   * A {@link MapRange} ({@code map}) or an {@link UnmapRange} ({@code unmap}) — exactly one
+   * non-null; its own {@code replyTo} is not used and may be null — whose reply goes to {@code
+   * replyTo} as an {@link Answer} carrying {@code corr}. A caller that keeps many requests in
+   * flight (an fd maps into every domain of an IOAS at once, and unmaps complete out of order
+   * after device-TLB acknowledgements) matches the answers with one message adapter and plain
+   * tells, instead of an ask per request (a temporary actor, a scheduled timeout and a
+   * continuation each). Neither or both set: answered Refused EINVAL. Two typed fields rather
+   * than one {@code Command}: messages carry no polymorphic fields (jackson-cbor).
+   */
+  public record Correlated(long corr, MapRange map, UnmapRange unmap, ActorRef<Answer> replyTo)
+      implements Command {
+
+    /** {@code command} (a MapRange or an UnmapRange) correlated by {@code corr}. */
+    public static Correlated of(long corr, Command command, ActorRef<Answer> replyTo) {
+      if (command instanceof MapRange m) {
+        return new Correlated(corr, m, null, replyTo);
+      }
+      if (command instanceof UnmapRange u) {
+        return new Correlated(corr, null, u, replyTo);
+      }
+      throw new IllegalArgumentException("only MapRange and UnmapRange are correlated: " + command);
+    }
+  }
+
+  /**
+   * The reply to a {@link Correlated} command: exactly one of {@code mapped}, {@code unmapped},
+   * {@code refused} is non-null ({@link #reply()}).
+   */
+  public record Answer(long corr, Mapped mapped, Unmapped unmapped, Refused refused)
+      implements CborSerializable {
+
+    /** The command's reply. */
+    public UnitReply reply() {
+      return mapped != null ? mapped : unmapped != null ? unmapped : refused;
+    }
+
+    /** {@code reply} (Mapped, Unmapped or Refused: what MapRange and UnmapRange answer). */
+    public static Answer of(long corr, UnitReply reply) {
+      if (reply instanceof Mapped m) {
+        return new Answer(corr, m, null, null);
+      }
+      if (reply instanceof Unmapped u) {
+        return new Answer(corr, null, u, null);
+      }
+      if (reply instanceof Refused r) {
+        return new Answer(corr, null, null, r);
+      }
+      throw new IllegalArgumentException("not an answer of MapRange or UnmapRange: " + reply);
+    }
+  }
 
   // ---------------------------------------------------------------- device-facing (DMA)
 
@@ -825,7 +880,9 @@ public final class IommuUnitActor {
    * {@code msiUnisolated}: MSI writes a unit without MSI isolation let through;
    * {@code pendingInvalidations}: unmaps, detaches etc. whose invalidation has not completed yet
    * (queued in the unit's invalidation stream, parked, or waiting for device-TLB
-   * acknowledgements; see {@link InvalidationStats}).
+   * acknowledgements; see {@link InvalidationStats}); {@code staleHitsInWindow} / {@code
+   * staleHitViolations}: IOTLB hits the stale-hit oracle found stale while an invalidation covering
+   * them was pending (legal) / with none pending (a missed invalidation: fails the run).
    */
   public record UnitStats(
       int unitId,
@@ -846,8 +903,37 @@ public final class IommuUnitActor {
       long staleResponses,
       long msiWrites,
       long msiUnisolated,
-      int pendingInvalidations)
+      int pendingInvalidations,
+      long staleHitsInWindow,
+      long staleHitViolations)
       implements CborSerializable {
+
+    /** Without the stale-hit oracle's counters (zero). */
+    public UnitStats(
+        int unitId,
+        String unitName,
+        long translations,
+        long iotlbHits,
+        long iotlbMisses,
+        long faults,
+        long pageRequests,
+        long invalidationDescriptors,
+        long syncs,
+        long atcInvalidations,
+        int iotlbSize,
+        int domains,
+        long unhandledFaults,
+        List<DmaFault> faultLog,
+        long pageResponses,
+        long staleResponses,
+        long msiWrites,
+        long msiUnisolated,
+        int pendingInvalidations) {
+      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
+          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, unhandledFaults,
+          faultLog, pageResponses, staleResponses, msiWrites, msiUnisolated, pendingInvalidations,
+          0, 0);
+    }
 
     /** The original counters; the later ones zero. */
     public UnitStats(
@@ -883,7 +969,9 @@ public final class IommuUnitActor {
    * was saturated; {@code flushes*}: batches per reason; {@code largestBatch}: most requests in one
    * batch; {@code completed}: requests completed, with the sum and maximum of their modeled
    * latency (command to flush completion, modeled clock) and wall-clock latency (the {@code
-   * wallNanos} handed to the unit; 0 without one). A PAMU has no stream: everything is 0.
+   * wallNanos} handed to the unit; 0 without one); {@code staleHitsInWindow}/{@code
+   * staleHitViolations}: stale IOTLB hits the oracle saw with/without a covering invalidation
+   * pending (see {@link UnitStats}). A PAMU has no stream: everything is 0.
    */
   public record InvalidationStats(
       int unitId,
@@ -914,6 +1002,8 @@ public final class IommuUnitActor {
       long modeledLatencySumNs,
       long modeledLatencyMaxNs,
       long wallLatencySumNs,
-      long wallLatencyMaxNs)
+      long wallLatencyMaxNs,
+      long staleHitsInWindow,
+      long staleHitViolations)
       implements CborSerializable {}
 }

@@ -125,7 +125,8 @@ final class PagingUnitActor extends UnitActorBase {
             context.getLog());
     this.pipeline =
         new InvalidationPipeline(context, unitId, name, wiring.pipeline(), unit, executor, clock,
-            wiring.wallNanos());
+            wiring.wallNanos(), wiring.faultPipeline()::tenantOf);
+    unit.setStaleHitChecks(wiring.pipeline().staleHitChecks());
     long bitmap = 0;
     for (PageSize p : unit.pageSizes()) {
       bitmap |= p.bytes();
@@ -142,8 +143,8 @@ final class PagingUnitActor extends UnitActorBase {
         .onMessage(EnforceCacheCoherency.class, this::onEnforceCacheCoherency)
         .onMessage(SetDirtyTracking.class, this::onSetDirtyTracking)
         .onMessage(ReadAndClearDirty.class, this::onReadAndClearDirty)
-        .onMessage(MapRange.class, this::onMapRange)
-        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Stage1Map.class, this::onStage1Map)
         .onMessage(Stage1Unmap.class, this::onStage1Unmap)
         .onMessage(InvalidateUser.class, this::onInvalidateUser)
@@ -192,7 +193,22 @@ final class PagingUnitActor extends UnitActorBase {
     } else {
       unit.translate(rid, pasid, iova, access, now, out);
     }
+    if (unit.lastHitStale()
+        && !pipeline.staleHit(unit.lastStaleDomainId(), unit.lastStalePasid(), iova)
+        && staleViolationsLogged < STALE_LOG) {
+      staleViolationsLogged++;
+      getContext().getLog().error(
+          "unit [{}]: stale IOTLB hit with no invalidation pending (a missed invalidation): rid {}"
+              + " pasid {} iova 0x{} domain {} -> hpa 0x{}",
+          name, rid(rid), pasid, Long.toHexString(iova), unit.lastStaleDomainId(),
+          Long.toHexString(out.hpa));
+    }
   }
+
+  /** Stale-hit violations logged; later ones are only counted. */
+  private static final int STALE_LOG = 16;
+
+  private int staleViolationsLogged;
 
   @Override
   protected UnitInfo info(DeviceEntry e) {
@@ -235,7 +251,9 @@ final class PagingUnitActor extends UnitActorBase {
         c.staleResponses(),
         c.msiWrites(),
         c.msiUnisolated(),
-        pipeline.pending());
+        pipeline.pending(),
+        pipeline.staleHitsInWindow(),
+        pipeline.staleHitViolations());
   }
 
   @Override
@@ -252,12 +270,12 @@ final class PagingUnitActor extends UnitActorBase {
 
   private Behavior<Command> onExecuteBatch(ExecuteBatch msg) {
     pipeline.execute(msg.batch(), msg.executed());
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onInvalidationStreamEnded(InvalidationStreamEnded msg) {
     pipeline.streamEnded(msg.failure());
-    return this;
+    return Behaviors.same();
   }
 
   /**
@@ -266,12 +284,12 @@ final class PagingUnitActor extends UnitActorBase {
    */
   private Behavior<Command> onStopping() {
     pipeline.stop();
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(pipeline.stats());
-    return this;
+    return Behaviors.same();
   }
 
   /**
@@ -279,6 +297,10 @@ final class PagingUnitActor extends UnitActorBase {
    * caller must not change anything then.
    */
   private boolean saturated(ActorRef<UnitReply> replyTo) {
+    return saturated((Replier) replyTo::tell);
+  }
+
+  private boolean saturated(Replier replyTo) {
     if (pipeline.canAccept()) {
       return false;
     }
@@ -323,6 +345,10 @@ final class PagingUnitActor extends UnitActorBase {
     return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
   }
 
+  private Behavior<Command> noDomain(Replier replyTo, String arg, int id) {
+    return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
+  }
+
   private Behavior<Command> onAllocDomain(AllocDomain msg) {
     if (msg.type() == null) {
       return refuse(msg.replyTo(), Errno.EINVAL, "type: missing");
@@ -356,7 +382,7 @@ final class PagingUnitActor extends UnitActorBase {
     replyTo.tell(
         new DomainAllocated(
             d.id(), pageSizeBitmap, unit.addressWidth(), 0, (1L << unit.addressWidth()) - 1));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeDomain(FreeDomain msg) {
@@ -374,6 +400,10 @@ final class PagingUnitActor extends UnitActorBase {
 
   /** The paging domain {@code id}, or a refusal: ENOENT unknown, EINVAL when NESTED. */
   private PagingDomain pagingDomain(int id, ActorRef<UnitReply> replyTo) {
+    return pagingDomain(id, (Replier) replyTo::tell);
+  }
+
+  private PagingDomain pagingDomain(int id, Replier replyTo) {
     Domain d = domainOrNull(id);
     if (d == null) {
       noDomain(replyTo, "domainId", id);
@@ -389,7 +419,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onEnforceCacheCoherency(EnforceCacheCoherency msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.enforceCacheCoherency();
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -398,11 +428,11 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onSetDirtyTracking(SetDirtyTracking msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, 0, -1L);
     if (saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setDirtyTracking(msg.enabled());
     if (!r.isOk()) {
@@ -413,13 +443,13 @@ final class PagingUnitActor extends UnitActorBase {
     ActorRef<UnitReply> replyTo = msg.replyTo();
     invalidate(plan.value(), changed(d, Iotlb.ANY_PASID, 0, -1L), tenant(d),
         completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReadAndClearDirty(ReadAndClearDirty msg) {
     PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     List<InvDescriptor> plan = null;
     if (msg.clear() && msg.length() != 0) {
@@ -429,7 +459,7 @@ final class PagingUnitActor extends UnitActorBase {
       }
       plan = p.value();
       if (saturated(msg.replyTo())) {
-        return this;
+        return Behaviors.same();
       }
     }
     LongList leaves = new LongList();
@@ -446,7 +476,7 @@ final class PagingUnitActor extends UnitActorBase {
       invalidate(plan, changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length()), tenant(d),
           completedAt -> replyTo.tell(reply));
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** Expands dirty leaves (clipped to the range) into the 4 KiB pages iommufd's bitmap counts. */
@@ -475,19 +505,20 @@ final class PagingUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- mappings
 
-  private Behavior<Command> onMapRange(MapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
     if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
-      return refuse(msg.replyTo(), Errno.EINVAL,
+      return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
-    if (unit.cachingMode() && saturated(msg.replyTo())) {
-      return this;
+    if (unit.cachingMode() && saturated(reply)) {
+      return Behaviors.same();
     }
     long cur = msg.iova();
     long total = 0;
@@ -497,17 +528,16 @@ final class PagingUnitActor extends UnitActorBase {
       if (!r.isOk()) {
         rollbackMap(d, msg.iova(), total);
         Outcome.Err<Void> e = (Outcome.Err<Void>) r;
-        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+        return refuse(reply, e.errno(), "run %d: %s", i, e.message());
       }
       total += lengths[i];
       cur += lengths[i];
     }
     long bytes = total;
     long pteCost = cost.pteWrites(Math.max(0, d.leafCount() - leavesBefore));
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (!unit.cachingMode()) {
-      replyTo.tell(new Mapped(bytes, pteCost));
-      return this;
+      reply.tell(new Mapped(bytes, pteCost));
+      return Behaviors.same();
     }
     // Caching mode: the unit may have cached the not-present entries (cache_tag_flush_range_np).
     List<InvDescriptor> plan =
@@ -515,8 +545,8 @@ final class PagingUnitActor extends UnitActorBase {
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
     long start = clock.nanos();
     invalidate(plan, null, tenant(d),
-        completedAt -> replyTo.tell(new Mapped(bytes, pteCost + Math.max(0, completedAt - start))));
-    return this;
+        completedAt -> reply.tell(new Mapped(bytes, pteCost + Math.max(0, completedAt - start))));
+    return Behaviors.same();
   }
 
   /** Undoes the runs a refused MapRange already installed: they were empty before the call. */
@@ -530,28 +560,28 @@ final class PagingUnitActor extends UnitActorBase {
     }
   }
 
-  private Behavior<Command> onUnmapRange(UnmapRange msg) {
-    PagingDomain d = pagingDomain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
+    PagingDomain d = pagingDomain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     // Plan first: planning changes nothing, and a bad range is refused before the table changes.
     Outcome<List<InvDescriptor>> plan = unit.planRange(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
     if (!plan.isOk()) {
-      return refuse(msg.replyTo(), plan);
+      return refuse(reply, plan);
     }
-    if (saturated(msg.replyTo())) {
-      return this;
+    if (saturated(reply)) {
+      return Behaviors.same();
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
-      return refuse(msg.replyTo(), r);
+      return refuse(reply, r);
     }
     long bytes = r.value();
-    ActorRef<UnitReply> replyTo = msg.replyTo();
     if (bytes == 0) {
-      replyTo.tell(new Unmapped(0, 0));
-      return this;
+      reply.tell(new Unmapped(0, 0));
+      return Behaviors.same();
     }
     long start = clock.nanos();
     List<InvDescriptor> descriptors = plan.value();
@@ -562,15 +592,15 @@ final class PagingUnitActor extends UnitActorBase {
           (id, sync) -> InvalidationRequest.fromPlan(id, sync, descriptors, changed),
           tenant(d),
           msg.flushTo(),
-          token -> replyTo.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
-      return this;
+          token -> reply.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
+      return Behaviors.same();
     }
     invalidate(descriptors, changed, tenant(d), completedAt -> {
       long latency = completedAt - start;
       unmapLatency.record(Math.max(0, latency));
-      replyTo.tell(new Unmapped(bytes, latency));
+      reply.tell(new Unmapped(bytes, latency));
     });
-    return this;
+    return Behaviors.same();
   }
 
   private NestedDomain nestedDomain(int id, ActorRef<UnitReply> replyTo) {
@@ -589,7 +619,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Map(Stage1Map msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = n.stage1().map(msg.iova(), msg.gpa(), msg.length(), msg.prot());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -598,7 +628,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onStage1Unmap(Stage1Unmap msg) {
     NestedDomain n = nestedDomain(msg.nestedDomainId(), msg.replyTo());
     if (n == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Long> r = n.stage1().unmap(msg.iova(), msg.length());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -633,14 +663,14 @@ final class PagingUnitActor extends UnitActorBase {
     long start = clock.nanos();
     if (parts.isEmpty()) {
       replyTo.tell(new UserInvalidated(n, en, m, 0));
-      return this;
+      return Behaviors.same();
     }
     if (saturated(replyTo)) {
-      return this;
+      return Behaviors.same();
     }
     pipeline.submit((id, sync) -> InvalidationRequest.combine(id, sync, parts), tenant(d),
         completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
-    return this;
+    return Behaviors.same();
   }
 
   /** The unwidened stage-1 range an IOTLB entry invalidates (the guest changed it), or null. */
@@ -728,7 +758,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     // Only caching mode invalidates on attach (PASID cache and IOTLB of the new entry).
     if (unit.cachingMode() && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.attach(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
@@ -754,7 +784,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     Domain old = unit.attachedDomain(e.rid, msg.pasid());
     if (old != null && old != d && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.replace(e.rid, msg.pasid(), d);
     if (!r.isOk()) {
@@ -775,7 +805,7 @@ final class PagingUnitActor extends UnitActorBase {
           rid(msg.rid()), name);
     }
     if (unit.attachedDomain(e.rid, msg.pasid()) != null && saturated(msg.replyTo())) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<List<InvDescriptor>> r = unit.detach(e.rid, msg.pasid());
     if (!r.isOk()) {
@@ -795,7 +825,7 @@ final class PagingUnitActor extends UnitActorBase {
       return done(replyTo);
     }
     invalidate(plan, null, tenant, completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- MSI, inspection
@@ -808,14 +838,16 @@ final class PagingUnitActor extends UnitActorBase {
     if (!unit.msiIsolation()) {
       msiUnisolated++;
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    unit.checkInvariants();
     msg.replyTo().tell(
         new UnitSnapshotted(unit.snapshot(), null, groupSummaries(), handleSummaries(),
             registeredRids()));
-    return this;
+    return Behaviors.same();
   }
 
   /** A growable long array: dirty reads are not on the DMA path. */

@@ -123,8 +123,8 @@ final class PamuUnitActor extends UnitActorBase {
     return commonReceive()
         .onMessage(AllocDomain.class, this::onAllocDomain)
         .onMessage(FreeDomain.class, this::onFreeDomain)
-        .onMessage(MapRange.class, this::onMapRange)
-        .onMessage(UnmapRange.class, this::onUnmapRange)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Attach.class, this::onAttach)
         .onMessage(Detach.class, this::onDetach)
         .onMessage(PamuSetGeometry.class, this::onPamuSetGeometry)
@@ -218,6 +218,10 @@ final class PamuUnitActor extends UnitActorBase {
   // ---------------------------------------------------------------- domains and windows
 
   private PamuDomain domain(int id, ActorRef<UnitReply> replyTo) {
+    return domain(id, (Replier) replyTo::tell);
+  }
+
+  private PamuDomain domain(int id, Replier replyTo) {
     PamuDomain d = pamu.domain(id).orElse(null);
     if (d == null) {
       refuse(replyTo, Errno.ENOENT, "domainId %d: no such domain on unit %s", id, name);
@@ -236,13 +240,13 @@ final class PamuUnitActor extends UnitActorBase {
     PamuDomain dom = d.value();
     msg.replyTo().tell(new DomainAllocated(dom.id(), PAGE_SIZE_BITMAP, ADDRESS_WIDTH,
         dom.apertureStart(), dom.apertureLast()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreeDomain(FreeDomain msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.free();
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -253,15 +257,16 @@ final class PamuUnitActor extends UnitActorBase {
    * memory), each merged run is one {@link PamuDomain#map}. All or nothing: a refused run unmaps
    * the runs before it (whole DMA windows the call enabled).
    */
-  private Behavior<Command> onMapRange(MapRange msg) {
-    PamuDomain d = domain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> mapRange(MapRange msg, Replier reply) {
+    PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     long[] hpas = msg.hpas();
     long[] lengths = msg.lengths();
     if (hpas == null || lengths == null || hpas.length == 0 || hpas.length != lengths.length) {
-      return refuse(msg.replyTo(), Errno.EINVAL,
+      return refuse(reply, Errno.EINVAL,
           "hpas, lengths: one or more runs of equal count needed");
     }
     long cur = msg.iova();
@@ -284,36 +289,37 @@ final class PamuUnitActor extends UnitActorBase {
           }
         }
         Outcome.Err<Void> e = (Outcome.Err<Void>) r;
-        return refuse(msg.replyTo(), e.errno(), "run %d: %s", i, e.message());
+        return refuse(reply, e.errno(), "run %d: %s", i, e.message());
       }
       cur += len;
       total += len;
       i = j;
     }
     // A PAACE write per window enabled; no invalidation queue to wait on.
-    msg.replyTo().tell(new Mapped(total, cost.pteWrites(d.windowSize() == 0 ? 0 : total / d.windowSize())));
-    return this;
+    reply.tell(new Mapped(total, cost.pteWrites(d.windowSize() == 0 ? 0 : total / d.windowSize())));
+    return Behaviors.same();
   }
 
-  private Behavior<Command> onUnmapRange(UnmapRange msg) {
-    PamuDomain d = domain(msg.domainId(), msg.replyTo());
+  @Override
+  protected Behavior<Command> unmapRange(UnmapRange msg, Replier reply) {
+    PamuDomain d = domain(msg.domainId(), reply);
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
-      return refuse(msg.replyTo(), r);
+      return refuse(reply, r);
     }
     long windows = r.value() / d.windowSize();
     // A PAACE write takes effect for the next lookup: no invalidation queue, one entry per window.
-    msg.replyTo().tell(new Unmapped(r.value(), cost.pteWrites(windows)));
-    return this;
+    reply.tell(new Unmapped(r.value(), cost.pteWrites(windows)));
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuSetGeometry(PamuSetGeometry msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setGeometry(msg.apertureStart(), msg.apertureSize());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -322,7 +328,7 @@ final class PamuUnitActor extends UnitActorBase {
   private Behavior<Command> onPamuSetWindowCount(PamuSetWindowCount msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.setWindowCount(msg.windows());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -331,17 +337,17 @@ final class PamuUnitActor extends UnitActorBase {
   private Behavior<Command> onPamuGetGeometry(PamuGetGeometry msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     msg.replyTo().tell(new PamuGeometry(d.apertureStart(), d.apertureSize(), d.windowCount(),
         pamu.maxWindows(), d.isWindowCountSet(), d.isEnabled()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuMapMsiBank(PamuMapMsiBank msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     if (!msiBanks.containsKey(msg.bankIndex())) {
       return refuse(msg.replyTo(), Errno.EINVAL, "bankIndex %d: no such MSI bank", msg.bankIndex());
@@ -358,13 +364,13 @@ final class PamuUnitActor extends UnitActorBase {
     msiPages.put(msg.msiirAddress() & ~0xFFFL, msg.bankIndex());
     long msiIova = d.windowIova(d.windowOf(msg.iova())) + (msg.msiirAddress() & 0xFFFL);
     msg.replyTo().tell(new MsiBankMapped(msiIova));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onPamuUnmapMsiBank(PamuUnmapMsiBank msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     Outcome<Void> r = d.unmapMsiBank(msg.iova());
     return r.isOk() ? done(msg.replyTo()) : refuse(msg.replyTo(), r);
@@ -383,7 +389,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
-      return this;
+      return Behaviors.same();
     }
     if (!userOwned(e)) {
       return refuse(msg.replyTo(), Errno.EPERM, "rid %s: no DMA owner claimed it (bind first)",
@@ -440,31 +446,33 @@ final class PamuUnitActor extends UnitActorBase {
     if (!t.ok()) {
       fault(new DmaFault(unitId, msg.rid(), FaultRecord.NO_PASID, msg.address(), Access.WRITE,
           t.fault, now + t.latencyNs + cost.faultReport()));
-      return this;
+      return Behaviors.same();
     }
     Integer bank = msiPages.get(t.hpa & ~0xFFFL);
     ActorRef<MsiBankActor.Command> ref = bank == null ? null : msiBanks.get(bank);
     if (ref == null) {
       checkWrite(e, msg.rid(), t.hpa, Integer.BYTES, now + t.latencyNs);
-      return this;
+      return Behaviors.same();
     }
     if (!settings.msiIsolation()) {
       msiUnisolated++;
     }
     ref.tell(new MsiBankActor.Deliver(msg.rid(), t.hpa, msg.data()));
-    return this;
+    return Behaviors.same();
   }
 
   /** A PAMU has no invalidation queue, so no stream: every counter is 0. */
   private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(new IommuUnitActor.InvalidationStats(unitId, name, mode, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
-    return this;
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+    // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
+    pamu.checkInvariants();
     msg.replyTo().tell(new UnitSnapshotted(null, pamu.snapshot(), groupSummaries(),
         handleSummaries(), registeredRids()));
-    return this;
+    return Behaviors.same();
   }
 }

@@ -10,6 +10,7 @@ import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
+import io.iommulab.actors.unit.IommuUnitActor.Correlated;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
@@ -17,6 +18,7 @@ import io.iommulab.actors.unit.IommuUnitActor.FaultPipelineStats;
 import io.iommulab.actors.unit.IommuUnitActor.FaultsAccounted;
 import io.iommulab.actors.unit.IommuUnitActor.GetFaultStats;
 import io.iommulab.actors.unit.IommuUnitActor.GetStats;
+import io.iommulab.actors.unit.IommuUnitActor.MapRange;
 import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
 import io.iommulab.actors.unit.IommuUnitActor.PageResponseCode;
 import io.iommulab.actors.unit.IommuUnitActor.Refused;
@@ -28,6 +30,7 @@ import io.iommulab.actors.unit.IommuUnitActor.TranslateBurst;
 import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
+import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
 import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.InvalidationPipelineSettings;
@@ -63,6 +66,7 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.ReceiveBuilder;
 import org.apache.pekko.stream.Materializer;
 
@@ -314,6 +318,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(AtcInvalidationAcked.class, this::onAtcInvalidationAcked)
         .onMessage(BankLearned.class, this::onBankLearned)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(Correlated.class, this::onCorrelated)
         .onMessage(GetFaultStats.class, this::onGetFaultStats)
         .onMessage(FaultsAccounted.class, this::onFaultsAccounted)
         .onSignal(Terminated.class, this::onTerminated);
@@ -324,13 +329,51 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   protected Behavior<Command> refuse(
       ActorRef<UnitReply> replyTo, Errno errno, String format, Object... args) {
     replyTo.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
-    return this;
+    return Behaviors.same();
+  }
+
+  // ---------------------------------------------------------------- replies to a command or a Correlated
+
+  /** Where a command's reply goes: its {@code replyTo}, or the Answer of a {@link Correlated}. */
+  @FunctionalInterface
+  protected interface Replier {
+    void tell(UnitReply reply);
+  }
+
+  /** MapRange, its reply to {@code r}. */
+  protected abstract Behavior<Command> mapRange(MapRange msg, Replier r);
+
+  /** UnmapRange, its reply to {@code r}. */
+  protected abstract Behavior<Command> unmapRange(UnmapRange msg, Replier r);
+
+  private Behavior<Command> onCorrelated(Correlated c) {
+    long corr = c.corr();
+    ActorRef<IommuUnitActor.Answer> to = c.replyTo();
+    Replier r = reply -> to.tell(IommuUnitActor.Answer.of(corr, reply));
+    if (c.map() != null && c.unmap() == null) {
+      return mapRange(c.map(), r);
+    }
+    if (c.unmap() != null && c.map() == null) {
+      return unmapRange(c.unmap(), r);
+    }
+    return refuse(r, Errno.EINVAL, "Correlated: exactly one of map, unmap");
+  }
+
+  protected Behavior<Command> refuse(Replier r, Errno errno, String format, Object... args) {
+    r.tell(new Refused(errno, args.length == 0 ? format : String.format(format, args)));
+    return Behaviors.same();
+  }
+
+  protected Behavior<Command> refuse(Replier r, Outcome<?> err) {
+    Outcome.Err<?> e = (Outcome.Err<?>) err;
+    r.tell(new Refused(e.errno(), e.message()));
+    return Behaviors.same();
   }
 
   protected Behavior<Command> refuse(ActorRef<UnitReply> replyTo, Outcome<?> err) {
     Outcome.Err<?> e = (Outcome.Err<?>) err;
     replyTo.tell(new Refused(e.errno(), e.message()));
-    return this;
+    return Behaviors.same();
   }
 
   protected Behavior<Command> unsupported(ActorRef<UnitReply> replyTo, String operation) {
@@ -340,7 +383,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   protected Behavior<Command> done(ActorRef<UnitReply> replyTo) {
     replyTo.tell(Done.INSTANCE);
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- devices
@@ -450,7 +493,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       getContext().getLog().info("Device actor of rid {} on unit [{}] stopped", rid(rid), name);
       deviceStopped(rid);
     }
-    return this;
+    return Behaviors.same();
   }
 
   /** A registered device's actor stopped; the kind releases what waits on it. */
@@ -458,7 +501,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
 
   private Behavior<Command> onBankLearned(BankLearned msg) {
     bankLearned(msg.bankIndex(), msg.msiirAddress());
-    return this;
+    return Behaviors.same();
   }
 
   /** An MSI bank's address is known; PAMU routes MSI writes by it. */
@@ -497,7 +540,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     }
     ownerChanged(group, wasOwned, e);
     msg.replyTo().tell(new DmaOwnerClaimed(info(e)));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onReleaseDmaOwner(ReleaseDmaOwner msg) {
@@ -716,7 +759,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       checkDma(dev, rid, pasid, status, hpas, b.lengths(), completed, now + latency);
     }
     b.replyTo().tell(new BurstTranslated(b.burstId(), status, hpas, prot, pageShift, latency));
-    return this;
+    return Behaviors.same();
   }
 
   /** One CheckDma for the completed untranslated accesses of a burst. */
@@ -803,7 +846,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     if (e == null) {
       getContext().getLog().warn("Page request from unregistered rid {} on unit [{}] dropped",
           rid(r.rid()), name);
-      return this;
+      return Behaviors.same();
     }
     Handle h = handle(r.rid(), r.pasid());
     if (FaultPolicy.atUnit(true, h != null) == FaultPolicy.AtUnit.ANSWER_INVALID) {
@@ -812,7 +855,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       if (r.lastPage()) {
         e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), PageResponseCode.INVALID));
       }
-      return this;
+      return Behaviors.same();
     }
     long now = clock.nanos();
     long reported = pageRequestReporting.acquire(now, cost.pageRequest());
@@ -835,7 +878,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       // answered then.
       pendingPut(e, r.pasid(), r.groupId(), groupKey, h.token());
     }
-    return this;
+    return Behaviors.same();
   }
 
   /**
@@ -901,7 +944,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     }
     faultIngressGauge.update(faultPipeline.faultIngressDepth());
     pageRequestIngressGauge.update(faultPipeline.pageRequestIngressDepth());
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onGetFaultStats(GetFaultStats msg) {
@@ -911,7 +954,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         lostIngressFaults, lostIngressPageRequests, deliveredFaults, lostQueueFull, lostHandleGone,
         lostUnacknowledged, inFlight, batches, ingressLastPagesAnswered,
         faultPipeline.faultIngressDepth(), faultPipeline.pageRequestIngressDepth()));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onRespondPageRequest(RespondPageRequest r) {
@@ -922,20 +965,20 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       // Answered already (detach, replace, an overflowed ingress) or an older group of the index:
       // counted, not logged (a storm of them would flood the log).
       staleResponses++;
-      return this;
+      return Behaviors.same();
     }
     pendingRemove(e, r.pasid(), r.groupId(), key);
     // The page-group response is one descriptor on the queue; the model keeps no ring slot for it.
     pageResponses++;
     e.ref.tell(new DeviceActor.PageResponded(r.pasid(), r.groupId(), r.code()));
-    return this;
+    return Behaviors.same();
   }
 
   // ---------------------------------------------------------------- invalidation acks, stats
 
   private Behavior<Command> onAtcInvalidationAcked(AtcInvalidationAcked msg) {
     atcAcknowledged(msg.rid(), msg.token());
-    return this;
+    return Behaviors.same();
   }
 
   /** A device acknowledged an ATC invalidation. */
@@ -945,6 +988,6 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     msg.replyTo().tell(stats(new Common(translations, faults, unhandledFaults,
         List.copyOf(faultLog), pageRequests, pageResponses, staleResponses, msiWrites,
         msiUnisolated)));
-    return this;
+    return Behaviors.same();
   }
 }

@@ -74,6 +74,13 @@ final class GuestFd {
     final int id;
     /** iova → area. */
     final TreeMap<Long, Area> areas = new TreeMap<>();
+    /**
+     * Pieces (fd areas) unmapped with a deferred flush, by IOVA → the buffer they belonged to: its
+     * IOVA is not handed out again until every piece was released ({@code IovaReleased}).
+     */
+    final TreeMap<Long, Area> flushing = new TreeMap<>();
+    /** Pieces whose release overtook their unmap's answer. */
+    final java.util.Set<Long> releasedEarly = new java.util.HashSet<>();
 
     Ioas(int id) {
       this.id = id;
@@ -105,6 +112,8 @@ final class GuestFd {
     final boolean lazy;
     final boolean ownIova;
     final BitSet installed = new BitSet();
+    /** Pieces of this buffer unmapped and awaiting their flush. */
+    int awaitingFlush;
 
     Area(long iova, long length, long gpa, int prot, boolean lazy, boolean ownIova) {
       this.iova = iova;

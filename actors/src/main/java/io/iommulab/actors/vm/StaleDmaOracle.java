@@ -72,7 +72,12 @@ public final class StaleDmaOracle {
     }
   }
 
-  /** The oracle's counters and the first violations. */
+  /**
+   * The oracle's counters and the first violations: {@code judgedAccesses} were issued at an IOVA
+   * whose unmap had returned; of those that completed, {@code violations} had their flush done
+   * (strict), {@code toleratedStaleHits} were in a deferred flush window (or the oracle is not
+   * strict).
+   */
   public record Report(
       boolean strict,
       long unmapsReturned,
@@ -86,7 +91,9 @@ public final class StaleDmaOracle {
     }
   }
 
-  private record StaleRange(long start, long end, Event unmapIssued, Event unmapReturned) {}
+  /** {@code flushPending}: unmapped with a deferred flush that has not completed yet. */
+  private record StaleRange(
+      long start, long end, Event unmapIssued, Event unmapReturned, boolean flushPending) {}
 
   /**
    * What a burst carried at issue: for each access, the unmap that made its IOVA stale, or null.
@@ -149,10 +156,10 @@ public final class StaleDmaOracle {
       StaleRange r = e.getValue();
       ranges.remove(r.start);
       if (r.start < iova) {
-        ranges.put(r.start, new StaleRange(r.start, iova, r.unmapIssued, r.unmapReturned));
+        ranges.put(r.start, new StaleRange(r.start, iova, r.unmapIssued, r.unmapReturned, r.flushPending));
       }
       if (r.end > end) {
-        ranges.put(end, new StaleRange(end, r.end, r.unmapIssued, r.unmapReturned));
+        ranges.put(end, new StaleRange(end, r.end, r.unmapIssued, r.unmapReturned, r.flushPending));
       }
       e = ranges.lowerEntry(r.start);
     }
@@ -166,15 +173,58 @@ public final class StaleDmaOracle {
    * has returned at {@code nowNs}: from now on a DMA issued there must not complete.
    */
   public Event unmapReturned(long space, long iova, long length, Event issued, long nowNs) {
+    return unmapReturned(space, iova, length, issued, nowNs, false);
+  }
+
+  /**
+   * As above; with {@code flushPending} the unmap returned before its flush: the range is in its
+   * flush window until {@link #flushCompleted} covers it.
+   */
+  public Event unmapReturned(
+      long space, long iova, long length, Event issued, long nowNs, boolean flushPending) {
     Event returned =
-        note(nowNs, String.format("unmap [0x%x, +0x%x) returned (issued as #%d)", iova, length, issued.seq()));
+        note(nowNs, String.format("unmap [0x%x, +0x%x) returned (issued as #%d)%s", iova, length,
+            issued.seq(), flushPending ? ", flush pending" : ""));
     unmapsReturned++;
     if (length > 0) {
       mapIssued(space, iova, length); // a range is stale once: the newest unmap explains it
       stale.computeIfAbsent(space, k -> new TreeMap<>())
-          .put(iova, new StaleRange(iova, iova + length, issued, returned));
+          .put(iova, new StaleRange(iova, iova + length, issued, returned, flushPending));
     }
     return returned;
+  }
+
+  /**
+   * The deferred flush of {@code [iova, iova + length)} in {@code space} completed at {@code
+   * nowNs}: from now on a DMA issued there must not complete (as after a strict unmap).
+   */
+  public void flushCompleted(long space, long iova, long length, long nowNs) {
+    TreeMap<Long, StaleRange> ranges = stale.get(space);
+    if (ranges == null || length <= 0) {
+      return;
+    }
+    long end = iova + length;
+    List<StaleRange> closed = new ArrayList<>();
+    Map.Entry<Long, StaleRange> e = ranges.lowerEntry(end);
+    while (e != null && e.getValue().end > iova) {
+      StaleRange r = e.getValue();
+      if (r.flushPending) {
+        ranges.remove(r.start);
+        if (r.start < iova) {
+          ranges.put(r.start, new StaleRange(r.start, iova, r.unmapIssued, r.unmapReturned, true));
+        }
+        if (r.end > end) {
+          ranges.put(end, new StaleRange(end, r.end, r.unmapIssued, r.unmapReturned, true));
+        }
+        Event flushed = note(nowNs, String.format("flush of [0x%x, +0x%x) completed", iova, length));
+        closed.add(new StaleRange(Math.max(r.start, iova), Math.min(r.end, end), r.unmapIssued,
+            flushed, false));
+      }
+      e = ranges.lowerEntry(r.start);
+    }
+    for (StaleRange r : closed) {
+      ranges.put(r.start, r);
+    }
   }
 
   /** Drops every stale range of {@code space} (its IOAS was destroyed with its fd). */
@@ -227,7 +277,7 @@ public final class StaleDmaOracle {
       if (r == null || status[i] != 0) {
         continue;
       }
-      if (!strict) {
+      if (!strict || r.flushPending) {
         toleratedStaleHits++;
         continue;
       }
@@ -242,7 +292,7 @@ public final class StaleDmaOracle {
                 completed.seq(),
                 nowNs,
                 String.format(
-                    "access %d at iova 0x%x (%s) completed OK after its unmap returned",
+                    "access %d at iova 0x%x (%s) completed OK after its unmap returned and flushed",
                     i, issue.iovas[i], io.iommulab.hardware.Access.describe(issue.access[i])));
         recorded.add(
             new StaleViolation(

@@ -11,6 +11,7 @@ import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.vm.GuestFd.Area;
 import io.iommulab.actors.vm.GuestFd.Binding;
 import io.iommulab.actors.vm.GuestFd.Ioas;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
@@ -521,7 +522,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
   /**
    * The VM's state: memory, devices (name → released), fds and what they hold, KVM counters,
-   * PASIDs, DMA and fault counters, the oracle's report and failures of others it saw.
+   * PASIDs, DMA and fault counters, the oracle's report and failures of others it saw; devices
+   * whose DMA the IOMMU disabled after an access violation (name → reason; no DMA is issued on
+   * them until attached again) and how many such events came; buffers unmapped whose deferred
+   * flush has not completed (their IOVA is not reused yet) and flush completions seen.
    */
   public record VmState(
       int vmId,
@@ -544,9 +548,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       long pageRequestsResolved,
       long pageRequestsInvalid,
       StaleDmaOracle.Report oracle,
-      List<String> failures)
+      List<String> failures,
+      Map<String, String> devicesDmaDisabled,
+      long dmaDisabledEvents,
+      int buffersAwaitingFlush,
+      long flushesObserved)
       implements VmReply {
     public VmState {
+      devicesDmaDisabled = Map.copyOf(devicesDmaDisabled);
       devicesReleased = Map.copyOf(devicesReleased);
       devicesBound = List.copyOf(devicesBound);
       devicesAttached = List.copyOf(devicesAttached);
@@ -588,7 +597,25 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ActorRef<StartReply> creator,
       UapiSettings uapi,
       FaultInjector injector) {
+    return create(spec, devices, memory, clock, creator, uapi, FaultPipelineSettings.defaults(),
+        injector);
+  }
+
+  /**
+   * As above, with the host's fault-pipeline settings {@code faultPipeline}, which the VM's fds
+   * take (the tenant tag of their metrics).
+   */
+  public static Behavior<Command> create(
+      VmSpec spec,
+      List<DeviceHandle> devices,
+      ActorRef<HostMemoryActor.Command> memory,
+      ModeledClock clock,
+      ActorRef<StartReply> creator,
+      UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
+      FaultInjector injector) {
     Objects.requireNonNull(uapi, "uapi");
+    Objects.requireNonNull(faultPipeline, "faultPipeline");
     Objects.requireNonNull(injector, "injector");
     Objects.requireNonNull(spec, "spec");
     List<DeviceHandle> assigned = List.copyOf(devices);
@@ -603,7 +630,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   memory.tell(
                       new HostMemoryActor.AllocateGuestMemory(
                           spec.vmId(), spec.memoryBytes(), spec.backing(), adapter));
-                  return starting(context, stash, spec, assigned, memory, clock, creator, uapi, injector);
+                  return starting(context, stash, spec, assigned, memory, clock, creator, uapi,
+                      faultPipeline, injector);
                 }));
   }
 
@@ -616,6 +644,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ModeledClock clock,
       ActorRef<StartReply> creator,
       UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
       FaultInjector injector) {
     return Behaviors.receive(Command.class)
         .onMessage(
@@ -629,7 +658,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 }
                 creator.tell(new Started(spec.vmId(), allocated.layout()));
                 return stash.unstashAll(
-                    new VmActor(context, spec, devices, memory, clock, allocated.layout(), uapi, injector));
+                    new VmActor(context, spec, devices, memory, clock, allocated.layout(), uapi,
+                        faultPipeline, injector));
               }
               if (answered.reply() instanceof HostMemoryActor.MemoryRefused refused) {
                 context.getLog()
@@ -711,6 +741,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final ModeledClock clock;
   private final GuestMemoryLayout layout;
   private final UapiSettings uapi;
+  private final FaultPipelineSettings faultPipeline;
   private final FaultInjector injector;
   private final Duration askTimeout;
   private final Map<String, AssignedDevice> devices = new LinkedHashMap<>();
@@ -735,6 +766,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private final Counter wbinvdSkippedCounter;
   private final Counter staleCounter;
   private final Counter accessCounter;
+  private final Counter dmaDisabledCounter;
   private int nextFd = 3; // 0-2 are the VMM's stdio
   private long nextTag = 1;
   private long burstsIssued;
@@ -744,6 +776,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private long pageRequestsInvalid;
   /** The modeled charge of the IOMMU operation in flight, summed over its fd calls. */
   private long opModeledNs;
+  private long dmaDisabledEvents;
+  private long flushesObserved;
   private boolean opInFlight;
   private boolean draining;
   private boolean shuttingDown;
@@ -752,6 +786,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private static final class AssignedDevice {
     final DeviceHandle handle;
     boolean released;
+    /**
+     * The IOMMU disabled its DMA after an access violation (PAMU: the LIODN is disabled): the guest
+     * driver issues no DMA on it until it is attached again. The reason, or null.
+     */
+    String dmaDisabled;
 
     AssignedDevice(DeviceHandle handle) {
       this.handle = handle;
@@ -768,9 +807,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ModeledClock clock,
       GuestMemoryLayout layout,
       UapiSettings uapi,
+      FaultPipelineSettings faultPipeline,
       FaultInjector injector) {
     super(context);
     this.spec = spec;
+    this.faultPipeline = faultPipeline;
     this.memory = memory;
     this.clock = clock;
     this.layout = layout;
@@ -800,6 +841,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         Kamon.counter("iommulab.vm.wbinvd.exits").withTag("tenant", tenant).withTag("emulated", false);
     this.staleCounter = Kamon.counter("iommulab.vm.stale-dma.violations").withTag("tenant", tenant);
     this.accessCounter = Kamon.counter("iommulab.vm.dma.accesses").withTag("tenant", tenant);
+    this.dmaDisabledCounter = Kamon.counter("iommulab.vm.dma-disabled").withTag("tenant", tenant);
   }
 
   @Override
@@ -850,7 +892,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       } else {
         queued.add(cmd);
       }
-      return this;
+      return Behaviors.same();
     }
     opInFlight = true;
     return start(cmd);
@@ -899,10 +941,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private Behavior<Command> opDone() {
     opInFlight = false;
     if (draining) {
-      return this;
+      return Behaviors.same();
     }
     draining = true;
-    Behavior<Command> next = this;
+    Behavior<Command> next = Behaviors.same();
     while (!opInFlight && !queued.isEmpty()) {
       opInFlight = true;
       next = start(queued.poll());
@@ -924,12 +966,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       ActorRef<IommuUnitActor.Command> unit,
       Function<ActorRef<IommuUnitActor.UnitReply>, IommuUnitActor.Command> request,
       Step next) {
-    getContext()
-        .ask(
-            IommuUnitActor.UnitReply.class,
+    io.iommulab.actors.Asks.<Command, IommuUnitActor.Command, IommuUnitActor.UnitReply>ask(
+            getContext(),
             unit,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new UnitAnswered(
                     reply != null
@@ -937,7 +978,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                         : new IommuUnitActor.Refused(
                             Errno.EIO, "unit did not answer: " + (failure == null ? "?" : failure.getMessage())),
                     next));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onUnitAnswered(UnitAnswered answered) {
@@ -970,12 +1011,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       GuestFd f,
       Function<ActorRef<IoasidFdActor.Reply>, IoasidFdActor.Command> request,
       FdStep next) {
-    getContext()
-        .ask(
-            IoasidFdActor.Reply.class,
+    io.iommulab.actors.Asks.<Command, IoasidFdActor.Command, IoasidFdActor.Reply>ask(
+            getContext(),
             f.ref,
             askTimeout,
-            request::apply,
+            request,
             (reply, failure) ->
                 new FdAnswered(
                     reply != null
@@ -983,7 +1023,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                         : new IoasidFdActor.Refused(
                             Errno.EIO, FD_SILENT + (failure == null ? "?" : failure.getMessage())),
                     next));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFdAnswered(FdAnswered answered) {
@@ -1010,7 +1050,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     int slot = ictxSlotsInUse.nextClearBit(0);
     if (slot >= MAX_FDS) {
       cmd.replyTo().tell(new Refused(Errno.ENOSPC, "vm " + spec.vmId() + ": " + MAX_FDS + " IOMMU fds open"));
-      return this;
+      return Behaviors.same();
     }
     ictxSlotsInUse.set(slot);
     int fd = nextFd++;
@@ -1028,13 +1068,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     fdEvents,
                     injector,
                     clock,
-                    spec.msiBanks()),
+                    spec.msiBanks(),
+                    faultPipeline),
                 "fd-" + fd);
     getContext().watch(ref);
     fds.put(fd, new GuestFd(fd, ictxId, ref));
     oracle.note(clock.nanos(), "fd " + fd + " opened (context " + ictxId + ")");
     cmd.replyTo().tell(new FdOpened(fd, ref));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> startAllocIoas(AllocIoas cmd) {
@@ -1078,6 +1119,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           }
           Binding b = new Binding(h, bound.devId(), bound.info());
           f.bound.put(h.name(), b);
+          device.value().dmaDisabled = null; // a fresh binding: the guest may program it again
           boundIn.put(h.name(), f.fd);
           for (ReservedRegion region : bound.info().reservedRegions()) {
             if (region.type() != ReservedRegion.Type.DIRECT_RELAXABLE) {
@@ -1175,6 +1217,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           b.ioasId = ioas.id;
           b.hwptId = attached.ptId();
           oracle.note(clock.nanos(), "device " + b.handle.name() + " attached to ioas " + ioas.id + " (hwpt " + b.hwptId + ") of fd " + f.fd);
+          AssignedDevice assigned = devices.get(b.handle.name());
+          if (assigned != null) {
+            assigned.dmaDisabled = null; // a fresh attachment re-enables its DMA
+          }
           return reply(replyTo, new DeviceAttached(f.fd, b.handle.name(), ioas.id, b.hwptId));
         });
   }
@@ -1379,20 +1425,63 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Area a = areas.get(i);
     StaleDmaOracle.Event issued =
         oracle.note(clock.nanos(), String.format("unmap [0x%x, +0x%x) issued", a.iova, a.length));
-    return unmapPieces(f, ioas, a, presentPieces(a), 0, refusal -> {
+    List<long[]> pieces = presentPieces(a);
+    List<long[]> strictPieces = new ArrayList<>();
+    return unmapPieces(f, ioas, a, pieces, 0, strictPieces, refusal -> {
       if (refusal != null) {
         return reply(replyTo, refusal);
       }
       ioas.areas.remove(a.iova);
-      if (a.ownIova) {
+      long now = clock.nanos();
+      boolean deferred = a.awaitingFlush > 0;
+      oracle.unmapReturned(f.space(ioas.id), a.iova, a.length, issued, now, deferred);
+      if (deferred) {
+        // The flush window: pieces the units invalidated before answering are closed at once.
+        for (long[] p : strictPieces) {
+          oracle.flushCompleted(f.space(ioas.id), p[0], p[1], now);
+        }
+      } else if (a.ownIova) {
         iovas.free(a.iova).value();
       }
-      oracle.unmapReturned(f.space(ioas.id), a.iova, a.length, issued, clock.nanos());
       return unmapAreas(f, ioas, areas, i + 1, bytes + a.length, replyTo, done);
     });
   }
 
-  private Behavior<Command> unmapPieces(GuestFd f, Ioas ioas, Area a, List<long[]> pieces, int i, Then then) {
+  /**
+   * A piece of {@code a} was unmapped with a deferred flush: its IOVA (the buffer's) stays taken
+   * until the fd releases it — unless the release came first.
+   */
+  private void awaitFlush(GuestFd f, Ioas ioas, Area a, long pieceIova) {
+    if (ioas.releasedEarly.remove(pieceIova)) {
+      return;
+    }
+    a.awaitingFlush++;
+    ioas.flushing.put(pieceIova, a);
+  }
+
+  /** The fd released a piece unmapped with a deferred flush: its flush completed. */
+  private Behavior<Command> onIovaReleased(IoasidFdActor.IovaReleased r) {
+    GuestFd f = fdOfContext(r.ictxId());
+    Ioas ioas = f == null ? null : f.ioas.get(r.ioasId());
+    if (ioas == null) {
+      return this; // an fd or IOAS driven through the uAPI facade, or already closed
+    }
+    flushesObserved++;
+    Area a = ioas.flushing.remove(r.iova());
+    if (a == null) {
+      ioas.releasedEarly.add(r.iova()); // its unmap's answer is still on its way
+      return this;
+    }
+    oracle.flushCompleted(f.space(ioas.id), r.iova(), r.length(), clock.nanos());
+    if (--a.awaitingFlush == 0 && a.ownIova && !ioas.areas.containsKey(a.iova)) {
+      iovas.free(a.iova).value();
+    }
+    return this;
+  }
+
+  private Behavior<Command> unmapPieces(
+      GuestFd f, Ioas ioas, Area a, List<long[]> pieces, int i, List<long[]> strictPieces,
+      Then then) {
     if (i == pieces.size()) {
       return then.run(null);
     }
@@ -1408,7 +1497,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           if (a.lazy) {
             a.installed.clear((int) ((p[0] - a.iova) / PAGE));
           }
-          return unmapPieces(f, ioas, a, pieces, i + 1, then);
+          if (unmapped.awaitingFlushBytes() > 0) {
+            awaitFlush(f, ioas, a, p[0]);
+          } else {
+            strictPieces.add(p);
+          }
+          return unmapPieces(f, ioas, a, pieces, i + 1, strictPieces, then);
         });
   }
 
@@ -1495,7 +1589,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       if (d == null || d.handle.enforcedCoherent()) {
         // A PAMU part: the kernel calls it non-coherent, but PowerPC KVM has no WBINVD to
         // emulate (kvm_arch_register_noncoherent_dma is x86 only); its file counts as coherent.
-        return this;
+        return Behaviors.same();
       }
       // KVM_DEV_VFIO_FILE_ADD of a non-coherent file: kvm_vfio_update_coherency registers.
       if (kvm.hasFile(a.device())) {
@@ -1504,7 +1598,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       kvm.addFile(a.device(), false).value();
       noncoherentFrom.put(a.device(), a.ictxId());
       oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + a.device() + " registered");
-      return this;
+      return Behaviors.same();
     }
     if (event instanceof IoasidFdActor.NonCoherentDmaDisappeared d) {
       Integer from = noncoherentFrom.get(d.device());
@@ -1513,6 +1607,21 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         kvm.deleteFile(d.device()).value();
         oracle.note(clock.nanos(), "KVM: non-coherent DMA of " + d.device() + " unregistered");
       }
+      return Behaviors.same();
+    }
+    if (event instanceof IoasidFdActor.IovaReleased r) {
+      return onIovaReleased(r);
+    }
+    if (event instanceof IoasidFdActor.DeviceDmaDisabled d) {
+      dmaDisabledEvents++;
+      dmaDisabledCounter.increment();
+      AssignedDevice dev = devices.get(d.device());
+      if (dev != null) {
+        dev.dmaDisabled = d.reason() + String.format(" at iova 0x%x", d.iova());
+      }
+      oracle.note(clock.nanos(), "device " + d.device() + ": DMA disabled by the IOMMU (" + d.reason() + ")");
+      getContext().getLog().warn("VM [{}]: DMA of device [{}] disabled by the IOMMU: [{}] at iova [0x{}]",
+          spec.vmId(), d.device(), d.reason(), Long.toHexString(d.iova()));
       return this;
     }
     if (event instanceof IoasidFdActor.FaultQueueReadable r) {
@@ -1527,9 +1636,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         // read loop must go round once more before it stops.
         f.readAgain = true;
       }
-      return this;
+      return Behaviors.same();
     }
-    return this; // vEVENTQ readiness: no vIOMMU in this guest driver
+    return Behaviors.same(); // vEVENTQ readiness: no vIOMMU in this guest driver
   }
 
   /** Records of one FAULT read, 64 at most: a whole group never spans two reads. */
@@ -1624,7 +1733,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     } else {
       cmd.replyTo().tell(new PasidAllocated(pasid.value()));
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onFreePasid(FreePasid cmd) {
@@ -1634,7 +1743,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     } else {
       cmd.replyTo().tell(new PasidFreed(cmd.pasid()));
     }
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ DMA and the oracle
@@ -1646,6 +1755,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     Outcome<AssignedDevice> device = usableDevice(cmd.device());
     if (device instanceof Outcome.Err<AssignedDevice> e) {
       cmd.replyTo().tell(new Refused(e.errno(), e.message()));
+      return Behaviors.same();
+    }
+    if (device.value().dmaDisabled != null) {
+      cmd.replyTo().tell(new Refused(Errno.EIO, String.format(
+          "device %s: DMA disabled by the IOMMU (%s); attach it again first", cmd.device(),
+          device.value().dmaDisabled)));
       return this;
     }
     int n = cmd.iovas().length;
@@ -1657,7 +1772,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                   String.format(
                       "burst: %d iovas, %d lengths, %d access words: must be equal and non-zero",
                       n, cmd.lengths().length, cmd.access().length)));
-      return this;
+      return Behaviors.same();
     }
     int bits = Access.READ | Access.WRITE | Access.EXEC | Access.PRIV;
     for (int i = 0; i < n; i++) {
@@ -1670,12 +1785,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     String.format(
                         "burst: access %d of %d bytes at 0x%x: empty or crossing a 4 KiB page (one TLP each)",
                         i, cmd.lengths()[i], cmd.iovas()[i])));
-        return this;
+        return Behaviors.same();
       }
       if (cmd.access()[i] == 0 || (cmd.access()[i] & ~bits) != 0) {
         cmd.replyTo()
             .tell(new Refused(Errno.EINVAL, String.format("burst: access[%d] = 0x%x: not a subset of rwxp", i, cmd.access()[i])));
-        return this;
+        return Behaviors.same();
       }
     }
     long tag = nextTag++;
@@ -1705,7 +1820,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         .tell(
             new DeviceActor.DmaBurst(
                 cmd.pasid(), cmd.iovas().clone(), cmd.lengths().clone(), cmd.access().clone(), tag, dmaAdapter));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onDmaAnswered(DmaAnswered answered) {
@@ -1713,7 +1828,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     InFlight f = inFlight.remove(done.tag());
     if (f == null) {
       if (shuttingDown) {
-        return this; // its caller was answered when the VM began to power off
+        return Behaviors.same(); // its caller was answered when the VM began to power off
       }
       throw new IllegalStateException("vm " + spec.vmId() + ": completion of unknown burst " + done.tag());
     }
@@ -1742,7 +1857,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 done.modeledLatencyNs(),
                 done.pageRequests(),
                 done.atcHits()));
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ KVM
@@ -1751,7 +1866,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     boolean emulated = kvm.guestWbinvd();
     (emulated ? wbinvdEmulatedCounter : wbinvdSkippedCounter).increment();
     cmd.replyTo().tell(new WbinvdHandled(emulated, kvm.snapshot()));
-    return this;
+    return Behaviors.same();
   }
 
   // ================================================================ hot-unplug
@@ -2062,6 +2177,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
           iovas.free(a.iova).value();
         }
       }
+      // Close waited for every flush: buffers still awaiting one here had their release overtaken
+      // by the close's answer.
+      for (Area a : new java.util.LinkedHashSet<>(ioas.flushing.values())) {
+        if (a.ownIova && !ioas.areas.containsKey(a.iova)) {
+          iovas.free(a.iova).value();
+        }
+      }
       oracle.forgetSpace(f.space(ioas.id));
     }
     fds.remove(f.fd);
@@ -2075,7 +2197,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         forgetFd(f);
       }
     }
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> startShutdown(Shutdown cmd) {
@@ -2105,12 +2227,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             .messageAdapter(
                 HostMemoryActor.GuestMemoryReply.class, reply -> new MemoryReleased(reply, cmd.replyTo()));
     memory.tell(new HostMemoryActor.ReleaseGuestMemory(spec.vmId(), adapter));
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> refuseShuttingDown(Command cmd) {
     refuse(cmd, Errno.ENODEV, "vm " + spec.vmId() + ": shutting down");
-    return this;
+    return Behaviors.same();
   }
 
   private Behavior<Command> onMemoryReleased(MemoryReleased released) {
@@ -2136,12 +2258,24 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
       return refuseShuttingDown(cmd);
     }
     cmd.replyTo().tell(state());
-    return this;
+    return Behaviors.same();
   }
 
   private VmState state() {
     Map<String, Boolean> released = new LinkedHashMap<>();
     devices.forEach((name, d) -> released.put(name, d.released));
+    Map<String, String> disabled = new LinkedHashMap<>();
+    devices.forEach((name, d) -> {
+      if (d.dmaDisabled != null) {
+        disabled.put(name, d.dmaDisabled);
+      }
+    });
+    int awaiting = 0;
+    for (GuestFd f : fds.values()) {
+      for (Ioas ioas : f.ioas.values()) {
+        awaiting += new java.util.HashSet<>(ioas.flushing.values()).size();
+      }
+    }
     List<String> bound = new ArrayList<>();
     List<String> attached = new ArrayList<>();
     int areas = 0;
@@ -2181,6 +2315,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         pageRequestsResolved,
         pageRequestsInvalid,
         oracle.report(),
-        failures);
+        failures,
+        disabled,
+        dmaDisabledEvents,
+        awaiting,
+        flushesObserved);
   }
 }

@@ -95,7 +95,10 @@ class DeviceActorTest {
     TestProbe<HostMemoryActor.GuestMemoryReply> r = testKit.createTestProbe();
     memory.tell(new HostMemoryActor.AllocateGuestMemory(VM, 4 * Fixtures.MIB, PageSize.SIZE_2M,
         r.getRef()));
-    return r.expectMessageClass(HostMemoryActor.GuestMemoryAllocated.class).layout();
+    GuestMemoryLayout layout = r.expectMessageClass(HostMemoryActor.GuestMemoryAllocated.class).layout();
+    // What the tests map is pinned first, as an fd does (DMA to an unpinned frame is a verdict).
+    memory.tell(new HostMemoryActor.PinsChanged(VM, layout.userVaBase(), layout.bytes(), true));
+    return layout;
   }
 
   /** Spawns the function, registers it, has VM 1's context claim it and attach it to a domain. */

@@ -85,7 +85,16 @@ class FdMessagesSerializeTest {
                         List.of(), List.of(3), true)),
                     new FdSnapshot.AccountingSnapshot(100, 1, 1, 0, 1), 0)),
             new IoasidFdActor.NonCoherentDmaAppeared(1, 2, "nic1"),
-            new IoasidFdActor.FaultQueueReadable(1, 4));
+            new IoasidFdActor.FaultQueueReadable(1, 4),
+            new IoasidFdActor.IovaReleased(1, 2, 0x10_0000L, 0x1_0000L),
+            new IoasidFdActor.IoasUnmapped(0x1_0000L, 0x1_0000L),
+            new IoasidFdActor.FlushReported(
+                new IommuUnitActor.FlushCompleted(0, new long[] {4, 5}, 900)),
+            new IoasidFdActor.Snapshotted(
+                new FdSnapshot(1, UapiSettings.AccountMode.USER, List.of(), List.of(), List.of(),
+                    List.of(), new FdSnapshot.AccountingSnapshot(100, 16, 16, 0, 1), 0, List.of(),
+                    List.of("ioas 1 [0x100000, 0x10ffff] awaiting 1 flush"),
+                    new FdSnapshot.UnmapCounters(1, 0, 0))));
     for (Object m : messages) {
       assertRoundTrips(m);
     }

@@ -127,14 +127,18 @@ class HostMemoryActorTest {
   void theOracleCountsEachVerdictAndLogsTheViolations() {
     GuestMemoryLayout a = allocate(8, 2 * Fixtures.MIB, PageSize.SIZE_2M);
     GuestMemoryLayout b = allocate(9, 2 * Fixtures.MIB, PageSize.SIZE_2M);
+    memory.tell(new PinsChanged(8, a.userVaBase(), Fixtures.KIB4, true));
     MemoryReport before = report();
     check(8, a.pageHpa(0) + 0x40, 64);
     check(8, b.pageHpa(0), 4);
     check(9, Fixtures.MSIIR0, 4);
     check(8, Fixtures.RAM - Fixtures.KIB4, 8);
     check(8, 1L << 40, 8);
+    check(8, a.pageHpa(0) + 2 * Fixtures.KIB4, 8); // its own frame, but nobody pins it
     MemoryReport after = report();
     assertEquals(1, after.checks().get(DmaCheck.OK) - before.checks().get(DmaCheck.OK));
+    assertEquals(1, after.checks().get(DmaCheck.UNPINNED_FRAME)
+        - before.checks().get(DmaCheck.UNPINNED_FRAME));
     assertEquals(1, after.checks().get(DmaCheck.ISOLATION_VIOLATION)
         - before.checks().get(DmaCheck.ISOLATION_VIOLATION));
     assertEquals(1, after.checks().get(DmaCheck.HOST_FRAME) - before.checks().get(DmaCheck.HOST_FRAME));

@@ -98,7 +98,12 @@ final class UnitHarness {
   GuestMemoryLayout vm(int vmId, long bytes) {
     memory.tell(new HostMemoryActor.AllocateGuestMemory(vmId, bytes, PageSize.SIZE_2M,
         memoryReplies.getRef()));
-    return memoryReplies.expectMessageClass(HostMemoryActor.GuestMemoryAllocated.class).layout();
+    GuestMemoryLayout layout =
+        memoryReplies.expectMessageClass(HostMemoryActor.GuestMemoryAllocated.class).layout();
+    // The harness plays the fd: what it maps into domains is pinned, as an fd pins before it maps
+    // (a VM's DMA to an unpinned frame is UNPINNED_FRAME).
+    memory.tell(new HostMemoryActor.PinsChanged(vmId, layout.userVaBase(), layout.bytes(), true));
+    return layout;
   }
 
   HostMemoryActor.MemoryReport report() {

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.function.Predicate;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
@@ -21,9 +22,10 @@ final class FakeUnit {
   static Behavior<IommuUnitActor.Command> create(
       ActorRef<IommuUnitActor.Command> recorder, Predicate<IommuUnitActor.Command> refuse, Errno errno) {
     int[] nextDomain = {1};
-    return Behaviors.receive(IommuUnitActor.Command.class)
+    return Behaviors.<IommuUnitActor.Command>setup(ctx -> Behaviors.receive(IommuUnitActor.Command.class)
         .onAnyMessage(
-            cmd -> {
+            received -> {
+              IommuUnitActor.Command cmd = uncorrelated(ctx, received);
               recorder.tell(cmd);
               ActorRef<IommuUnitActor.UnitReply> replyTo = replyTo(cmd);
               if (replyTo == null) {
@@ -36,7 +38,29 @@ final class FakeUnit {
               replyTo.tell(answer(cmd, nextDomain));
               return Behaviors.same();
             })
-        .build();
+        .build());
+  }
+
+  /**
+   * The command inside a {@link IommuUnitActor.Correlated}, its reply rerouted through a one-shot
+   * child that answers {@link IommuUnitActor.Answer} with the correlation; other commands as they are.
+   */
+  static IommuUnitActor.Command uncorrelated(ActorContext<IommuUnitActor.Command> ctx, IommuUnitActor.Command cmd) {
+    if (!(cmd instanceof IommuUnitActor.Correlated c)) {
+      return cmd;
+    }
+    ActorRef<IommuUnitActor.UnitReply> once = ctx.spawnAnonymous(Behaviors.receive(IommuUnitActor.UnitReply.class)
+        .onAnyMessage(reply -> {
+          c.replyTo().tell(IommuUnitActor.Answer.of(c.corr(), reply));
+          return Behaviors.stopped();
+        })
+        .build());
+    if (c.map() != null) {
+      IommuUnitActor.MapRange m = c.map();
+      return new IommuUnitActor.MapRange(m.domainId(), m.iova(), m.hpas(), m.lengths(), m.prot(), once);
+    }
+    IommuUnitActor.UnmapRange u = c.unmap();
+    return new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(), u.flushTo(), once);
   }
 
   static Behavior<IommuUnitActor.Command> create(ActorRef<IommuUnitActor.Command> recorder) {

@@ -30,7 +30,7 @@ import java.util.SplittableRandom;
  * </ul>
  *
  * <p>Hot path ({@link #lookup}): no allocation, no boxing, no exceptions. Invalidations scan
- * the whole array; capacity is thousands of entries at most. Single-threaded: the owning actor is
+ * the entries held (an occupancy list), not the whole array. Single-threaded: the owning actor is
  * the lock.
  */
 final class SetAssociativeCache {
@@ -51,6 +51,9 @@ final class SetAssociativeCache {
   private final int[] prot;
   private final long[] stamp;
   private final int[] sizeCount = new int[SIZES.length];
+  /** The non-empty slots, in {@code occupied[0 .. size)}; {@code position[slot]} is the index. */
+  private final int[] occupied;
+  private final int[] position;
 
   private long tick;
   private int size;
@@ -85,6 +88,8 @@ final class SetAssociativeCache {
     this.hpaBase = new long[capacity];
     this.prot = new int[capacity];
     this.stamp = new long[capacity];
+    this.occupied = new int[capacity];
+    this.position = new int[capacity];
   }
 
   /**
@@ -177,6 +182,8 @@ final class SetAssociativeCache {
       tag[slot] = tagValue;
       pageKey[slot] = key;
       sizeCount[o]++;
+      occupied[size] = slot;
+      position[slot] = size;
       size++;
     }
     hpaBase[slot] = hpa & (-1L << shift);
@@ -202,7 +209,10 @@ final class SetAssociativeCache {
   private void drop(int slot) {
     sizeCount[(int) (pageKey[slot] & ORDINAL_BITS) - 1]--;
     pageKey[slot] = 0;
-    size--;
+    int at = position[slot];
+    int moved = occupied[--size];
+    occupied[at] = moved;
+    position[moved] = at;
   }
 
   /**
@@ -215,9 +225,12 @@ final class SetAssociativeCache {
     long want = tagValue & tagMask;
     boolean everything = start == 0 && last == -1L;
     int dropped = 0;
-    for (int s = 0; s < pageKey.length; s++) {
+    // Only the non-empty slots: an unmap's invalidation costs the entries held, not the capacity.
+    // Backwards, since a drop moves the last listed slot into the dropped one's place.
+    for (int i = size - 1; i >= 0; i--) {
+      int s = occupied[i];
       long k = pageKey[s];
-      if (k == 0 || (tag[s] & tagMask) != want) {
+      if ((tag[s] & tagMask) != want) {
         continue;
       }
       if (!everything) {
@@ -306,6 +319,12 @@ final class SetAssociativeCache {
     }
     if (n != size || n > capacity()) {
       throw new IllegalStateException("size " + size + " but " + n + " entries");
+    }
+    for (int i = 0; i < size; i++) {
+      int slot = occupied[i];
+      if (pageKey[slot] == 0 || position[slot] != i) {
+        throw new IllegalStateException("occupancy list entry " + i + " (slot " + slot + ") is wrong");
+      }
     }
     for (int o = 0; o < SIZES.length; o++) {
       if (perSize[o] != sizeCount[o]) {

@@ -127,6 +127,12 @@ public final class IommuUnit {
   private final Iotlb iotlb;
   private final InvalidationQueue queue;
   private final ContendedResource walker;
+  /** Cross-check every IOTLB hit against the page table (an oracle; no modeled cost). */
+  private boolean staleHitChecks;
+  private final Translation staleScratch = new Translation();
+  private boolean lastHitStale;
+  private int lastStaleDomainId;
+  private int lastStalePasid;
   private final List<ReservedRegion> reservedRegions;
   /** The hardware interrupt window (VT-d), or null when MSIs are mapped by software (SMMUv3). */
   private final ReservedRegion hwMsiWindow;
@@ -646,6 +652,47 @@ public final class IommuUnit {
   // ---------------------------------------------------------------- translation
 
   /**
+   * Turns the stale-hit oracle on or off. On, every IOTLB hit of a paging domain is compared with
+   * what a walk of the current table gives (a read walk: no accessed or dirty bit is set, no
+   * modeled time is charged, the IOTLB is not touched): a hit whose entry is gone or maps another
+   * address or fewer permissions is <em>stale</em> ({@link #lastHitStale()} after the call). A
+   * stale hit is legal only while an invalidation covering it is still pending — what the owner
+   * of the invalidation queue decides. Hits of nested domains are not judged: their stage 1 is the
+   * guest's, which must invalidate it itself (a missing guest invalidation is the guest's bug).
+   */
+  public void setStaleHitChecks(boolean on) {
+    this.staleHitChecks = on;
+  }
+
+  public boolean staleHitChecks() {
+    return staleHitChecks;
+  }
+
+  /** Whether the last {@link #translate} was served by a stale IOTLB entry (checks on). */
+  public boolean lastHitStale() {
+    return lastHitStale;
+  }
+
+  /** The domain id (IOTLB tag) of the last stale hit. */
+  public int lastStaleDomainId() {
+    return lastStaleDomainId;
+  }
+
+  /** The PASID tag of the last stale hit ({@code RID_PASID} for requests without PASID). */
+  public int lastStalePasid() {
+    return lastStalePasid;
+  }
+
+  /** Whether a walk of {@code domain} now disagrees with the IOTLB's answer in {@code hit}. */
+  private boolean stale(Domain domain, long iova, int requested, Translation hit) {
+    Translation w = staleScratch.reset();
+    if (domain.walk(iova, false, cost, w) != null) {
+      return true;
+    }
+    return w.hpa != hit.hpa || !Access.permits(w.prot, requested);
+  }
+
+  /**
    * Translates one DMA request; see the class comment for the order of checks and the cost.
    * Allocates nothing; {@code out} is reset first.
    *
@@ -655,6 +702,7 @@ public final class IommuUnit {
    */
   public void translate(int rid, int pasid, long iova, int access, long now, Translation out) {
     out.reset();
+    lastHitStale = false;
     ContextEntry ctx = rid < 0 || rid > MAX_RID ? null : contexts[rid];
     if (ctx == null) {
       out.fail(FaultReason.CONTEXT_NOT_PRESENT, 0);
@@ -693,6 +741,11 @@ public final class IommuUnit {
       if (Access.permits(out.prot, requested)) {
         out.latencyNs = lookup;
         out.levels = 0;
+        if (staleHitChecks && domain instanceof PagingDomain && stale(domain, iova, requested, out)) {
+          lastHitStale = true;
+          lastStaleDomainId = did;
+          lastStalePasid = p;
+        }
         return;
       }
     }
@@ -1009,6 +1062,13 @@ public final class IommuUnit {
       }
     }
     int attachments = 0;
+    // One pass for the children counts: a scan of the table per parent is quadratic in the ids.
+    int[] children = new int[domains.length];
+    for (Domain x : domains) {
+      if (x instanceof NestedDomain n) {
+        children[n.parent().id()]++;
+      }
+    }
     for (int id = 0; id < domains.length; id++) {
       Domain d = domains[id];
       if (d == null) {
@@ -1022,13 +1082,7 @@ public final class IommuUnit {
       }
       attachments += d.attachmentsView().size();
       if (d instanceof PagingDomain p) {
-        int children = 0;
-        for (Domain x : domains) {
-          if (x instanceof NestedDomain n && n.parent() == p) {
-            children++;
-          }
-        }
-        if (children != p.nestedChildren()) {
+        if (children[id] != p.nestedChildren()) {
           throw new IllegalStateException("domain " + id + " counts the wrong nested children");
         }
         p.checkInvariants();

@@ -160,6 +160,7 @@ public final class HostMemory {
   private int logSize;
   private long logDropped;
   private long lastOffendingHpa = -1;
+  private boolean pinChecks;
   private int lastActualOwner = FREE;
 
   public HostMemory(long bytes, FaultInjector injector) {
@@ -847,6 +848,30 @@ public final class HostMemory {
     return true;
   }
 
+  /** The first address of a frame of RAM {@code [from, to]} with no pin, or -1. Allocates nothing. */
+  private long firstUnpinned(long from, long to) {
+    long pfn = from >>> FRAME_SHIFT;
+    long end = (to >>> FRAME_SHIFT) + 1;
+    while (pfn < end) {
+      int s = (int) (pfn >>> SECTION_ORDER);
+      Section d = detail[s];
+      long sectionEnd = Math.min(end, (long) (s + 1) << SECTION_ORDER);
+      if (d == null || d.pins == null) {
+        if (secPins[s] == 0) {
+          return Math.max(from, pfn << FRAME_SHIFT);
+        }
+      } else {
+        for (long p = pfn; p < sectionEnd; p++) {
+          if (d.pins[(int) (p & (SECTION_FRAMES - 1))] == 0) {
+            return Math.max(from, p << FRAME_SHIFT);
+          }
+        }
+      }
+      pfn = sectionEnd;
+    }
+    return -1;
+  }
+
   /** True if any frame of the range has a pin. */
   public boolean anyPinned(long hpa, long length) {
     long first = firstFrame(hpa, length, "anyPinned");
@@ -942,9 +967,40 @@ public final class HostMemory {
    * expectedOwner} (a VM id, {@link #HOST} for a kernel driver, or {@link #NOBODY}), counts the
    * verdict and logs it when not OK. Allocates nothing. MSI writes are delivered to the MSI bank by
    * the composer and never reach this check.
+   *
+   * <p><b>Pins.</b> For a VM, a RAM frame it owns must also be pinned ({@link
+   * DmaCheck#UNPINNED_FRAME} otherwise): a frame can be reused (freed, given to another VM) only
+   * after its last unpin, so "no DMA reaches an unpinned frame" implies "no DMA reaches a reused
+   * frame" — and it catches the early unpin itself, before any reuse happens to expose it. The
+   * verdict is sound although pins and checks reach the memory actor as separate messages from
+   * different senders, locally (in one JVM a send enqueues into the receiver's mailbox at once, so
+   * a message sent causally after another arrives after it), because of two orderings that the
+   * senders keep: (1) an fd sends the {@code PinsChanged} of a pin
+   * <em>before</em> the map that makes the frame reachable, so the pin is in the memory actor's
+   * mailbox before any check of a DMA that could use the mapping (the unit answers the map, the
+   * device is then told, the unit then sends the check: every step causally after the pin); (2) a
+   * unit (or, for a translated request served from its ATC, the device) sends a DMA's {@code
+   * CheckDma} <em>before</em> it acknowledges the unmap or invalidation that removes the
+   * translation the DMA used — each checks the DMA when it performs it, and the
+   * unpin is sent by the fd only after that acknowledgement (strict: the Unmapped answer; deferred:
+   * the FlushCompleted after the sync and every device's ATC acknowledgement). So a check arriving
+   * after the unpin judges a DMA whose translation existed after its frame was released: a real
+   * stale-translation or missing-pin bug, never an artefact of message order. Accesses on behalf
+   * of {@link #HOST} or {@link #NOBODY}, and MMIO, are not judged for pins. The pin verdict is
+   * given only with {@link #setPinChecks} on (the memory actor turns it on; a bare model used
+   * without pinners judges ownership alone); {@link #classify} never gives it.
    */
   public DmaCheck check(long hpa, long length, int expectedOwner) {
     DmaCheck c = classify(hpa, length, expectedOwner);
+    if (c == DmaCheck.OK && pinChecks && expectedOwner > HOST && hpa < ramBytes) {
+      long lastRam = Math.min(hpa + length - 1, ramBytes - 1);
+      long unpinned = firstUnpinned(hpa, lastRam);
+      if (unpinned >= 0) {
+        lastOffendingHpa = unpinned;
+        lastActualOwner = expectedOwner;
+        c = DmaCheck.UNPINNED_FRAME;
+      }
+    }
     checkCounts[c.ordinal()]++;
     if (c != DmaCheck.OK) {
       if (logSize < logHpa.length) {
@@ -960,8 +1016,18 @@ public final class HostMemory {
     return c;
   }
 
+  /** Turns the {@link DmaCheck#UNPINNED_FRAME} verdict of {@link #check} on or off (off by default). */
+  public void setPinChecks(boolean on) {
+    this.pinChecks = on;
+  }
+
+  public boolean pinChecks() {
+    return pinChecks;
+  }
+
   /**
-   * The verdict of {@link #check} without counting or logging. The first offending address and
+   * The ownership verdict of {@link #check} without counting or logging (never {@link
+   * DmaCheck#UNPINNED_FRAME}). The first offending address and
    * its owner are left in {@link #lastOffendingHpa()} and {@link #lastActualOwner()}.
    */
   public DmaCheck classify(long hpa, long length, int expectedOwner) {

@@ -528,7 +528,29 @@ public final class IoPageTable {
             lastEnd);
       }
     }
-    return Outcome.ok(removeRange(ROOT, levels, 0, iova, iova + length));
+    return unmapped(removeRange(ROOT, levels, 0, iova, iova + length));
+  }
+
+  private static final Outcome<Long> UNMAPPED_NONE = Outcome.ok(0L);
+  private static final Outcome<Long> UNMAPPED_4K = Outcome.ok(PageSize.SIZE_4K.bytes());
+  private static final Outcome<Long> UNMAPPED_2M = Outcome.ok(PageSize.SIZE_2M.bytes());
+  private static final Outcome<Long> UNMAPPED_1G = Outcome.ok(PageSize.SIZE_1G.bytes());
+
+  /**
+   * The result of an unmap of {@code bytes}. Unmaps of one page are the common case; sharing their
+   * immutable results keeps the unmap path free of allocation (a boxed Long and an Ok per call).
+   */
+  private static Outcome<Long> unmapped(long bytes) {
+    if (bytes == 0) {
+      return UNMAPPED_NONE;
+    } else if (bytes == PageSize.SIZE_4K.bytes()) {
+      return UNMAPPED_4K;
+    } else if (bytes == PageSize.SIZE_2M.bytes()) {
+      return UNMAPPED_2M;
+    } else if (bytes == PageSize.SIZE_1G.bytes()) {
+      return UNMAPPED_1G;
+    }
+    return Outcome.ok(bytes);
   }
 
   /** Start of the leaf containing {@code iova}, or -1. */

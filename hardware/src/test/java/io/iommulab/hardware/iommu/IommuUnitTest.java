@@ -65,6 +65,36 @@ class IommuUnitTest {
     }
   }
 
+  // ------------------------------------------------------------ the stale-hit oracle
+
+  @Test
+  void withStaleHitChecksAnIotlbHitTheTableNoLongerGivesIsStaleUntilItIsInvalidated() {
+    Rig rig = new Rig(vtd());
+    rig.unit.setStaleHitChecks(true);
+    ok(rig.domain.map(0x10000, 0x40000, K4, RW));
+    assertTrue(rig.translate(0x10010, Access.READ, 0).ok());
+    assertTrue(rig.translate(0x10010, Access.READ, 0).ok(), "an IOTLB hit");
+    assertFalse(rig.unit.lastHitStale(), "it agrees with the table");
+    long walksBefore = rig.unit.walker().busyUntil();
+    // The table changes and nothing is invalidated yet: the cached entry is stale.
+    ok(rig.domain.unmap(0x10000, K4));
+    ok(rig.domain.map(0x10000, 0x80000, K4, RW));
+    Translation hit = rig.translate(0x10010, Access.WRITE, 0);
+    assertEquals(0x40010, hit.hpa, "served from the IOTLB");
+    assertTrue(rig.unit.lastHitStale());
+    assertEquals(rig.domain.id(), rig.unit.lastStaleDomainId());
+    assertEquals(0, hit.levels, "the check walks at no modeled cost");
+    assertEquals(walksBefore, rig.unit.walker().busyUntil());
+    rig.invalidate(0x10000, K4);
+    assertEquals(0x80010, rig.translate(0x10010, Access.READ, 0).hpa);
+    assertTrue(rig.translate(0x10010, Access.READ, 0).ok());
+    assertFalse(rig.unit.lastHitStale(), "the refilled entry agrees again");
+    rig.unit.setStaleHitChecks(false);
+    ok(rig.domain.unmap(0x10000, K4));
+    rig.translate(0x10010, Access.READ, 0);
+    assertFalse(rig.unit.lastHitStale(), "checks off: hits are not judged");
+  }
+
   // ------------------------------------------------------------ domain lifecycle
 
   @Test

@@ -367,6 +367,33 @@ class HostMemoryTest {
   }
 
   @Test
+  void withPinChecksAVmsDmaToItsOwnFrameThatNobodyPinsIsUnpinnedFrame() {
+    HostMemory m = new HostMemory(64 * MIB, FaultInjector.NONE);
+    m.setPinChecks(true);
+    long[] blocks = m.allocateBlocks(1, SIZE_2M, 2).value();
+    m.pin(blocks[0], 2 * MIB);
+    m.pin(blocks[1], 4096);
+    assertEquals(DmaCheck.OK, m.check(blocks[0] + 100, 2 * MIB - 200, 1));
+    assertEquals(DmaCheck.OK, m.check(blocks[1], 4096, 1));
+    // A span running from pinned frames into an unpinned one: judged at the first unpinned byte.
+    assertEquals(DmaCheck.UNPINNED_FRAME, m.check(blocks[1] + 4000, 200, 1));
+    assertEquals(blocks[1] + 4096, m.lastOffendingHpa());
+    assertEquals(1, m.lastActualOwner());
+    m.unpin(blocks[0], 2 * MIB);
+    assertEquals(DmaCheck.UNPINNED_FRAME, m.check(blocks[0] + 8, 8, 1), "after its unpin");
+    assertEquals(DmaCheck.OK, m.classify(blocks[0] + 8, 8, 1), "classify judges ownership only");
+    // Another owner's frame stays an isolation violation; the host's accesses are not judged for pins.
+    long host = alloc(m, HostMemory.HOST, SIZE_4K);
+    assertEquals(DmaCheck.OK, m.check(host, 8, HostMemory.HOST));
+    assertEquals(DmaCheck.ISOLATION_VIOLATION, m.check(blocks[0], 8, 2));
+    assertEquals(2, m.checkCount(DmaCheck.UNPINNED_FRAME));
+    assertEquals(DmaCheck.UNPINNED_FRAME, m.violation(0).kind());
+    m.setPinChecks(false);
+    assertEquals(DmaCheck.OK, m.check(blocks[0] + 8, 8, 1), "pin checks off: ownership alone");
+    m.checkInvariants();
+  }
+
+  @Test
   void dmaSpanCrossingIntoAnotherVmsFrameIsAnIsolationViolation() {
     HostMemory m = new HostMemory(64 * MIB, FaultInjector.NONE);
     long mine = alloc(m, 1, SIZE_4K);

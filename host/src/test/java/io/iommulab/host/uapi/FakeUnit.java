@@ -143,9 +143,32 @@ final class FakeUnit {
     }
 
     Behavior<Command> behavior() {
-      return Behaviors.receive(Command.class)
-          .onMessage(Command.class, this::on)
-          .build();
+      return Behaviors.setup(ctx -> Behaviors.receive(Command.class)
+          .onMessage(Command.class, c -> on(uncorrelated(ctx, c)))
+          .build());
+    }
+
+    /**
+     * The command inside a {@link IommuUnitActor.Correlated}, its reply rerouted through a
+     * one-shot child that answers {@link IommuUnitActor.Answer} with the correlation.
+     */
+    private static Command uncorrelated(org.apache.pekko.actor.typed.javadsl.ActorContext<Command> ctx, Command cmd) {
+      if (!(cmd instanceof IommuUnitActor.Correlated c)) {
+        return cmd;
+      }
+      ActorRef<IommuUnitActor.UnitReply> once = ctx.spawnAnonymous(
+          Behaviors.receive(IommuUnitActor.UnitReply.class)
+              .onAnyMessage(reply -> {
+                c.replyTo().tell(IommuUnitActor.Answer.of(c.corr(), reply));
+                return Behaviors.stopped();
+              })
+              .build());
+      if (c.map() != null) {
+        IommuUnitActor.MapRange m = c.map();
+        return new IommuUnitActor.MapRange(m.domainId(), m.iova(), m.hpas(), m.lengths(), m.prot(), once);
+      }
+      IommuUnitActor.UnmapRange u = c.unmap();
+      return new IommuUnitActor.UnmapRange(u.domainId(), u.iova(), u.length(), u.flushTo(), once);
     }
 
     private Behavior<Command> on(Command c) {

@@ -13,6 +13,14 @@ package io.iommulab.actors.fd.model;
  *
  * <p>{@code holdsPin}: the area holds one of its pages' pin references (its IOAS had a domain when
  * it was filled or when a domain was added).
+ *
+ * <p>An UNMAPPING area outlives its unmap in two cases. <em>Awaiting a flush</em> ({@code
+ * pendingFlushes > 0}): a unit in deferred mode removed its page-table entries and answered before
+ * invalidating its caches; until every such unit reports the flush ({@code FlushCompleted}) the
+ * area keeps its IOVA (a map there is EEXIST, auto-IOVA skips it) and its pin and charge, since an
+ * IOTLB or device-TLB entry may still reach its frames. <em>Stuck</em> ({@code unmapFailed}): a
+ * unit refused to remove it (a bug of that unit, reported): its frames may still be mapped, so it
+ * keeps its IOVA and pin until every domain of its IOAS is gone.
  */
 public final class Area {
 
@@ -30,6 +38,10 @@ public final class Area {
   final int prot;
   State state = State.MAPPING;
   boolean holdsPin;
+  /** Deferred unmaps of this area whose flush has not been reported yet. */
+  int pendingFlushes;
+  /** A unit refused to unmap this area (a bug): it stays pinned until its domains are gone. */
+  boolean unmapFailed;
 
   Area(long iova, long last, Pages pages, long pagesOffset, int prot) {
     this.iova = iova;
@@ -79,8 +91,25 @@ public final class Area {
     return holdsPin;
   }
 
+  /** Flushes (one per deferred unit unmap) this area still waits for; 0 when none. */
+  public int pendingFlushes() {
+    return pendingFlushes;
+  }
+
+  /** Whether a unit refused to unmap this area (it stays pinned until its domains are gone). */
+  public boolean unmapFailed() {
+    return unmapFailed;
+  }
+
+  /** Taken by an unmap and not released yet: awaiting a flush, or stuck. */
+  public boolean lingering() {
+    return state == State.UNMAPPING && (pendingFlushes > 0 || unmapFailed);
+  }
+
   @Override
   public String toString() {
-    return String.format("Area[0x%x-0x%x %s pages %d +0x%x]", iova, last, state, pages.id(), pagesOffset);
+    return String.format("Area[0x%x-0x%x %s%s pages %d +0x%x]", iova, last, state,
+        pendingFlushes > 0 ? " awaiting " + pendingFlushes + " flushes" : unmapFailed ? " stuck" : "",
+        pages.id(), pagesOffset);
   }
 }

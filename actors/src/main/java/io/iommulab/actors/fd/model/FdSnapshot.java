@@ -18,6 +18,11 @@ import java.util.List;
  * @param pendingOperations asynchronous operations in flight
  * @param modes one line of state per mode of the seed threads (VFIO container, PAMU container,
  *     SVA PASIDs), equal for equal state
+ * @param lingering areas an unmap took that still hold their IOVA and pins: awaiting the flush of
+ *     a deferred unmap ({@code "ioas 2 [0x100000, 0x1fffff] awaiting 1 flush"}), or stuck after a
+ *     unit refused to unmap them (a bug), in the order they were unmapped
+ * @param unmaps deferred unmaps registered, flushes reported, and unmaps a unit refused (bugs,
+ *     each logged as an error) since the fd was opened
  */
 public record FdSnapshot(
     int ictxId,
@@ -28,15 +33,43 @@ public record FdSnapshot(
     List<IoasSnapshot> ioases,
     AccountingSnapshot accounting,
     int pendingOperations,
-    List<String> modes)
+    List<String> modes,
+    List<String> lingering,
+    UnmapCounters unmaps)
     implements CborSerializable {
 
+  /**
+   * What the fd's unmaps did: {@code deferred} area unmaps answered before the flush, {@code
+   * flushes} reported by units, {@code refused} unmaps (or teardown steps) a unit refused with
+   * anything but a saturated stream — a bug, reported and counted; the pages stay pinned.
+   */
+  public record UnmapCounters(long deferred, long flushes, long refused) implements CborSerializable {
+    public static final UnmapCounters NONE = new UnmapCounters(0, 0, 0);
+  }
+
   public FdSnapshot {
+    lingering = List.copyOf(lingering);
+    java.util.Objects.requireNonNull(unmaps, "unmaps");
     objects = List.copyOf(objects);
     tombstones = List.copyOf(tombstones);
     reservedIds = List.copyOf(reservedIds);
     ioases = List.copyOf(ioases);
     modes = List.copyOf(modes);
+  }
+
+  /** A snapshot without lingering areas and unmap counters. */
+  public FdSnapshot(
+      int ictxId,
+      UapiSettings.AccountMode accountMode,
+      List<ObjectSnapshot> objects,
+      List<Integer> tombstones,
+      List<Integer> reservedIds,
+      List<IoasSnapshot> ioases,
+      AccountingSnapshot accounting,
+      int pendingOperations,
+      List<String> modes) {
+    this(ictxId, accountMode, objects, tombstones, reservedIds, ioases, accounting, pendingOperations,
+        modes, List.of(), UnmapCounters.NONE);
   }
 
   /** A snapshot without mode lines (the original form). */
@@ -111,6 +144,7 @@ public record FdSnapshot(
         && accounting.userLockedPages() == 0
         && accounting.mmLockedPages() == 0
         && accounting.pagesObjects() == 0
-        && pendingOperations == 0;
+        && pendingOperations == 0
+        && lingering.isEmpty();
   }
 }

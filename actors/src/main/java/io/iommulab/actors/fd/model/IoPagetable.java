@@ -704,7 +704,9 @@ public final class IoPagetable {
     for (Area a : areas.values()) {
       out.add(
           new FdSnapshot.AreaSnapshot(
-              a.iova, a.last, a.pages.id(), a.pagesOffset, a.prot, a.state.name()));
+              a.iova, a.last, a.pages.id(), a.pagesOffset, a.prot,
+              a.pendingFlushes > 0 ? "AWAITING_FLUSH" : a.unmapFailed ? "UNMAP_FAILED"
+                  : a.state.name()));
     }
     return out;
   }

@@ -65,6 +65,16 @@ public final class IommufdCtx {
   private final PamuIommu pamu;
   private final SvaPasids sva;
 
+  // Deferred unmaps (see Area): areas awaiting flushes, by flush, and flushes reported before the
+  // unmap's answer was (a unit's FlushCompleted may overtake its Unmapped reply).
+  private final Map<FlushKey, List<Area>> areasByFlush = new HashMap<>();
+  private final Map<Area, Ioas> lingering = new java.util.LinkedHashMap<>();
+  private final java.util.Set<FlushKey> flushedEarly = new java.util.HashSet<>();
+  private final java.util.Set<Integer> goneUnits = new java.util.HashSet<>();
+  private long deferredUnmaps;
+  private long flushesCompleted;
+  private long unmapRefusals;
+
   public IommufdCtx(
       int ictxId,
       int vmId,
@@ -552,15 +562,171 @@ public final class IommufdCtx {
     return Outcome.ok(op);
   }
 
-  /** The domains dropped the areas: remove them, unpin; returns the bytes unmapped. */
+  /** The domains dropped the areas (strict): remove them, unpin; returns the bytes unmapped. */
   public long finishUnmap(UnmapOp op) {
+    return finishUnmap(op, Map.of(), java.util.Set.of());
+  }
+
+  /**
+   * A unit's flush: deferred unmap {@code token} of unit {@code unitId} (its {@code Unmapped}
+   * answer carried the token; its {@code FlushCompleted} names it once).
+   */
+  public record FlushKey(int unitId, long token) {}
+
+  /** An area released after its flushes: where it was, for the owner's event. */
+  public record Released(int ioasId, long iova, long length) {}
+
+  /**
+   * The domains answered the unmap of {@code op}'s areas: an area with no entry in {@code
+   * flushes} and not in {@code failed} is removed and unpinned now (every unit invalidated before
+   * answering); an area with {@code flushes} keeps its IOVA, pin and charge until each of them is
+   * reported ({@link #flushCompleted}); an area in {@code failed} — a unit refused to remove it, a
+   * bug — keeps them until its IOAS has no domain left. Returns the bytes unmapped.
+   */
+  public long finishUnmap(UnmapOp op, Map<Area, List<FlushKey>> flushes, java.util.Set<Area> failed) {
     for (Area a : op.plan.areas()) {
-      unpinArea(a);
-      op.ioas.iopt().remove(a);
-      dropPagesIfUnused(a.pages);
+      if (failed.contains(a)) {
+        a.unmapFailed = true;
+        unmapRefusals++;
+        lingering.put(a, op.ioas);
+      }
+      List<FlushKey> keys = flushes.getOrDefault(a, List.of());
+      for (FlushKey k : keys) {
+        if (flushedEarly.remove(k) || goneUnits.contains(k.unitId())) {
+          continue;
+        }
+        a.pendingFlushes++;
+        areasByFlush.computeIfAbsent(k, x -> new ArrayList<>(1)).add(a);
+      }
+      if (a.pendingFlushes > 0) {
+        deferredUnmaps++;
+        lingering.put(a, op.ioas);
+      } else if (!a.unmapFailed) {
+        release(op.ioas, a);
+      }
     }
     op.ioas.removeUser();
     return op.plan.bytes();
+  }
+
+  private void release(Ioas ioas, Area a) {
+    lingering.remove(a);
+    unpinArea(a);
+    ioas.iopt().remove(a);
+    dropPagesIfUnused(a.pages);
+  }
+
+  /**
+   * Unit {@code unitId} reports the flush of {@code tokens}: areas that wait for nothing else are
+   * removed, unpinned and uncharged (their IOVA is free again). A token not registered yet is
+   * remembered: its unmap's answer is still on its way.
+   */
+  public List<Released> flushCompleted(int unitId, long[] tokens) {
+    List<Released> out = new ArrayList<>();
+    for (long t : tokens) {
+      FlushKey k = new FlushKey(unitId, t);
+      List<Area> areas = areasByFlush.remove(k);
+      if (areas == null) {
+        flushedEarly.add(k);
+        continue;
+      }
+      flushesCompleted++;
+      for (Area a : areas) {
+        settleFlush(a, out);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Unit {@code unitId} stopped: its pending flushes count as completed (nothing of it can serve a
+   * translation any more), and so does any flush of it registered later.
+   */
+  public List<Released> unitGone(int unitId) {
+    goneUnits.add(unitId);
+    flushedEarly.removeIf(k -> k.unitId() == unitId);
+    List<Released> out = new ArrayList<>();
+    for (FlushKey k : new ArrayList<>(areasByFlush.keySet())) {
+      if (k.unitId() == unitId) {
+        for (Area a : areasByFlush.remove(k)) {
+          settleFlush(a, out);
+        }
+      }
+    }
+    return out;
+  }
+
+  private void settleFlush(Area a, List<Released> out) {
+    if (--a.pendingFlushes > 0 || a.unmapFailed) {
+      return;
+    }
+    Ioas ioas = lingering.get(a);
+    if (ioas == null) {
+      throw new IllegalStateException(a + " flushed but not lingering");
+    }
+    release(ioas, a);
+    out.add(new Released(ioas.id(), a.iova, a.length()));
+  }
+
+  /** Areas awaiting a flush (all IOASes, destroyed ones included). */
+  public int areasAwaitingFlush() {
+    int n = 0;
+    for (Area a : lingering.keySet()) {
+      if (a.pendingFlushes > 0) {
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * The areas of {@code ioas} stuck after a refused unmap, released once it has no domain left:
+   * none of their frames can be reached through it any more.
+   */
+  private void releaseStuck(Ioas ioas) {
+    for (Map.Entry<Area, Ioas> e : new ArrayList<>(lingering.entrySet())) {
+      Area a = e.getKey();
+      if (e.getValue() == ioas && a.unmapFailed) {
+        a.unmapFailed = false;
+        if (a.pendingFlushes == 0) {
+          release(ioas, a);
+        }
+      }
+    }
+  }
+
+  /**
+   * A map's domains were undone except those that refused to unmap its areas ({@code stuck}): as
+   * {@link #abortMap(MapOp)}, but the stuck areas stay pinned (a unit may still map them) until
+   * their IOAS has no domain left.
+   */
+  public void abortMap(MapOp op, java.util.Set<Area> stuck) {
+    if (stuck.isEmpty()) {
+      abortMap(op);
+      return;
+    }
+    for (Area a : op.areas) {
+      if (stuck.contains(a)) {
+        a.state = Area.State.UNMAPPING;
+        a.unmapFailed = true;
+        unmapRefusals++;
+        lingering.put(a, op.ioas);
+        continue;
+      }
+      unpinArea(a);
+      op.ioas.iopt().remove(a);
+    }
+    op.ioas.removeUser();
+  }
+
+  /** Deferred unmaps registered, flushes reported, unmaps a unit refused (bugs), since open. */
+  public long[] unmapCounters() {
+    return new long[] {deferredUnmaps, flushesCompleted, unmapRefusals};
+  }
+
+  /** A unit refused a teardown step other than an unmap (a bug); counted with the refusals. */
+  public void unitRefusedTeardown() {
+    unmapRefusals++;
   }
 
   // ================================================================ bind / unbind
@@ -724,6 +890,9 @@ public final class IommufdCtx {
     }
     List<Area> replay = new ArrayList<>(iopt.areaCount());
     for (Area a : iopt.areas()) {
+      if (a.lingering()) {
+        continue; // unmapped already; the new domain never held it
+      }
       if (a.state != Area.State.MAPPED) {
         throw new IllegalStateException("domain added while " + a + " is in flight");
       }
@@ -754,10 +923,21 @@ public final class IommufdCtx {
     h.inIoas = false;
     ioas.iopt().removeDomain(h);
     if (ioas.iopt().domainCount() == 0) {
-      for (Area a : ioas.iopt().areas()) {
+      unpinWithoutDomains(ioas);
+    }
+  }
+
+  /**
+   * The last domain of {@code ioas} is gone: mapped areas drop their pins (they are pinned again
+   * when a domain comes back), stuck areas go; areas awaiting a flush keep their pins until it.
+   */
+  private void unpinWithoutDomains(Ioas ioas) {
+    for (Area a : ioas.iopt().areas()) {
+      if (a.state == Area.State.MAPPED) {
         unpinArea(a);
       }
     }
+    releaseStuck(ioas);
   }
 
   /** Publishes a fully built HWPT. */
@@ -838,11 +1018,15 @@ public final class IommufdCtx {
       return add;
     }
     if (first) {
-      List<Area> all = new ArrayList<>(iopt.areas());
-      for (Area a : all) {
+      List<Area> all = new ArrayList<>();
+      for (Area a : iopt.areas()) {
+        if (a.lingering()) {
+          continue;
+        }
         if (a.state != Area.State.MAPPED) {
           throw new IllegalStateException("shadow added while " + a + " is in flight");
         }
+        all.add(a);
       }
       Outcome<Void> pinned = pinAreas(parent, all);
       if (!pinned.isOk()) {
@@ -861,9 +1045,7 @@ public final class IommufdCtx {
     }
     parent.iopt().removeDomain(h);
     if (parent.iopt().domainCount() == 0) {
-      for (Area a : parent.iopt().areas()) {
-        unpinArea(a);
-      }
+      unpinWithoutDomains(parent);
     }
   }
 
@@ -1558,8 +1740,12 @@ public final class IommufdCtx {
     if (!ioas.hwpts.isEmpty() || ioas.iopt().domainCount() != 0) {
       throw new IllegalStateException("IOAS " + ioas.id() + " destroyed with domains");
     }
+    releaseStuck(ioas);
     List<Area> all = new ArrayList<>(ioas.iopt().areas());
     for (Area a : all) {
+      if (a.pendingFlushes > 0) {
+        continue; // keeps its pin until the flush; released from the lingering set then
+      }
       if (a.state != Area.State.MAPPED) {
         throw new IllegalStateException("IOAS " + ioas.id() + " destroyed with " + a + " in flight");
       }
@@ -1925,6 +2111,9 @@ public final class IommufdCtx {
     if (pamu.isSet() || pamu.hasDma()) {
       throw new IllegalStateException("close left the PAMU container set: " + pamu.summary());
     }
+    if (!lingering.isEmpty()) {
+      throw new IllegalStateException("close with areas awaiting a flush or stuck: " + lingering.keySet());
+    }
     int n = objects.clearTombstones();
     if (!objects.isEmpty()) {
       throw new IllegalStateException("close stuck: objects left " + objects.inState(FdObject.State.LIVE));
@@ -1977,6 +2166,17 @@ public final class IommufdCtx {
         }
       }
     }
+    List<String> lingerLines = new ArrayList<>();
+    for (Map.Entry<Area, Ioas> e : lingering.entrySet()) {
+      Area a = e.getKey();
+      if (!e.getValue().isLive() && seen.put(a.pages, Boolean.TRUE) == null && a.pages.pinned()) {
+        pinned += a.pages.npages();
+      }
+      lingerLines.add(String.format("ioas %d [0x%x, 0x%x] %s", e.getValue().id(), a.iova, a.last,
+          a.pendingFlushes > 0
+              ? "awaiting " + a.pendingFlushes + (a.pendingFlushes == 1 ? " flush" : " flushes")
+              : "stuck (a unit refused to unmap it)"));
+    }
     pinned += pamu.pinnedPages();
     FdSnapshot.AccountingSnapshot acct =
         new FdSnapshot.AccountingSnapshot(
@@ -1984,7 +2184,8 @@ public final class IommufdCtx {
     return new FdSnapshot(
         ictxId, accountMode == Accounting.Mode.MM ? UapiSettings.AccountMode.MM : UapiSettings.AccountMode.USER,
         objs, tombstones, reservedIds, ioases, acct, pendingOperations,
-        List.of(vfio.summary(), pamu.summary(), sva.summary()));
+        List.of(vfio.summary(), pamu.summary(), sva.summary()), lingerLines,
+        new FdSnapshot.UnmapCounters(deferredUnmaps, flushesCompleted, unmapRefusals));
   }
 
   /**
@@ -2005,6 +2206,21 @@ public final class IommufdCtx {
         if (a.holdsPin) {
           pinRefs.merge(a.pages, 1, Integer::sum);
         }
+        if (a.lingering() != lingering.containsKey(a)) {
+          throw new IllegalStateException(a + " lingering " + a.lingering() + " but registered " + lingering.containsKey(a));
+        }
+      }
+    }
+    for (Map.Entry<Area, Ioas> e : lingering.entrySet()) {
+      Area a = e.getKey();
+      if (!a.lingering()) {
+        throw new IllegalStateException(a + " registered as lingering");
+      }
+      if (a.pendingFlushes > 0 && !a.holdsPin && e.getValue().iopt().domainCount() > 0) {
+        throw new IllegalStateException(a + " awaits a flush without its pin");
+      }
+      if (!e.getValue().isLive() && a.holdsPin) {
+        pinRefs.merge(a.pages, 1, Integer::sum); // of a destroyed IOAS: not counted above
       }
     }
     for (Map.Entry<Pages, Integer> e : pinRefs.entrySet()) {

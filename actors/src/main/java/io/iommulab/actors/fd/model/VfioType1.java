@@ -130,6 +130,21 @@ public final class VfioType1 {
     return Outcome.ok(vfioIoas);
   }
 
+  /**
+   * Undoes {@link #compatIoasCreate} when the SET_CONTAINER that created {@code created} is refused
+   * (its group's attach failed), so the refused call changes nothing. The kernel creates the compat
+   * IOAS in SET_CONTAINER and attaches later, at device open; here both are one call. An IOAS that
+   * meanwhile got areas or users (another call found it) stays, as the kernel's would.
+   */
+  public void compatIoasAbort(IommufdCtx ctx, Ioas created) {
+    if (vfioIoas != created || !created.iopt().areas().isEmpty()) {
+      return;
+    }
+    if (ctx.beginDestroy(created.id()).isOk()) {
+      vfioIoas = null;
+    }
+  }
+
   /** VFIO_SET_IOMMU of a type1 type (FSL_PAMU is the PAMU container's). */
   public Outcome<Void> setIommu(int type) {
     if (iommuType != 0) {

@@ -20,10 +20,13 @@ import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 
 /**
- * Random sequences of MAP (fixed and automatic), UNMAP, COPY, domain add and removal on the
- * model, with the effects of the units taken as succeeded: after every step the invariants hold,
- * every refused step left the snapshot unchanged, the host's pin balance (from PinListener)
- * matches the charges, and unmapping everything brings pins and charges back to zero.
+ * Random sequences of MAP (fixed and automatic), UNMAP (strict, or deferred: units answer with
+ * flush tokens that complete later, sometimes before the answer is registered), flush reports,
+ * COPY, domain add and removal on the model, with the effects of the units taken as succeeded:
+ * after every step the invariants hold, every refused step left the snapshot unchanged, the
+ * host's pin balance (from PinListener) matches the charges — areas awaiting a flush included —,
+ * a map never lands on an area awaiting its flush, and flushing and unmapping everything brings
+ * pins and charges back to zero.
  */
 class IommufdCtxProperties {
 
@@ -36,7 +39,7 @@ class IommufdCtxProperties {
   Arbitrary<List<Op>> ops() {
     Arbitrary<Op> op =
         Combinators.combine(
-                Arbitraries.integers().between(0, 6),
+                Arbitraries.integers().between(0, 8),
                 Arbitraries.integers().between(0, 1),
                 Arbitraries.longs().between(0, 15).map(p -> p * MB / 2),
                 Arbitraries.of(0x1000L, MB / 2, MB, 2 * MB, 3 * MB, 0L, 0x800L),
@@ -76,6 +79,8 @@ class IommufdCtxProperties {
     ctx.completeBind(dev, new IommuInfo(0, "u", UnitKind.VTD, 0x1000 | 0x20_0000, 48, 0, (1L << 48) - 1, 0, true,
         true, true, true, false, false, List.of(ReservedRegion.VTD_MSI)));
     List<HwPagetable> domains = new ArrayList<>();
+    List<Long> pendingTokens = new ArrayList<>();
+    long[] nextToken = {1};
     for (Op op : ops) {
       int id = ioas[op.ioas()];
       FdSnapshot before = ctx.snapshot(0);
@@ -131,6 +136,33 @@ class IommufdCtxProperties {
           ctx.finishDestroyHwpt(h);
           result = Outcome.OK;
         }
+        case 6 -> { // a deferred unmap: each domain's unit answers with a token flushed later
+          Outcome<IommufdCtx.UnmapOp> u = ctx.beginUnmap(id, op.iova(), op.length() == 0 ? -1L : op.length());
+          if (u.isOk()) {
+            java.util.Map<Area, List<IommufdCtx.FlushKey>> flushes = new java.util.IdentityHashMap<>();
+            for (Area a : u.value().areas()) {
+              List<IommufdCtx.FlushKey> keys = new ArrayList<>();
+              for (int k = 0; k < u.value().targets().size(); k++) {
+                long t = nextToken[0]++;
+                keys.add(new IommufdCtx.FlushKey(0, t));
+                pendingTokens.add(t);
+              }
+              flushes.put(a, keys);
+            }
+            ctx.finishUnmap(u.value(), flushes, java.util.Set.of());
+          }
+          result = u;
+        }
+        case 7 -> { // a flush report: the oldest pending token, or one overtaking its unmap's answer
+          long t = pendingTokens.isEmpty() ? nextToken[0] : pendingTokens.remove(0);
+          for (IommufdCtx.Released r : ctx.flushCompleted(0, new long[] {t})) {
+            assertTrue(ctx.ioas(r.ioasId()) == null
+                || ctx.ioas(r.ioasId()).iopt().firstArea(r.iova(), r.iova() + r.length() - 1) == null
+                || ctx.ioas(r.ioasId()).iopt().firstArea(r.iova(), r.iova() + r.length() - 1).state()
+                    != Area.State.UNMAPPING, "a released area left its IOVA");
+          }
+          result = Outcome.OK;
+        }
         default -> result = ctx.iovaRanges(id, 1);
       }
       if (!result.isOk()) {
@@ -140,10 +172,14 @@ class IommufdCtxProperties {
       long charged = ctx.accounting().userLockedPages() * Uapi.PAGE_SIZE;
       assertEquals(charged, hostPinned[0], "every charged page was reported pinned once");
     }
+    long[] rest = pendingTokens.stream().mapToLong(Long::longValue).toArray();
+    ctx.flushCompleted(0, rest);
+    assertEquals(0, ctx.areasAwaitingFlush());
     for (int id : ioas) {
       IommufdCtx.UnmapOp all = ctx.beginUnmap(id, 0, -1L).value();
       ctx.finishUnmap(all);
     }
+    ctx.checkInvariants();
     assertEquals(0, hostPinned[0]);
     assertEquals(0, ctx.accounting().userLockedPages());
     assertTrue(ctx.snapshot(0).ioases().stream().allMatch(i -> i.areas().isEmpty()));
