@@ -67,7 +67,8 @@ class CorrelatedRequestsTest {
     h.unit.tell(Correlated.of(17, map(d, IOVA, vm.pageHpa(0), 4 * PAGE), answers.getRef()));
     Answer mapped = answers.receiveMessage();
     assertEquals(17, mapped.corr());
-    assertEquals(new Mapped(4 * PAGE), mapped.reply());
+    // The map's modeled charge: one pte-write per leaf written.
+    assertEquals(new Mapped(4 * PAGE, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(4)), mapped.reply());
     assertEquals(4 * PAGE, h.snapshot().paging().domains().get(0).table().mappedBytes());
 
     h.unit.tell(Correlated.of(18, new UnmapRange(d, IOVA, 4 * PAGE, null), answers.getRef()));
@@ -118,7 +119,7 @@ class CorrelatedRequestsTest {
     h.unit.tell(Correlated.of(2, map(d, IOVA + Fixtures.MIB, vm.pageHpa(1), PAGE), answers.getRef()));
     Answer first = answers.receiveMessage();
     assertEquals(2, first.corr(), "the map, answered while the unmap waits for the device");
-    assertEquals(new Mapped(PAGE), first.reply());
+    assertEquals(new Mapped(PAGE, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(1)), first.reply());
     answers.expectNoMessage(Duration.ofMillis(20));
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
     Answer second = answers.receiveMessage();
@@ -143,7 +144,7 @@ class CorrelatedRequestsTest {
     p.unit.tell(Correlated.of(40, map(d, 0, vm.pageHpa(0), window), answers.getRef()));
     Answer mapped = answers.receiveMessage();
     assertEquals(40, mapped.corr());
-    assertEquals(new Mapped(window), mapped.reply());
+    assertEquals(new Mapped(window, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(1)), mapped.reply());
     p.unit.tell(Correlated.of(41, new UnmapRange(d, 0, window, null), answers.getRef()));
     Answer unmapped = answers.receiveMessage();
     assertEquals(41, unmapped.corr());
@@ -161,7 +162,8 @@ class CorrelatedRequestsTest {
       GuestMemoryLayout vm = c.vm(1, 2 * Fixtures.MIB);
       int d = c.pagingDomain();
       c.unit.tell(Correlated.of(7, map(d, IOVA, vm.pageHpa(0), PAGE), to.getRef()));
-      assertEquals(new Answer(7, new Mapped(PAGE), null, null), to.receiveMessage());
+      assertEquals(new Answer(7, new Mapped(PAGE, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(1)), null, null),
+          to.receiveMessage());
       c.unit.tell(Correlated.of(8, map(d, IOVA, vm.pageHpa(0), PAGE), to.getRef()));
       assertEquals(Errno.EEXIST, to.receiveMessage().refused().errno());
       c.unit.tell(Correlated.of(9, new UnmapRange(d, IOVA, PAGE, null), to.getRef()));

@@ -1,5 +1,6 @@
 package io.iommulab.host.scenario.engine;
 
+import io.iommulab.actors.Asks;
 import io.iommulab.actors.CborSerializable;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
@@ -158,7 +159,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
       }
     }
     scheduleBoundary(0);
-    context.ask(HostGuardian.Topology.class, run.host().system(), askTimeout, HostGuardian.GetTopology::new,
+    Asks.ask(context, run.host().system(), askTimeout, HostGuardian.GetTopology::new,
         (t, f) -> new TopologyAnswered(t, f == null ? null : f.toString()));
   }
 
@@ -203,7 +204,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     topology = a.topology();
     for (HostGuardian.UnitEntry u : topology.units()) {
       int id = u.unitId();
-      getContext().ask(IommuUnitActor.UnitStats.class, u.unit(), askTimeout, IommuUnitActor.GetStats::new,
+      Asks.ask(getContext(), u.unit(), askTimeout, IommuUnitActor.GetStats::new,
           (s, f) -> new UnitStatsAnswered(id, s, false));
     }
     if (phase != Phase.RUN) {
@@ -315,7 +316,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
       }
       return;
     }
-    getContext().ask(HostMemoryActor.MemoryReport.class, topology.memory(), askTimeout, HostMemoryActor.GetReport::new,
+    Asks.ask(getContext(), topology.memory(), askTimeout, HostMemoryActor.GetReport::new,
         (r, f) -> new MemoryAnswered(r, last));
   }
 
@@ -389,7 +390,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
       // The MSI banks as the workload left them, before the VMs give their vectors back.
       for (int i = 0; i < topology.msiBanks().size(); i++) {
         int index = i;
-        getContext().ask(MsiBankActor.BankReply.class, topology.msiBanks().get(i), askTimeout,
+        Asks.ask(getContext(), topology.msiBanks().get(i), askTimeout,
             MsiBankActor.GetBankState::new, (r, f) -> new BankAnswered(index, r, true));
       }
     }
@@ -444,12 +445,12 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     checksPending = topology.units().size() + topology.msiBanks().size();
     for (HostGuardian.UnitEntry u : topology.units()) {
       int id = u.unitId();
-      getContext().ask(IommuUnitActor.UnitStats.class, u.unit(), askTimeout, IommuUnitActor.GetStats::new,
+      Asks.ask(getContext(), u.unit(), askTimeout, IommuUnitActor.GetStats::new,
           (s, f) -> new UnitStatsAnswered(id, s, true));
     }
     for (int i = 0; i < topology.msiBanks().size(); i++) {
       int index = i;
-      getContext().ask(MsiBankActor.BankReply.class, topology.msiBanks().get(i), askTimeout,
+      Asks.ask(getContext(), topology.msiBanks().get(i), askTimeout,
           MsiBankActor.GetBankState::new, (r, f) -> new BankAnswered(index, r, false));
     }
     checksPending++;
@@ -460,7 +461,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     faultStats.clear();
     for (HostGuardian.UnitEntry u : topology.units()) {
       int id = u.unitId();
-      getContext().ask(IommuUnitActor.FaultPipelineStats.class, u.unit(), askTimeout, IommuUnitActor.GetFaultStats::new,
+      Asks.ask(getContext(), u.unit(), askTimeout, IommuUnitActor.GetFaultStats::new,
           (s, f) -> new FaultStatsAnswered(id, s));
     }
     return this;

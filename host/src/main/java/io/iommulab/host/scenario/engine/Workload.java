@@ -1,5 +1,6 @@
 package io.iommulab.host.scenario.engine;
 
+import io.iommulab.actors.Asks;
 import io.iommulab.actors.CborSerializable;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.fd.IoasidFdActor;
@@ -267,25 +268,25 @@ final class Workload extends AbstractBehavior<Workload.Command> {
 
   private void askVm(VmLoad vm, Function<ActorRef<VmActor.VmReply>, VmActor.Command> make, K k) {
     int slot = park(k);
-    getContext().ask(VmActor.VmReply.class, vm.ref, env.askTimeout(), make::apply,
+    Asks.ask(getContext(), vm.ref, env.askTimeout(), make::apply,
         (reply, failure) -> new VmAnswered(slot, reply, describe(failure)));
   }
 
   private void askHotplug(Function<ActorRef<HostGuardian.HotplugReply>, HostGuardian.Command> make, K k) {
     int slot = park(k);
-    getContext().ask(HostGuardian.HotplugReply.class, env.guardian(), env.askTimeout(), make::apply,
+    Asks.ask(getContext(), env.guardian(), env.askTimeout(), make::apply,
         (reply, failure) -> new HotplugAnswered(slot, reply, describe(failure)));
   }
 
   private void askFd(VmLoad vm, Function<ActorRef<IoasidFdActor.Reply>, IoasidFdActor.Command> make, K k) {
     int slot = park(k);
-    getContext().ask(IoasidFdActor.Reply.class, vm.fdRef, env.askTimeout(), make::apply,
+    Asks.ask(getContext(), vm.fdRef, env.askTimeout(), make::apply,
         (reply, failure) -> new FdAnswered(slot, reply, describe(failure)));
   }
 
   private void askBank(int bank, Function<ActorRef<MsiBankActor.BankReply>, MsiBankActor.Command> make, K k) {
     int slot = park(k);
-    getContext().ask(MsiBankActor.BankReply.class, env.msiBanks().get(bank), env.askTimeout(), make::apply,
+    Asks.ask(getContext(), env.msiBanks().get(bank), env.askTimeout(), make::apply,
         (reply, failure) -> new BankAnswered(slot, reply, describe(failure)));
   }
 
@@ -412,7 +413,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       }
       openFd(vm);
     });
-    getContext().ask(HostGuardian.CreateVmReply.class, env.guardian(), env.askTimeout(),
+    Asks.<Command, HostGuardian.Command, HostGuardian.CreateVmReply>ask(getContext(), env.guardian(), env.askTimeout(),
         r -> new HostGuardian.CreateVm(vm.vmId, tenant.memoryBytes(), backing, vm.deviceNames, tenant.name(), r),
         (reply, failure) -> new CreateAnswered(slot, reply, describe(failure)));
   }
