@@ -96,12 +96,25 @@ final class Charts {
       return null;
     }
     chart.getStyler().setXAxisTickMarkSpacingHint(150);
-    chart.getStyler().setxAxisTickLabelsFormattingFunction(nines -> percentileLabel(100 - 100 * Math.pow(10, -nines)));
+    // As many decimals as the tick has nines: with millions of samples the curve reaches past
+    // 99.999%, and labels rounded to a fixed 3 decimals repeat there, which sends XChart's tick
+    // spacing search round forever.
+    chart.getStyler().setxAxisTickLabelsFormattingFunction(nines -> percentileLabel(100 - 100 * Math.pow(10, -nines),
+        Math.max(3, (int) Math.ceil(nines) + 1)));
     return png(chart);
   }
 
   static String percentileLabel(double p) {
     return Units.number(Math.round(p * 1000) / 1000.0) + "%";
+  }
+
+  /** {@code p} with at most {@code decimals} decimals, trailing zeros dropped. */
+  static String percentileLabel(double p, int decimals) {
+    if (decimals <= 3) {
+      return percentileLabel(p);
+    }
+    return new java.math.BigDecimal(p).setScale(Math.min(decimals, 15), java.math.RoundingMode.HALF_EVEN)
+        .stripTrailingZeros().toPlainString() + "%";
   }
 
   private static Series timeSeries(String name, List<IntervalRow> rows, Function<IntervalRow, Double> value) {
