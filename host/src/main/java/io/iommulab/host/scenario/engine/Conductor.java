@@ -119,6 +119,7 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
   private final List<ActorRef<Workload.Command>> workloads = new ArrayList<>();
   private final List<Messages.WorkloadReport> reports = new ArrayList<>();
   private final List<String> notes = new ArrayList<>();
+  private final Map<String, long[]> setups = new LinkedHashMap<>();
   private final Map<Integer, IommuUnitActor.UnitStats> unitsAtStart = new TreeMap<>();
   private final Map<Integer, IommuUnitActor.UnitStats> unitsAtEnd = new TreeMap<>();
   private final Map<Integer, IommuUnitActor.FaultPipelineStats> faultStats = new TreeMap<>();
@@ -236,8 +237,12 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
   }
 
   private Behavior<Command> onSetupDone(Messages.SetupDone s) {
-    notes.add("setup: tenant " + s.tenant() + ": " + s.ready() + " of " + s.vms() + " VMs set up in "
-        + Units.nanos(s.tookNanos()));
+    // tenant → {actors reported, VMs, ready, longest setup}
+    long[] t = setups.computeIfAbsent(s.tenant(), k -> new long[4]);
+    t[0]++;
+    t[1] += s.vms();
+    t[2] += s.ready();
+    t[3] = Math.max(t[3], s.tookNanos());
     return this;
   }
 
@@ -516,6 +521,11 @@ final class Conductor extends AbstractBehavior<Conductor.Command> {
     List<OracleResult> oracles = new ArrayList<>();
     oracles.add(fdClose());
     oracles.add(faultConservation());
+    for (Map.Entry<String, long[]> e : setups.entrySet()) {
+      long[] t = e.getValue();
+      notes.add("setup: tenant " + e.getKey() + ": " + t[2] + " of " + t[1] + " VMs set up, the last after "
+          + Units.nanos(t[3]) + " of the run");
+    }
     unitNotes();
     bankNotes();
     workloadNotes();

@@ -20,7 +20,8 @@ final class Schedule {
   private final double gapMeanNanos;
   private final SplittableRandom random;
   private final int cap;
-  private final long[] backlog = new long[BACKLOG];
+  /** Scheduled times waiting, a ring that grows up to {@link #BACKLOG} (most VMs never need it). */
+  private long[] backlog = new long[4];
   private int head;
   private int size;
   private long nextDue;
@@ -72,7 +73,10 @@ final class Schedule {
       if (size == BACKLOG) {
         dropped++;
       } else {
-        backlog[(head + size) % BACKLOG] = nextDue;
+        if (size == backlog.length) {
+          grow();
+        }
+        backlog[(head + size) % backlog.length] = nextDue;
         size++;
       }
       nextDue += gap();
@@ -95,7 +99,7 @@ final class Schedule {
       return -1;
     }
     long due = backlog[head];
-    head = (head + 1) % BACKLOG;
+    head = (head + 1) % backlog.length;
     size--;
     inFlight++;
     if (due <= onTimeAfter) {
@@ -103,6 +107,15 @@ final class Schedule {
       return due;
     }
     return now;
+  }
+
+  private void grow() {
+    long[] bigger = new long[Math.min(BACKLOG, backlog.length * 2)];
+    for (int i = 0; i < size; i++) {
+      bigger[i] = backlog[(head + i) % backlog.length];
+    }
+    backlog = bigger;
+    head = 0;
   }
 
   /** An operation of this kind completed (or was refused). */

@@ -72,8 +72,10 @@ final class VmLoad {
     long unmapDue;
     /** Index in {@link Space#held}, -1 once its unmap was issued. */
     int index = -1;
-    /** PAMU: DMA bursts in flight into this window (its unmap waits for them). */
+    /** DMA bursts in flight into this buffer (its unmap waits for them). */
     int dmaRefs;
+    /** Its unmap was put off while DMA into it was in flight (not late: the guest's choice). */
+    boolean waitedForDma;
 
     Held(Space space, long iova, long length, long gpa) {
       this.space = space;

@@ -59,7 +59,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * <p><b>Workload</b>: each operation kind of each VM arrives as a Poisson process at the tenant's
  * per-VM rate (an open model, {@link Schedule}): at most a few operations of a kind are in flight
  * per VM, arrivals beyond wait in a bounded backlog (late) or are dropped, both counted. Maps take
- * a buffer of one of the sizes at a fresh IOVA, hold it, then unmap it; DMA bursts go from a
+ * a buffer of one of the sizes at a fresh IOVA, hold it, then unmap it once the DMA aimed at it
+ * has completed (as a guest driver does); DMA bursts go from a
  * random attached device (and PASID) to the working set and the held buffers, {@code
  * stray-fraction} of the accesses to IOVAs that are not mapped — half never mapped, half just
  * unmapped (their unmap returned; the IOVA allocator keeps them in quarantine), so the
@@ -964,11 +965,12 @@ final class Workload extends AbstractBehavior<Workload.Command> {
         continue; // a PAMU window the container's teardown took with it
       }
       if (h.dmaRefs > 0) {
-        h.unmapDue = now + 1_000_000L; // a PAMU window still under DMA: a little later
+        h.unmapDue = now + 1_000_000L; // DMA into it is still in flight: a little later
+        h.waitedForDma = true;
         vm.unmapsDue.add(h);
         continue;
       }
-      boolean late = h.unmapDue <= previous;
+      boolean late = !h.waitedForDma && h.unmapDue <= previous;
       if (late) {
         recorder.count(Operation.UNMAP.configName() + ".late", 1);
       }
@@ -1200,7 +1202,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     boolean[] strayNever = new boolean[n];
     boolean[] never = new boolean[1];
     Held[] held = new Held[1];
-    List<Held> windows = d.pamu() ? new ArrayList<>(2) : null;
+    List<Held> buffers = new ArrayList<>(4);
     double stray = w.dma().strayFraction();
     for (int i = 0; i < n; i++) {
       never[0] = false;
@@ -1208,10 +1210,11 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       // No strays on a PAMU: an access violation disables the LIODN, another study.
       boolean s = stray > 0 && !d.pamu() && vm.choices.nextDouble() < stray;
       long iova = target(vm, d, s, never, held);
-      if (windows != null && held[0] != null && !windows.contains(held[0])) {
-        // A PAMU guest unmaps a window only once its DMA is done: a DMA into a disabled window
-        // is an access violation, which disables the whole LIODN.
-        windows.add(held[0]);
+      if (held[0] != null && held[0] != d.space.workingSet && !buffers.contains(held[0])) {
+        // A guest driver unmaps a buffer once the DMA it programmed into it is done (on a PAMU a
+        // DMA into a disabled window is even an access violation that disables the LIODN); what
+        // races the unmap are the strays, aimed at buffers just unmapped.
+        buffers.add(held[0]);
         held[0].dmaRefs++;
       }
       strayNever[i] = never[0];
@@ -1228,10 +1231,8 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     d.dmaInFlight++;
     askVm(vm, r -> new VmActor.RunDma(d.name, p, iovas, lengths, access, r), (reply, failure) -> {
       d.dmaInFlight--;
-      if (windows != null) {
-        for (Held h : windows) {
-          h.dmaRefs--;
-        }
+      for (Held h : buffers) {
+        h.dmaRefs--;
       }
       if (d.pamu()) {
         pamuOpsSettled(vm, d);
