@@ -137,6 +137,10 @@ public final class UapiThroughput {
         names.add("map+unmap round trips (pair)");
         runs.add(b::mapUnmapIteration);
       }
+      if (o.only.contains("skeleton")) {
+        names.add("pair skeleton, no model (pair)");
+        runs.add(b::skeletonIteration);
+      }
       Map<String, Rate> rates = b.measureInterleaved(names, runs);
       b.tearDown();
       System.out.println();
@@ -147,6 +151,8 @@ public final class UapiThroughput {
       ratio(rates, "DMA translations (access)", "raw tell fan-out (msg)", "DMA translations / raw tell", 0.5);
       ratio(rates, "map+unmap round trips (pair)", "raw ask, " + o.vms + " in flight (ask)",
           "map+unmap pairs  / raw ask ", 0.25);
+      ratio(rates, "pair skeleton, no model (pair)", "raw ask, " + o.vms + " in flight (ask)",
+          "skeleton pairs   / raw ask ", 0.25);
     }
   }
 
@@ -222,11 +228,16 @@ public final class UapiThroughput {
       double[][] rates = new double[runs.size()][o.iterations];
       for (int i = 0; i < o.iterations; i++) {
         for (int k = 0; k < runs.size(); k++) {
+          long c0 = cpuNanos();
           long t0 = System.nanoTime();
           long ops = runs.get(k).run(nanos);
           long t1 = System.nanoTime();
+          long c1 = cpuNanos();
           rates[k][i] = ops * 1e9 / (t1 - t0);
-          System.out.printf("  round %d  %-34s %12.0f /s%n", i + 1, names.get(k), rates[k][i]);
+          // The process's CPU time per operation does not depend on how much of the shared
+          // machine the other jobs took; the cores figure says how much of it this run got.
+          System.out.printf("  round %d  %-34s %12.0f /s   %7.2f us CPU/op on %.2f cores%n", i + 1, names.get(k),
+              rates[k][i], (c1 - c0) / 1e3 / Math.max(1, ops), (c1 - c0) / (double) (t1 - t0));
         }
       }
       Map<String, Rate> out = new LinkedHashMap<>();
@@ -234,6 +245,12 @@ public final class UapiThroughput {
         out.put(names.get(k), new Rate(names.get(k), rates[k]));
       }
       return out;
+    }
+
+    /** CPU time of the whole JVM (every thread: dispatchers, GC, JIT), or 0 where unknown. */
+    static long cpuNanos() {
+      return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+          instanceof com.sun.management.OperatingSystemMXBean os ? os.getProcessCpuTime() : 0;
     }
 
     void setUp() throws Exception {
@@ -344,6 +361,17 @@ public final class UapiThroughput {
               return g.fd().ioasUnmap(new IommuFd.IoasUnmap(g.ioas(), 16L << 20, 2L << 20));
             }, DIRECT);
       });
+    }
+
+    // ---------------------------------------------------------------- the pair's skeleton
+
+    List<ActorRef<PairSkeleton.FdMsg>> skeleton;
+
+    long skeletonIteration(long nanos) throws Exception {
+      if (skeleton == null) {
+        skeleton = PairSkeleton.start(host.system(), guests.size(), 2);
+      }
+      return drive(skeleton.size(), nanos, i -> PairSkeleton.pair(host.system(), skeleton.get(i), DIRECT));
     }
 
     // ---------------------------------------------------------------- DMA
