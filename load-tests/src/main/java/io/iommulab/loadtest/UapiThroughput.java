@@ -229,15 +229,19 @@ public final class UapiThroughput {
       for (int i = 0; i < o.iterations; i++) {
         for (int k = 0; k < runs.size(); k++) {
           long c0 = cpuNanos();
+          long a0 = allocatedBytes();
           long t0 = System.nanoTime();
           long ops = runs.get(k).run(nanos);
           long t1 = System.nanoTime();
           long c1 = cpuNanos();
+          long a1 = allocatedBytes();
           rates[k][i] = ops * 1e9 / (t1 - t0);
-          // The process's CPU time per operation does not depend on how much of the shared
-          // machine the other jobs took; the cores figure says how much of it this run got.
-          System.out.printf("  round %d  %-34s %12.0f /s   %7.2f us CPU/op on %.2f cores%n", i + 1, names.get(k),
-              rates[k][i], (c1 - c0) / 1e3 / Math.max(1, ops), (c1 - c0) / (double) (t1 - t0));
+          // The process's CPU time per operation depends less on how much of the shared machine
+          // the other jobs took (the cores figure says how much of it this run got); the bytes
+          // allocated per operation not at all.
+          System.out.printf("  round %d  %-34s %12.0f /s   %7.2f us CPU/op on %.2f cores, %6.0f B/op%n", i + 1,
+              names.get(k), rates[k][i], (c1 - c0) / 1e3 / Math.max(1, ops), (c1 - c0) / (double) (t1 - t0),
+              (a1 - a0) / (double) Math.max(1, ops));
         }
       }
       Map<String, Rate> out = new LinkedHashMap<>();
@@ -251,6 +255,19 @@ public final class UapiThroughput {
     static long cpuNanos() {
       return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
           instanceof com.sun.management.OperatingSystemMXBean os ? os.getProcessCpuTime() : 0;
+    }
+
+    /** Bytes allocated so far by the live threads (the dispatchers' threads live for the run). */
+    static long allocatedBytes() {
+      if (!(java.lang.management.ManagementFactory.getThreadMXBean()
+          instanceof com.sun.management.ThreadMXBean t)) {
+        return 0;
+      }
+      long sum = 0;
+      for (long b : t.getThreadAllocatedBytes(t.getAllThreadIds())) {
+        sum += Math.max(0, b);
+      }
+      return sum;
     }
 
     void setUp() throws Exception {
