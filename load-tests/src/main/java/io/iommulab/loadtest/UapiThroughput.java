@@ -137,6 +137,10 @@ public final class UapiThroughput {
         names.add("map+unmap round trips (pair)");
         runs.add(b::mapUnmapIteration);
       }
+      if (o.only.contains("skeleton")) {
+        names.add("pair skeleton, no model (pair)");
+        runs.add(b::skeletonIteration);
+      }
       Map<String, Rate> rates = b.measureInterleaved(names, runs);
       b.tearDown();
       System.out.println();
@@ -147,6 +151,8 @@ public final class UapiThroughput {
       ratio(rates, "DMA translations (access)", "raw tell fan-out (msg)", "DMA translations / raw tell", 0.5);
       ratio(rates, "map+unmap round trips (pair)", "raw ask, " + o.vms + " in flight (ask)",
           "map+unmap pairs  / raw ask ", 0.25);
+      ratio(rates, "pair skeleton, no model (pair)", "raw ask, " + o.vms + " in flight (ask)",
+          "skeleton pairs   / raw ask ", 0.25);
     }
   }
 
@@ -222,11 +228,20 @@ public final class UapiThroughput {
       double[][] rates = new double[runs.size()][o.iterations];
       for (int i = 0; i < o.iterations; i++) {
         for (int k = 0; k < runs.size(); k++) {
+          long c0 = cpuNanos();
+          long a0 = allocatedBytes();
           long t0 = System.nanoTime();
           long ops = runs.get(k).run(nanos);
           long t1 = System.nanoTime();
+          long c1 = cpuNanos();
+          long a1 = allocatedBytes();
           rates[k][i] = ops * 1e9 / (t1 - t0);
-          System.out.printf("  round %d  %-34s %12.0f /s%n", i + 1, names.get(k), rates[k][i]);
+          // The process's CPU time per operation depends less on how much of the shared machine
+          // the other jobs took (the cores figure says how much of it this run got); the bytes
+          // allocated per operation not at all.
+          System.out.printf("  round %d  %-34s %12.0f /s   %7.2f us CPU/op on %.2f cores, %6.0f B/op%n", i + 1,
+              names.get(k), rates[k][i], (c1 - c0) / 1e3 / Math.max(1, ops), (c1 - c0) / (double) (t1 - t0),
+              (a1 - a0) / (double) Math.max(1, ops));
         }
       }
       Map<String, Rate> out = new LinkedHashMap<>();
@@ -234,6 +249,25 @@ public final class UapiThroughput {
         out.put(names.get(k), new Rate(names.get(k), rates[k]));
       }
       return out;
+    }
+
+    /** CPU time of the whole JVM (every thread: dispatchers, GC, JIT), or 0 where unknown. */
+    static long cpuNanos() {
+      return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+          instanceof com.sun.management.OperatingSystemMXBean os ? os.getProcessCpuTime() : 0;
+    }
+
+    /** Bytes allocated so far by the live threads (the dispatchers' threads live for the run). */
+    static long allocatedBytes() {
+      if (!(java.lang.management.ManagementFactory.getThreadMXBean()
+          instanceof com.sun.management.ThreadMXBean t)) {
+        return 0;
+      }
+      long sum = 0;
+      for (long b : t.getThreadAllocatedBytes(t.getAllThreadIds())) {
+        sum += Math.max(0, b);
+      }
+      return sum;
     }
 
     void setUp() throws Exception {
@@ -344,6 +378,17 @@ public final class UapiThroughput {
               return g.fd().ioasUnmap(new IommuFd.IoasUnmap(g.ioas(), 16L << 20, 2L << 20));
             }, DIRECT);
       });
+    }
+
+    // ---------------------------------------------------------------- the pair's skeleton
+
+    List<ActorRef<PairSkeleton.FdMsg>> skeleton;
+
+    long skeletonIteration(long nanos) throws Exception {
+      if (skeleton == null) {
+        skeleton = PairSkeleton.start(host.system(), guests.size(), 2);
+      }
+      return drive(skeleton.size(), nanos, i -> PairSkeleton.pair(host.system(), skeleton.get(i), DIRECT));
     }
 
     // ---------------------------------------------------------------- DMA

@@ -142,7 +142,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
   private final IommufdCtx model;
   private final ActorRef<IommuUnitActor.FaultEvent> faultSink;
   private final ActorRef<IommuUnitActor.Answer> answers;
-  private final Map<Long, Pending> pending = new HashMap<>();
+  private final CorrelationTable<Pending> pending = new CorrelationTable<>();
   private final java.util.Set<ActorRef<IommuUnitActor.Command>> watched = new java.util.HashSet<>();
   private long nextCorr = 1;
   private final Map<Integer, ActorRef<IommuUnitActor.Command>> units = new HashMap<>();
@@ -328,14 +328,9 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
   /** A unit that stopped (a bug it was stopped for) answers nothing more: its requests fail EIO. */
   private Behavior<Command> onUnitTerminated(Terminated t) {
-    List<Long> lost = new ArrayList<>();
-    for (Map.Entry<Long, Pending> e : pending.entrySet()) {
-      if (e.getValue().unit().equals(t.getRef())) {
-        lost.add(e.getKey());
-      }
-    }
-    for (Long corr : lost) {
-      pending.remove(corr).then().accept(new IommuUnitActor.Refused(Errno.EIO, "unit stopped: " + t.getRef()));
+    List<Pending> lost = pending.removeIf(p -> p.unit().equals(t.getRef()));
+    for (Pending p : lost) {
+      p.then().accept(new IommuUnitActor.Refused(Errno.EIO, "unit stopped: " + t.getRef()));
     }
     // Nothing of it serves a translation any more: its pending flushes count as done.
     for (Map.Entry<Integer, ActorRef<IommuUnitActor.Command>> e : units.entrySet()) {
@@ -438,6 +433,15 @@ final class FdBehavior extends AbstractBehavior<Command> {
     UnitReply[] replies = new UnitReply[n];
     if (n == 0) {
       done.accept(replies);
+      return;
+    }
+    if (n == 1) {
+      // One domain, one area: the common map and unmap, without the countdown.
+      UnitAsk a = asks.get(0);
+      ask(a.unit(), a.make(), r -> {
+        replies[0] = r;
+        done.accept(replies);
+      });
       return;
     }
     int[] left = {n};
@@ -766,17 +770,24 @@ final class FdBehavior extends AbstractBehavior<Command> {
     askAll(
         asks,
         replies -> {
-          Map<Area, List<IommufdCtx.FlushKey>> flushes = new IdentityHashMap<>();
-          java.util.Set<Area> failed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+          // Both stay empty for a strict unmap every unit took: no maps built for nothing.
+          Map<Area, List<IommufdCtx.FlushKey>> flushes = Map.of();
+          java.util.Set<Area> failed = java.util.Set.of();
           for (int i = 0; i < replies.length; i++) {
             Area a = askArea.get(i);
             if (replies[i] instanceof IommuUnitActor.Unmapped u) {
               if (u.deferred()) {
+                if (flushes.isEmpty()) {
+                  flushes = new IdentityHashMap<>();
+                }
                 flushes.computeIfAbsent(a, k -> new ArrayList<>(1))
                     .add(new IommufdCtx.FlushKey(askUnit.get(i), u.flushToken()));
               }
             } else {
               unmapRefused("unmap the whole area " + a, replies[i]);
+              if (failed.isEmpty()) {
+                failed = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+              }
               failed.add(a);
             }
           }

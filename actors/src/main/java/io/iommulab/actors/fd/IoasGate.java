@@ -12,25 +12,26 @@ import java.util.ArrayDeque;
 final class IoasGate {
   private int readers;
   private boolean writer;
-  private final ArrayDeque<Object[]> waiting = new ArrayDeque<>();
+  /** Created by the first wait: most gates live for one uncontended map or unmap. */
+  private ArrayDeque<Object[]> waiting;
 
   /** Runs {@code then} now or when no writer holds or waits. */
   void read(Runnable then) {
-    if (!writer && waiting.isEmpty()) {
+    if (!writer && noneWaiting()) {
       readers++;
       then.run();
     } else {
-      waiting.addLast(new Object[] {Boolean.FALSE, then});
+      waiting().addLast(new Object[] {Boolean.FALSE, then});
     }
   }
 
   /** Runs {@code then} now or when nobody holds the gate. */
   void write(Runnable then) {
-    if (!writer && readers == 0 && waiting.isEmpty()) {
+    if (!writer && readers == 0 && noneWaiting()) {
       writer = true;
       then.run();
     } else {
-      waiting.addLast(new Object[] {Boolean.TRUE, then});
+      waiting().addLast(new Object[] {Boolean.TRUE, then});
     }
   }
 
@@ -51,11 +52,22 @@ final class IoasGate {
   }
 
   boolean idle() {
-    return readers == 0 && !writer && waiting.isEmpty();
+    return readers == 0 && !writer && noneWaiting();
+  }
+
+  private boolean noneWaiting() {
+    return waiting == null || waiting.isEmpty();
+  }
+
+  private ArrayDeque<Object[]> waiting() {
+    if (waiting == null) {
+      waiting = new ArrayDeque<>(4);
+    }
+    return waiting;
   }
 
   private void drain() {
-    while (!writer && !waiting.isEmpty()) {
+    while (!writer && !noneWaiting()) {
       Object[] next = waiting.peekFirst();
       boolean wantsWrite = (Boolean) next[0];
       if (wantsWrite) {

@@ -9,12 +9,10 @@ import io.iommulab.hardware.cache.Iotlb;
 import io.iommulab.hardware.fault.FaultRecord;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
+import java.util.Collection;
 import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -67,9 +65,6 @@ public record InvalidationBatch(
     List<IotlbTarget> rescan,
     int rangesIn,
     int rangesOut) {
-
-  private static final Comparator<long[]> BY_FIRST =
-      (a, b) -> Long.compareUnsigned(a[0], b[0]);
 
   public InvalidationBatch {
     fixed = List.copyOf(fixed);
@@ -128,74 +123,102 @@ public record InvalidationBatch(
   /**
    * Merges {@code requests} (admission order) into one batch, widening for a unit whose largest
    * page-selective mask is {@code maxAddressMask}. Pure: the stream calls it off the unit actor.
+   *
+   * <p>Groups keep the order of their first appearance, ranges within a group are sorted by first
+   * address; the work is a few primitive arrays per batch, not objects per request (a batch of a
+   * busy unit holds hundreds of requests).
    */
   public static InvalidationBatch merge(
       List<InvalidationRequest> requests, FlushReason reason, int maxAddressMask) {
-    long[] ids = new long[requests.size()];
-    Set<InvDescriptor> fixed = new LinkedHashSet<>();
-    Map<Long, List<long[]>> iotlbGroups = new LinkedHashMap<>();
-    // Table-change ranges merged among themselves only: merged with a domain flush they would
-    // make the rescan cover the whole domain and flush every device TLB of it.
-    Map<Long, List<long[]>> changedGroups = new LinkedHashMap<>();
-    Map<Long, List<long[]>> atcGroups = new LinkedHashMap<>();
+    int n = requests.size();
+    long[] ids = new long[n];
+    Set<InvDescriptor> fixed = null;
     int rangesIn = 0;
-    for (int i = 0; i < ids.length; i++) {
+    int iotlbCount = 0;
+    int atcCount = 0;
+    for (int i = 0; i < n; i++) {
       InvalidationRequest r = requests.get(i);
       ids[i] = r.id();
-      fixed.addAll(r.fixed());
       rangesIn += r.ranges();
-      for (IotlbTarget t : r.iotlb()) {
-        long[] range = {t.first(), t.last(), t.leaf() ? 1 : 0, t.tableChange() ? 1 : 0};
-        iotlbGroups.computeIfAbsent(key(t.domainId(), t.pasid()), k -> new ArrayList<>())
-            .add(range);
+      iotlbCount += r.iotlb().size();
+      atcCount += r.atc().size();
+      if (!r.fixed().isEmpty()) {
+        if (fixed == null) {
+          fixed = new LinkedHashSet<>();
+        }
+        fixed.addAll(r.fixed());
+      }
+    }
+    boolean global = fixed != null && fixed.contains(new InvDescriptor.IotlbGlobal());
+    Ranges iotlbRanges = new Ranges(iotlbCount);
+    // Table-change ranges merged among themselves only: merged with a domain flush they would
+    // make the rescan cover the whole domain and flush every device TLB of it.
+    Ranges changedRanges = null;
+    Ranges atcRanges = new Ranges(atcCount);
+    for (int i = 0; i < n; i++) {
+      InvalidationRequest r = requests.get(i);
+      List<IotlbTarget> targets = r.iotlb();
+      for (int k = 0; k < targets.size(); k++) {
+        IotlbTarget t = targets.get(k);
+        long key = key(t.domainId(), t.pasid());
+        iotlbRanges.add(key, t.first(), t.last(), t.leaf());
         if (t.tableChange()) {
-          changedGroups.computeIfAbsent(key(t.domainId(), t.pasid()), k -> new ArrayList<>())
-              .add(range);
+          if (changedRanges == null) {
+            changedRanges = new Ranges(iotlbCount);
+          }
+          changedRanges.add(key, t.first(), t.last(), t.leaf());
         }
       }
-      for (AtcTarget t : r.atc()) {
-        atcGroups.computeIfAbsent(key(t.rid(), t.pasid()), k -> new ArrayList<>())
-            .add(new long[] {t.first(), t.last(), 0, 0});
+      List<AtcTarget> atcTargets = r.atc();
+      for (int k = 0; k < atcTargets.size(); k++) {
+        AtcTarget t = atcTargets.get(k);
+        atcRanges.add(key(t.rid(), t.pasid()), t.first(), t.last(), false);
       }
     }
-    boolean global = fixed.contains(new InvDescriptor.IotlbGlobal());
     int rangesOut = 0;
-
-    Set<InvDescriptor> iotlb = new LinkedHashSet<>();
-    List<IotlbTarget> rescan = new ArrayList<>();
-    for (Map.Entry<Long, List<long[]>> g : iotlbGroups.entrySet()) {
-      int domainId = (int) (g.getKey() >> 32);
-      int pasid = (int) (long) g.getKey();
-      for (long[] m : mergeRanges(g.getValue())) {
-        rangesOut++;
-        boolean leaf = m[2] != 0;
-        if (!global) {
-          iotlb.add(
-              InvalidationPlan.rangeLast(domainId, pasid, m[0], m[1], maxAddressMask, leaf,
-                  List.of(), 0).get(0));
-        }
+    List<InvDescriptor> iotlb = new ArrayList<>(iotlbCount);
+    boolean iotlbMayRepeat = false;
+    iotlbRanges.merge();
+    for (int m = 0; m < iotlbRanges.merged; m++) {
+      rangesOut++;
+      if (global) {
+        continue;
+      }
+      long key = iotlbRanges.mKey[m];
+      InvDescriptor d = InvalidationPlan.iotlbRangeLast((int) (key >> 32), (int) key,
+          iotlbRanges.mFirst[m], iotlbRanges.mLast[m], maxAddressMask, iotlbRanges.mLeaf[m]);
+      // Two ranges of one group may widen to the same span, and the wide fallbacks of two groups
+      // of one domain are the same descriptor: only then can a descriptor repeat.
+      iotlbMayRepeat |= !(d instanceof InvDescriptor.IotlbPages)
+          || (m > 0 && iotlbRanges.mKey[m - 1] == key);
+      iotlb.add(d);
+    }
+    List<IotlbTarget> rescan;
+    if (changedRanges == null) {
+      rescan = List.of();
+    } else {
+      changedRanges.merge();
+      rescan = new ArrayList<>(changedRanges.merged);
+      for (int m = 0; m < changedRanges.merged; m++) {
+        long key = changedRanges.mKey[m];
+        rescan.add(new IotlbTarget((int) (key >> 32), (int) key, changedRanges.mFirst[m],
+            changedRanges.mLast[m], changedRanges.mLeaf[m], true));
       }
     }
-    for (Map.Entry<Long, List<long[]>> g : changedGroups.entrySet()) {
-      int domainId = (int) (g.getKey() >> 32);
-      int pasid = (int) (long) g.getKey();
-      for (long[] m : mergeRanges(g.getValue())) {
-        rescan.add(new IotlbTarget(domainId, pasid, m[0], m[1], m[2] != 0, true));
-      }
+    List<InvDescriptor> atc = new ArrayList<>(atcCount);
+    boolean atcMayRepeat = false;
+    atcRanges.merge();
+    for (int m = 0; m < atcRanges.merged; m++) {
+      rangesOut++;
+      long key = atcRanges.mKey[m];
+      InvalidationPlan.PsiRange span = InvalidationPlan.psiRange(atcRanges.mFirst[m], atcRanges.mLast[m]);
+      atcMayRepeat |= m > 0 && atcRanges.mKey[m - 1] == key;
+      atc.add(new InvDescriptor.DevTlb((int) (key >> 32), (int) key, span.address(),
+          Math.min(span.addressMask(), DeviceAtc.WHOLE_SPACE_ORDER)));
     }
-    Set<InvDescriptor> atc = new LinkedHashSet<>();
-    for (Map.Entry<Long, List<long[]>> g : atcGroups.entrySet()) {
-      int rid = (int) (g.getKey() >> 32);
-      int pasid = (int) (long) g.getKey();
-      for (long[] m : mergeRanges(g.getValue())) {
-        rangesOut++;
-        InvalidationPlan.PsiRange span = InvalidationPlan.psiRange(m[0], m[1]);
-        atc.add(new InvDescriptor.DevTlb(rid, pasid, span.address(),
-            Math.min(span.addressMask(), DeviceAtc.WHOLE_SPACE_ORDER)));
-      }
-    }
-    return new InvalidationBatch(reason, ids, List.copyOf(fixed), dropSubsumedIotlb(iotlb),
-        dropSubsumedAtc(atc), rescan, rangesIn, rangesOut);
+    return new InvalidationBatch(reason, ids, fixed == null ? List.of() : List.copyOf(fixed),
+        dropSubsumedIotlb(iotlbMayRepeat ? new LinkedHashSet<>(iotlb) : iotlb),
+        dropSubsumedAtc(atcMayRepeat ? new LinkedHashSet<>(atc) : atc), rescan, rangesIn, rangesOut);
   }
 
   private static long key(int a, int b) {
@@ -203,31 +226,143 @@ public record InvalidationBatch(
   }
 
   /**
-   * Sorted by first address (unsigned), overlapping or adjacent ranges merged: {@code {first,
-   * last, leaf, tableChange}} with leaf the AND and tableChange the OR of the merged parts.
+   * Ranges tagged by a group key, merged per group: groups in the order of their first range,
+   * within a group sorted by first address (unsigned), overlapping or adjacent ranges merged with
+   * leaf the AND of the merged parts.
    */
-  static List<long[]> mergeRanges(List<long[]> ranges) {
-    List<long[]> sorted = new ArrayList<>(ranges);
-    sorted.sort(BY_FIRST);
-    List<long[]> out = new ArrayList<>();
-    long[] cur = null;
-    for (long[] r : sorted) {
-      if (cur != null
-          && (Long.compareUnsigned(r[0], cur[1]) <= 0 || r[0] == cur[1] + 1)) {
-        if (Long.compareUnsigned(r[1], cur[1]) > 0) {
-          cur[1] = r[1];
-        }
-        cur[2] &= r[2];
-        cur[3] |= r[3];
-        continue;
-      }
-      cur = r.clone();
-      out.add(cur);
+  private static final class Ranges {
+    private int size;
+    private final long[] key;
+    private final long[] first;
+    private final long[] last;
+    private final boolean[] leaf;
+    /** Group of each range: the index of its key's first appearance. */
+    private final int[] group;
+    private int groups;
+    /** Open-addressing table key -> group + 1 (0 empty), capacity a power of two over 2x size. */
+    private final long[] tableKey;
+    private final int[] tableGroup;
+
+    int merged;
+    long[] mKey;
+    long[] mFirst;
+    long[] mLast;
+    boolean[] mLeaf;
+
+    Ranges(int capacity) {
+      key = new long[capacity];
+      first = new long[capacity];
+      last = new long[capacity];
+      leaf = new boolean[capacity];
+      group = new int[capacity];
+      int t = Integer.highestOneBit(Math.max(1, capacity) * 2 + 1) << 1;
+      tableKey = new long[t];
+      tableGroup = new int[t];
     }
-    return out;
+
+    void add(long k, long f, long l, boolean isLeaf) {
+      int i = size++;
+      key[i] = k;
+      first[i] = f;
+      last[i] = l;
+      leaf[i] = isLeaf;
+      group[i] = groupOf(k);
+    }
+
+    private int groupOf(long k) {
+      int mask = tableKey.length - 1;
+      int h = (int) ((k * 0x9E3779B97F4A7C15L) >>> 40) & mask;
+      while (tableGroup[h] != 0) {
+        if (tableKey[h] == k) {
+          return tableGroup[h] - 1;
+        }
+        h = (h + 1) & mask;
+      }
+      tableKey[h] = k;
+      tableGroup[h] = ++groups;
+      return groups - 1;
+    }
+
+    /** Fills the merged ranges (m*), group by group. */
+    void merge() {
+      mKey = new long[size];
+      mFirst = new long[size];
+      mLast = new long[size];
+      mLeaf = new boolean[size];
+      merged = 0;
+      if (size == 0) {
+        return;
+      }
+      // Bucket the ranges by group (counting sort, stable), then order each bucket by first.
+      int[] start = new int[groups + 1];
+      for (int i = 0; i < size; i++) {
+        start[group[i] + 1]++;
+      }
+      for (int g = 0; g < groups; g++) {
+        start[g + 1] += start[g];
+      }
+      int[] order = new int[size];
+      int[] fill = Arrays.copyOf(start, groups);
+      for (int i = 0; i < size; i++) {
+        order[fill[group[i]]++] = i;
+      }
+      for (int g = 0; g < groups; g++) {
+        int from = start[g];
+        int to = start[g + 1];
+        sortByFirst(order, from, to);
+        int cur = -1;
+        for (int j = from; j < to; j++) {
+          int r = order[j];
+          if (cur >= 0
+              && (Long.compareUnsigned(first[r], mLast[cur]) <= 0 || first[r] == mLast[cur] + 1)) {
+            if (Long.compareUnsigned(last[r], mLast[cur]) > 0) {
+              mLast[cur] = last[r];
+            }
+            mLeaf[cur] &= leaf[r];
+            continue;
+          }
+          cur = merged++;
+          mKey[cur] = key[r];
+          mFirst[cur] = first[r];
+          mLast[cur] = last[r];
+          mLeaf[cur] = leaf[r];
+        }
+      }
+    }
+
+    /** Stable sort of {@code order[from, to)} by first address (unsigned): insertion or merge. */
+    private void sortByFirst(int[] order, int from, int to) {
+      if (to - from <= 32) {
+        for (int j = from + 1; j < to; j++) {
+          int r = order[j];
+          int k = j - 1;
+          while (k >= from && Long.compareUnsigned(first[order[k]], first[r]) > 0) {
+            order[k + 1] = order[k];
+            k--;
+          }
+          order[k + 1] = r;
+        }
+        return;
+      }
+      Integer[] boxed = new Integer[to - from];
+      for (int j = from; j < to; j++) {
+        boxed[j - from] = order[j];
+      }
+      Arrays.sort(boxed, (a, b) -> Long.compareUnsigned(first[a], first[b]));
+      for (int j = from; j < to; j++) {
+        order[j] = boxed[j - from];
+      }
+    }
   }
 
-  private static List<InvDescriptor> dropSubsumedIotlb(Set<InvDescriptor> all) {
+  private static List<InvDescriptor> dropSubsumedIotlb(Collection<InvDescriptor> all) {
+    boolean anyWide = false;
+    for (InvDescriptor d : all) {
+      anyWide |= d instanceof InvDescriptor.IotlbDomain || d instanceof InvDescriptor.IotlbPasid;
+    }
+    if (!anyWide) {
+      return all instanceof List<InvDescriptor> l ? l : new ArrayList<>(all);
+    }
     Set<Integer> domainWide = new HashSet<>();
     Set<Long> pasidWide = new HashSet<>();
     for (InvDescriptor d : all) {
@@ -253,7 +388,14 @@ public record InvalidationBatch(
     return out;
   }
 
-  private static List<InvDescriptor> dropSubsumedAtc(Set<InvDescriptor> all) {
+  private static List<InvDescriptor> dropSubsumedAtc(Collection<InvDescriptor> all) {
+    boolean anyWhole = false;
+    for (InvDescriptor d : all) {
+      anyWhole |= ((InvDescriptor.DevTlb) d).sizeOrder() >= DeviceAtc.WHOLE_SPACE_ORDER;
+    }
+    if (!anyWhole) {
+      return all instanceof List<InvDescriptor> l ? l : new ArrayList<>(all);
+    }
     Set<Integer> ridWide = new HashSet<>();
     Set<Long> pasidWide = new HashSet<>();
     for (InvDescriptor d : all) {

@@ -118,9 +118,10 @@ public record InvalidationRequest(
    */
   public static InvalidationRequest fromPlan(
       long id, boolean synchronous, List<InvDescriptor> plan, IotlbTarget changed) {
-    List<IotlbTarget> iotlb = new ArrayList<>();
-    List<AtcTarget> atc = new ArrayList<>();
-    List<InvDescriptor> fixed = new ArrayList<>();
+    // Sized for the common plan (one IOTLB descriptor, a few device TLBs, no pass-through).
+    List<IotlbTarget> iotlb = new ArrayList<>(1);
+    List<AtcTarget> atc = null;
+    List<InvDescriptor> fixed = null;
     InvalidationPlan.PsiRange span =
         changed == null ? null : InvalidationPlan.psiRange(changed.first(), changed.last());
     int spanOrder = span == null ? -1 : Math.min(span.addressMask(), DeviceAtc.WHOLE_SPACE_ORDER);
@@ -130,6 +131,9 @@ public record InvalidationRequest(
         continue;
       }
       if (d instanceof InvDescriptor.DevTlb x) {
+        if (atc == null) {
+          atc = new ArrayList<>(plan.size());
+        }
         if (span != null && x.address() == span.address() && x.sizeOrder() == spanOrder) {
           atc.add(new AtcTarget(x.rid(), x.pasid(), changed.first(), changed.last()));
         } else {
@@ -139,6 +143,9 @@ public record InvalidationRequest(
       }
       IotlbTarget t = iotlbOf(d);
       if (t == null) {
+        if (fixed == null) {
+          fixed = new ArrayList<>(2);
+        }
         fixed.add(d);
       } else if (changed != null && !ownSeen) {
         ownSeen = true;
@@ -151,7 +158,8 @@ public record InvalidationRequest(
     if (changed != null && !ownSeen) {
       throw new IllegalArgumentException("a range plan without its IOTLB descriptor: " + plan);
     }
-    return new InvalidationRequest(id, synchronous, iotlb, atc, fixed);
+    return new InvalidationRequest(id, synchronous, iotlb, atc == null ? List.of() : atc,
+        fixed == null ? List.of() : fixed);
   }
 
   /**

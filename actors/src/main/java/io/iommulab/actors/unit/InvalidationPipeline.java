@@ -19,7 +19,8 @@ import io.iommulab.hardware.iommu.Domain;
 import io.iommulab.hardware.iommu.IommuUnit;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.HashMap;
+import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -144,8 +145,12 @@ final class InvalidationPipeline {
   private final java.util.function.IntFunction<String> tenantOf;
   private final InvalidationStream.Handle stream;
 
-  /** Admitted into the stream and not completed, by id. */
-  private final Map<Long, Pending> inFlight = new HashMap<>();
+  /**
+   * Admitted into the stream and not completed, in admission order: the stream keeps that order
+   * (a FIFO queue, order-keeping batching, one batch at a time), so every batch completes the
+   * oldest requests in flight.
+   */
+  private final ArrayDeque<Pending> inFlight = new ArrayDeque<>();
   /** Waiting for room in the ingress queue, in arrival order. */
   private final ArrayDeque<Pending> parked = new ArrayDeque<>();
 
@@ -184,8 +189,9 @@ final class InvalidationPipeline {
   private final Counter staleViolationCounter;
   /** Requests in the deferred flush queue: written by the stream's thread, read for stats. */
   private volatile int flushQueueOccupancy;
-  private final Map<Integer, Histogram> modeledLatency = new HashMap<>();
-  private final Map<Integer, Histogram> wallLatency = new HashMap<>();
+  /** Latency histograms by tenant (a VM id; 0 unknown), resolved once per tenant. */
+  private Histogram[] modeledLatency = new Histogram[64];
+  private Histogram[] wallLatency = new Histogram[64];
 
   /**
    * Starts the unit's stream: materialized with a materializer bound to the actor, so it stops
@@ -322,7 +328,7 @@ final class InvalidationPipeline {
   private boolean offer(Pending p) {
     QueueOfferResult r = stream.ingress().offer(p.request);
     if (r.isEnqueued()) {
-      inFlight.put(p.request.id(), p);
+      inFlight.addLast(p);
       depthSampler.increment();
       if (p.deferred()) {
         deferredUnflushed++;
@@ -384,6 +390,9 @@ final class InvalidationPipeline {
     }
     Set<InvDescriptor> extraIotlb = new LinkedHashSet<>();
     Set<InvDescriptor> extraAtc = new LinkedHashSet<>();
+    // The batch's own IOTLB descriptors, hashed: a rescan mostly finds exactly one of them, and
+    // the exact (linear) coverage test is left for the rest.
+    Set<InvDescriptor> own = new HashSet<>(batch.iotlb());
     for (IotlbTarget t : batch.rescan()) {
       Domain d = unit.domain(t.domainId());
       if (d == null) {
@@ -401,7 +410,7 @@ final class InvalidationPipeline {
           if (!batch.coversAtc(dev)) {
             extraAtc.add(dev);
           }
-        } else if (!(x instanceof InvDescriptor.Wait) && !batch.coversIotlb(x)) {
+        } else if (!(x instanceof InvDescriptor.Wait) && !own.contains(x) && !batch.coversIotlb(x)) {
           extraIotlb.add(x);
         }
       }
@@ -426,11 +435,12 @@ final class InvalidationPipeline {
       return;
     }
     long wallNow = wall();
-    Map<ActorRef<FlushCompleted>, List<Long>> deferredDone = new LinkedHashMap<>();
+    Map<ActorRef<FlushCompleted>, List<Long>> deferredDone = null;
     for (long id : batch.requestIds()) {
-      Pending p = inFlight.remove(id);
-      if (p == null) {
-        throw new IllegalStateException("batch completes request " + id + " not in flight");
+      Pending p = inFlight.pollFirst();
+      if (p == null || p.request.id() != id) {
+        throw new IllegalStateException("batch completes request " + id + ", the oldest in flight is "
+            + (p == null ? "none" : p.request.id()));
       }
       long modeled = Math.max(0, completedAtNs - p.modeledStart);
       completedRequests++;
@@ -446,12 +456,16 @@ final class InvalidationPipeline {
       if (p.deferred()) {
         deferredUnflushed--;
         deferredSampler.decrement();
+        if (deferredDone == null) {
+          deferredDone = new LinkedHashMap<>();
+        }
         deferredDone.computeIfAbsent(p.flushTo, k -> new ArrayList<>()).add(id);
       } else {
         p.flushed.accept(completedAtNs);
       }
     }
-    for (Map.Entry<ActorRef<FlushCompleted>, List<Long>> e : deferredDone.entrySet()) {
+    for (Map.Entry<ActorRef<FlushCompleted>, List<Long>> e
+        : deferredDone == null ? List.<Map.Entry<ActorRef<FlushCompleted>, List<Long>>>of() : deferredDone.entrySet()) {
       long[] tokens = new long[e.getValue().size()];
       for (int i = 0; i < tokens.length; i++) {
         tokens[i] = e.getValue().get(i);
@@ -513,7 +527,7 @@ final class InvalidationPipeline {
   }
 
   private boolean covers(int domainId, int pasid, long iova) {
-    for (Pending p : inFlight.values()) {
+    for (Pending p : inFlight) {
       if (covers(p.request, domainId, pasid, iova)) {
         return true;
       }
@@ -590,15 +604,29 @@ final class InvalidationPipeline {
   }
 
   private Histogram modeledHistogram(int tenant) {
-    return modeledLatency.computeIfAbsent(tenant, t -> Kamon.histogram(
-            "iommulab.invalidation.latency.modeled", MeasurementUnit.time().nanoseconds())
-        .withTags(latencyTags(t)));
+    if (tenant >= modeledLatency.length) {
+      modeledLatency = Arrays.copyOf(modeledLatency, Math.max(tenant + 1, 2 * modeledLatency.length));
+    }
+    Histogram h = modeledLatency[tenant];
+    if (h == null) {
+      h = Kamon.histogram("iommulab.invalidation.latency.modeled", MeasurementUnit.time().nanoseconds())
+          .withTags(latencyTags(tenant));
+      modeledLatency[tenant] = h;
+    }
+    return h;
   }
 
   private Histogram wallHistogram(int tenant) {
-    return wallLatency.computeIfAbsent(tenant, t -> Kamon.histogram(
-            "iommulab.invalidation.latency.wall", MeasurementUnit.time().nanoseconds())
-        .withTags(latencyTags(t)));
+    if (tenant >= wallLatency.length) {
+      wallLatency = Arrays.copyOf(wallLatency, Math.max(tenant + 1, 2 * wallLatency.length));
+    }
+    Histogram h = wallLatency[tenant];
+    if (h == null) {
+      h = Kamon.histogram("iommulab.invalidation.latency.wall", MeasurementUnit.time().nanoseconds())
+          .withTags(latencyTags(tenant));
+      wallLatency[tenant] = h;
+    }
+    return h;
   }
 
   private TagSet latencyTags(int tenant) {

@@ -107,7 +107,7 @@ final class PagingUnitActor extends UnitActorBase {
   private final IommuUnit unit;
   private final InvalidationPipeline pipeline;
   /** The VM whose device was last attached to a domain: the tenant tag of its invalidations. */
-  private final Map<Integer, Integer> domainTenant = new HashMap<>();
+  private int[] domainTenant = new int[64];
   private final long pageSizeBitmap;
   private final Histogram unmapLatency;
   /** Tokens of the Waits this actor builds itself (user ATC invalidation, caching-mode maps). */
@@ -328,7 +328,17 @@ final class PagingUnitActor extends UnitActorBase {
   }
 
   private int tenant(Domain d) {
-    return domainTenant.getOrDefault(d.id(), 0);
+    int id = d.id();
+    return id < domainTenant.length ? domainTenant[id] : 0;
+  }
+
+  /** Domain ids are small (the unit's id table): an array, no boxing on the unmap path. */
+  private void setTenant(Domain d, int tenant) {
+    int id = d.id();
+    if (id >= domainTenant.length) {
+      domainTenant = Arrays.copyOf(domainTenant, Math.max(id + 1, 2 * domainTenant.length));
+    }
+    domainTenant[id] = tenant;
   }
 
   private static int tenant(DeviceEntry e) {
@@ -394,7 +404,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (!r.isOk()) {
       return refuse(msg.replyTo(), r);
     }
-    domainTenant.remove(d.id());
+    setTenant(d, 0);
     return done(msg.replyTo());
   }
 
@@ -768,7 +778,7 @@ final class PagingUnitActor extends UnitActorBase {
       group(e).pasidAttached();
     }
     setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
-    domainTenant.put(d.id(), tenant(e));
+    setTenant(d, tenant(e));
     return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 
@@ -794,7 +804,7 @@ final class PagingUnitActor extends UnitActorBase {
       abortPendingPageGroups(e.rid, msg.pasid());
     }
     setHandle(e.rid, msg.pasid(), msg.faultSink(), msg.handleToken());
-    domainTenant.put(d.id(), tenant(e));
+    setTenant(d, tenant(e));
     return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 

@@ -137,19 +137,33 @@ public final class InvalidationPlan {
     checkMaxMask(maxAddressMask);
     PsiRange span = psiRange(iova, last);
     List<InvDescriptor> plan = new ArrayList<>(ats.size() + 2);
-    if (span.addressMask() <= maxAddressMask) {
-      plan.add(
-          new InvDescriptor.IotlbPages(
-              domainId, pasid, span.address(), span.addressMask(), leaf));
-    } else {
-      plan.add(wideFallback(domainId, pasid));
-    }
+    plan.add(iotlb(domainId, pasid, span, maxAddressMask, leaf));
     int order = Math.min(span.addressMask(), WHOLE_SPACE_MASK);
     for (AtsRequester r : ats) {
       plan.add(new InvDescriptor.DevTlb(r.rid(), r.pasid(), span.address(), order));
     }
     plan.add(new InvDescriptor.Wait(waitToken));
     return List.copyOf(plan);
+  }
+
+  /**
+   * The IOTLB descriptor alone of {@link #rangeLast} (no device TLB, no wait): what a batch of
+   * merged ranges issues per range, without building a plan for each.
+   */
+  public static InvDescriptor iotlbRangeLast(
+      int domainId, int pasid, long iova, long last, int maxAddressMask, boolean leaf) {
+    checkDomain(domainId);
+    checkPasidSelector(pasid);
+    checkMaxMask(maxAddressMask);
+    return iotlb(domainId, pasid, psiRange(iova, last), maxAddressMask, leaf);
+  }
+
+  private static InvDescriptor iotlb(
+      int domainId, int pasid, PsiRange span, int maxAddressMask, boolean leaf) {
+    if (span.addressMask() <= maxAddressMask) {
+      return new InvDescriptor.IotlbPages(domainId, pasid, span.address(), span.addressMask(), leaf);
+    }
+    return wideFallback(domainId, pasid);
   }
 
   private static InvDescriptor wideFallback(int domainId, int pasid) {

@@ -23,6 +23,8 @@ public abstract sealed class Domain permits PagingDomain, NestedDomain {
   private final int id;
   private final IommuUnit unit;
   private final List<Attachment> attachments = new ArrayList<>();
+  /** Attachments whose requester has ATS enabled: none means no device TLB can cache this domain. */
+  private int atsAttachments;
   private boolean live = true;
 
   Domain(int id, IommuUnit unit) {
@@ -53,15 +55,29 @@ public abstract sealed class Domain permits PagingDomain, NestedDomain {
     return !attachments.isEmpty();
   }
 
-  void addAttachment(int rid, int pasid) {
+  void addAttachment(int rid, int pasid, boolean ats) {
     attachments.add(new Attachment(rid, pasid));
+    if (ats) {
+      atsAttachments++;
+    }
   }
 
-  void removeAttachment(int rid, int pasid) {
+  void removeAttachment(int rid, int pasid, boolean ats) {
     if (!attachments.remove(new Attachment(rid, pasid))) {
       throw new IllegalStateException(
           "domain " + id + " not attached at rid " + rid + " pasid " + pasid);
     }
+    if (ats) {
+      atsAttachments--;
+    }
+  }
+
+  /**
+   * How many of the attachments are of requesters with ATS enabled (a requester's ATS capability
+   * is fixed when it is probed): 0 lets an invalidation skip looking for device TLBs.
+   */
+  int atsAttachments() {
+    return atsAttachments;
   }
 
   List<Attachment> attachmentsView() {

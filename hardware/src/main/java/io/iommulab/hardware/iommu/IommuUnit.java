@@ -510,7 +510,7 @@ public final class IommuUnit {
       return ((Outcome.Err<Void>) leaf).cast();
     }
     ctx.pasidTable().set(p, PasidEntry.of(p, domain));
-    domain.addAttachment(rid, p);
+    domain.addAttachment(rid, p, ctx.ats());
     if (!settings.cachingMode()) {
       return Outcome.ok(List.of());
     }
@@ -544,8 +544,8 @@ public final class IommuUnit {
     int p = old.pasid();
     ContextEntry ctx = contexts[rid];
     ctx.pasidTable().set(p, PasidEntry.of(p, newDomain));
-    old.domain().removeAttachment(rid, p);
-    newDomain.addAttachment(rid, p);
+    old.domain().removeAttachment(rid, p, ctx.ats());
+    newDomain.addAttachment(rid, p, ctx.ats());
     return Outcome.ok(teardown(ctx, old));
   }
 
@@ -563,7 +563,7 @@ public final class IommuUnit {
     PasidEntry old = cur.value();
     ContextEntry ctx = contexts[rid];
     ctx.pasidTable().clear(old.pasid());
-    old.domain().removeAttachment(rid, old.pasid());
+    old.domain().removeAttachment(rid, old.pasid(), ctx.ats());
     return Outcome.ok(teardown(ctx, old));
   }
 
@@ -923,6 +923,10 @@ public final class IommuUnit {
 
   /** ATS requesters attached to {@code domain} (at {@code pasid}, or at any PASID). */
   private List<AtsRequester> atsRequesters(Domain domain, int pasid) {
+    if (domain.atsAttachments() == 0) {
+      // Most domains: no device TLB to find, so no attachment and context entry to read.
+      return List.of();
+    }
     int p = pasid == FaultRecord.NO_PASID ? RID_PASID : pasid;
     List<AtsRequester> out = new ArrayList<>();
     for (Domain.Attachment a : domain.attachmentsView()) {
@@ -1081,6 +1085,16 @@ public final class IommuUnit {
         throw new IllegalStateException("domain table slot " + id + " holds " + d);
       }
       attachments += d.attachmentsView().size();
+      int ats = 0;
+      for (Domain.Attachment a : d.attachmentsView()) {
+        if (contexts[a.rid()].ats()) {
+          ats++;
+        }
+      }
+      if (ats != d.atsAttachments()) {
+        throw new IllegalStateException("domain " + id + " counts " + d.atsAttachments()
+            + " ATS attachments, has " + ats);
+      }
       if (d instanceof PagingDomain p) {
         if (children[id] != p.nestedChildren()) {
           throw new IllegalStateException("domain " + id + " counts the wrong nested children");
