@@ -24,7 +24,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 /** The scenarios this module bundles: listed, documented, valid, and found by the command line. */
 class BundledScenariosTest {
   static final List<String> NAMES =
-      List.of("default", "multi-tenant", "pamu-contention", "snoop-history", "hotplug-during-mapping", "soak");
+      List.of("default", "multi-tenant", "pamu-contention", "snoop-history", "hotplug-during-mapping", "soak",
+          "multi-tenant-1k", "multi-tenant-10k");
 
   static List<String> names() {
     return NAMES;

@@ -209,7 +209,11 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
   /**
    * Outcome of a {@link DmaBurst}: {@code status[i]} is {@link #STATUS_OK}, a fault reason
    * ({@code FaultReason.ordinal() + 1}), {@link #STATUS_ABORTED} or {@link
-   * #STATUS_PAGE_REQUEST_FAILED}. {@code modeledLatencyNs}: from issue to the last completion.
+   * #STATUS_PAGE_REQUEST_FAILED}. {@code modeledLatencyNs}: the model's charge from issue to the
+   * last completion — the slowest translation of the first attempt (IOTLB or walk, ATS round trip,
+   * the unit's queueing) and, when accesses went through page requests, the PRI delivery and the
+   * slowest retry. The guest's own time to resolve a page request and the emulator's scheduling
+   * are not modeled time: the caller measures those on its own clock.
    */
   public record DmaCompleted(
       long tag, byte[] status, long modeledLatencyNs, int pageRequests, int atcHits)
@@ -275,17 +279,18 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
   /** One DmaBurst in flight. */
   private static final class Burst {
     final DmaBurst msg;
-    final long issuedNs;
     final byte[] status;
     int unresolved;
     int pageRequests;
     int atcHits;
+    /** Modeled: the slowest answer of the first attempt. */
     long latency;
+    /** Modeled: the slowest answer of a retry after page requests. */
+    long retryLatency;
     boolean done;
 
-    Burst(DmaBurst msg, long issuedNs) {
+    Burst(DmaBurst msg) {
       this.msg = msg;
-      this.issuedNs = issuedNs;
       this.status = new byte[msg.iovas().length];
       this.unresolved = status.length;
       java.util.Arrays.fill(status, PENDING);
@@ -410,7 +415,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       b.replyTo().tell(new DmaCompleted(b.tag(), status, 0, 0, 0));
       return Behaviors.same();
     }
-    Burst burst = new Burst(b, clock.nanos());
+    Burst burst = new Burst(b);
     if (n == 0) {
       complete(burst);
       return Behaviors.same();
@@ -497,7 +502,11 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       return Behaviors.same();
     }
     Burst burst = s.burst();
-    burst.latency = Math.max(burst.latency, r.modeledLatencyNs());
+    if (s.retry()) {
+      burst.retryLatency = Math.max(burst.retryLatency, r.modeledLatencyNs());
+    } else {
+      burst.latency = Math.max(burst.latency, r.modeledLatencyNs());
+    }
     byte[] status = r.status();
     if (!s.ats()) {
       for (int j = 0; j < status.length; j++) {
@@ -587,7 +596,8 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
     }
     burst.done = true;
     inFlight.remove(burst);
-    long latency = burst.latency + (clock.nanos() - burst.issuedNs);
+    long latency = burst.latency
+        + (burst.pageRequests > 0 ? cost.pageRequest() + burst.retryLatency : 0);
     burst.msg.replyTo().tell(
         new DmaCompleted(burst.msg.tag(), burst.status, latency, burst.pageRequests, burst.atcHits));
   }

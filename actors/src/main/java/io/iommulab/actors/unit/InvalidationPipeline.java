@@ -376,7 +376,25 @@ final class InvalidationPipeline {
     drainParked();
     List<InvDescriptor> plan = planOf(batch);
     batchDescriptors.record(plan.size());
-    executor.run(plan, clock.nanos(), completedAt -> completed(batch, completedAt, executed));
+    executor.run(plan, issuedAt(batch), completedAt -> completed(batch, completedAt, executed));
+  }
+
+  /**
+   * The modeled time the batch reaches the hardware queue. A flush queue's timeout is part of the
+   * model (Linux's {@code fq_flush_timeout}, drivers/iommu/dma-iommu.c), so a timed-out batch is
+   * issued now. Any other batch started when its first request was issued: the requests merged
+   * into it meanwhile joined a flush under way, and the time the emulator took to hand the batch
+   * over (waiting, say, for the previous batch's device acknowledgements on a busy machine) is its
+   * own scheduling, not the hardware's, so it must not inflate modeled latencies. The queue's
+   * busy-until still charges a queue the previous batch keeps busy.
+   */
+  private long issuedAt(InvalidationBatch batch) {
+    long now = clock.nanos();
+    if (batch.reason() == FlushReason.TIMEOUT) {
+      return now;
+    }
+    Pending first = inFlight.peekFirst();
+    return first == null ? now : Math.min(now, first.modeledStart);
   }
 
   /**

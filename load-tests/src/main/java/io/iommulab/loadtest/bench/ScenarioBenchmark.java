@@ -94,8 +94,7 @@ public final class ScenarioBenchmark {
     JsonNode global = s.get("metrics").get("global");
     double ops = 0;
     List<String> lines = new ArrayList<>();
-    for (var it = global.fields(); it.hasNext(); ) {
-      var e = it.next();
+    for (Map.Entry<String, JsonNode> e : global.properties()) {
       JsonNode m = e.getValue();
       if (e.getKey().endsWith(".count") && m.get("count").asLong() > 0) {
         ops += m.get("rate").asDouble();
@@ -104,8 +103,7 @@ public final class ScenarioBenchmark {
     }
     System.out.printf("operations: %.1f/s over the run%n", ops);
     lines.forEach(System.out::println);
-    for (var it = global.fields(); it.hasNext(); ) {
-      var e = it.next();
+    for (Map.Entry<String, JsonNode> e : global.properties()) {
       JsonNode m = e.getValue();
       if (e.getKey().contains(".latency.") && m.get("count").asLong() > 0) {
         JsonNode p = m.get("percentiles");
