@@ -20,42 +20,17 @@ import io.iommulab.host.uapi.IommuFd.IoasAllowIovas;
 import io.iommulab.host.uapi.IommuFd.IoasIovaRanges;
 import io.iommulab.host.uapi.IommuFd.IoasMap;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
  * Bind, attach, replace, detach, the group rule, PASID attach, reserved and allowed IOVA ranges
  * (iommufd-uapi §1.5, §2.2).
  */
-class DeviceConformanceTest {
+class DeviceConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
-
-  Fixture f;
-  IommuFd fd;
-
-  @org.junit.jupiter.api.AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
-
-  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
-  private void useFakeUnits() {
-    f = Fixture.withFakeUnits(kit);
-    fd = f.fd;
-  }
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final long MSI = 0xfee0_0000L;
@@ -317,7 +292,7 @@ class DeviceConformanceTest {
 
   @Test
   void attachRefusedByTheUnitLeavesNoAutoDomainBehind() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = f.ioas();
     ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     VfioDevice nic0 = f.bound("nic0");
@@ -329,7 +304,7 @@ class DeviceConformanceTest {
 
   @Test
   void anAutoDomainWhoseReplayFailsIsTornDownAndChangesNothing() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = f.ioas();
     ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
     ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 32 * MB)));

@@ -43,7 +43,7 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
  * one device {@code legacy0} — a host-memory stand-in that keeps the net pinned bytes, and one fd
  * of VM 1 over a 64 MiB guest (2 MiB pages in two physically discontiguous halves).
  */
-final class Fixture {
+final class Fixture implements ConformanceTest.Host {
 
   static final long GUEST = 64L << 20;
   static final long MB = 1L << 20;
@@ -221,7 +221,8 @@ final class Fixture {
    * The host-memory actor's bug list must stay empty: every PinsChanged the fd sent was a valid pin
    * or an unpin of something pinned (checked after every test).
    */
-  void assertNoHostBugs() {
+  @Override
+  public void assertNoHostBugs() {
     assertEquals(List.of(), memoryReport().bugs(), "host-memory oracle");
   }
 
@@ -258,6 +259,11 @@ final class Fixture {
       n += d.table().mappedBytes();
     }
     return n;
+  }
+
+  @Override
+  public IommuFd fd() {
+    return fd;
   }
 
   int domains(String unit) {

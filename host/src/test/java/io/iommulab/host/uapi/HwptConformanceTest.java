@@ -24,43 +24,18 @@ import io.iommulab.host.uapi.IommuFd.HwptAlloc;
 import io.iommulab.host.uapi.IommuFd.HwptInvalidate;
 import io.iommulab.host.uapi.IommuFd.IoasMap;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
  * HWPT_ALLOC (paging, nested), dirty tracking, HWPT_INVALIDATE's array contract, vIOMMU,
  * vDEVICE, vEVENTQ and the IOPF FAULT queue (iommufd-uapi §1.4, §3, §4).
  */
-class HwptConformanceTest {
+class HwptConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
-
-  Fixture f;
-  IommuFd fd;
-
-  @org.junit.jupiter.api.AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
-
-  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
-  private void useFakeUnits() {
-    f = Fixture.withFakeUnits(kit);
-    fd = f.fd;
-  }
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final int NO_PASID = IommuUnitActor.NO_PASID;
@@ -215,7 +190,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationArrayStopsAtTheFirstBadEntryAndWritesBackTheEntriesHandled() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     List<InvalidationEntry> entries =
@@ -232,7 +207,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationEntryWithUnknownFlagsIsEopnotsuppAndEverythingMeansAllAtAddressZero() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     IommuFd.HwptInvalidated r = ok(fd.hwptInvalidate(new HwptInvalidate(nested, Uapi.HWPT_INVALIDATE_DATA_VTD_S1, 24,
@@ -249,7 +224,7 @@ class HwptConformanceTest {
 
   @Test
   void anInvalidationWithNoEntriesOnlyProbesTheDataType() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     IommuFd.HwptInvalidated r = ok(fd.hwptInvalidate(new HwptInvalidate(nested, Uapi.HWPT_INVALIDATE_DATA_VTD_S1, 0, List.of())));
@@ -261,7 +236,7 @@ class HwptConformanceTest {
 
   @Test
   void anEntryLengthOfZeroIsEinvalAndOneBeyondTheStructIsEinvalAtEntryZero() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     List<InvalidationEntry> one = List.of(InvalidationEntry.vtdS1(0, -1L, 0));
@@ -276,7 +251,7 @@ class HwptConformanceTest {
 
   @Test
   void aUnitErrorMidArrayCountsOnlyTheEntriesBeforeIt() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int nested = nestedOnVtd(nic0);
     f.controls.get("vtd0").failInvalidateAt.set(1);
@@ -373,7 +348,7 @@ class HwptConformanceTest {
 
   @Test
   void viommuInvalidationTranslatesVsidsAndAnUnknownOneOrOpcodeIsEio() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic2 = f.bound("nic2");
     int viommu = smmuViommu(nic2)[1];
     ok(fd.vdeviceAlloc(new IommuFd.VdeviceAlloc(viommu, nic2.devId(), 0x10)));
@@ -422,7 +397,7 @@ class HwptConformanceTest {
 
   @Test
   void aFullVeventqQueuesALostEventsHeaderOnlyEverLast() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic2 = f.bound("nic2");
     int viommu = smmuViommu(nic2)[1];
     ok(fd.vdeviceAlloc(new IommuFd.VdeviceAlloc(viommu, nic2.devId(), 0x10)));
@@ -469,7 +444,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadDeliversWholeGroupsWithCookiesFromOne() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, false);
@@ -513,7 +488,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadOfAGroupLargerThanTheCountLeavesItQueued() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, false);
@@ -525,7 +500,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultReadWhoseCountIsNotAMultipleOfTheRecordIsEspipe() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, true);
@@ -537,7 +512,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultWriteWithAnUnknownCookieOrABadCodeIsEinvalAndChangesNothing() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 2, 0x1000, true);
@@ -552,7 +527,7 @@ class HwptConformanceTest {
 
   @Test
   void oneResponseCompletesTheWholeGroupOnce() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 5, 0x1000, false);
@@ -568,7 +543,7 @@ class HwptConformanceTest {
 
   @Test
   void aFaultWriteStopsAtTheFirstBadResponseAfterConsumingTheGoodOnes() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 1, 0x1000, true);
@@ -580,7 +555,7 @@ class HwptConformanceTest {
 
   @Test
   void detachAnswersEveryPendingGroupOfTheHandleInvalid() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int fault = faultHwpt(nic0)[0];
     pageRequest("nic0", 1, 0x1000, true);
@@ -600,7 +575,7 @@ class HwptConformanceTest {
 
   @Test
   void aPageRequestWithoutAFaultHandlerIsAnsweredInvalidAtOnce() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     ok(nic0.attach(f.ioas()));
     pageRequest("nic0", 9, 0x1000, true);

@@ -21,39 +21,14 @@ import io.iommulab.host.uapi.IommuFd.IoasMap;
 import io.iommulab.host.uapi.IommuFd.IoasUnmap;
 import java.util.List;
 import java.util.concurrent.CompletionStage;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /** IOAS_ALLOC, IOAS_MAP (fixed and automatic IOVA), IOAS_UNMAP, IOAS_COPY (iommufd-uapi §1.3, §2.1, §2.3). */
-class IoasConformanceTest {
+class IoasConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
-
-  Fixture f;
-  IommuFd fd;
-
-  @org.junit.jupiter.api.AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
-
-  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
-  private void useFakeUnits() {
-    f = Fixture.withFakeUnits(kit);
-    fd = f.fd;
-  }
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final int RW = Uapi.IOAS_MAP_READABLE | Uapi.IOAS_MAP_WRITEABLE;
@@ -214,7 +189,7 @@ class IoasConformanceTest {
 
   @Test
   void mapRefusedByOneDomainIsUndoneInTheOthersAndUnpinned() {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = f.ioas();
     ok(f.bound("nic0").attach(ioas));
     ok(f.bound("nic2").attach(ioas)); // smmu0: a second auto domain of the same IOAS
@@ -370,7 +345,7 @@ class IoasConformanceTest {
 
   @Test
   void unmapRacingAMapOfTheSameAreaIsEbusyAndChangesNothing() throws Exception {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = ioasWithDomain();
     FakeUnit.Control vtd0 = f.controls.get("vtd0");
     vtd0.holdMaps = true;

@@ -23,9 +23,6 @@ import io.iommulab.host.uapi.IommuFd.IommuOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletionStage;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -33,33 +30,11 @@ import org.junit.jupiter.api.Test;
  * atomic check, and fail-nth sweeps: every injected allocation failure leaves nothing behind
  * (iommufd-uapi §1.2, §1.3 OPTION, §2.4, §5.3).
  */
-class LifecycleConformanceTest {
+class LifecycleConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
-
-  Fixture f;
-  IommuFd fd;
-
-  @org.junit.jupiter.api.AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
-
-  /** This test needs held replies, unit-side refusals or the recorded unit traffic. */
-  private void useFakeUnits() {
-    f = Fixture.withFakeUnits(kit);
-    fd = f.fd;
-  }
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final IoasidFdActor.Credentials ADMIN = new IoasidFdActor.Credentials(false, true);
@@ -231,7 +206,7 @@ class LifecycleConformanceTest {
 
   @Test
   void closeWaitsForAMapInFlightAndStillBalances() throws Exception {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = f.ioas();
     ok(f.bound("nic0").attach(ioas));
     FakeUnit.Control vtd0 = f.controls.get("vtd0");
@@ -251,7 +226,7 @@ class LifecycleConformanceTest {
 
   @Test
   void destroyOfAnIoasWhileAHwptIsBeingBuiltOnItIsEbusy() throws Exception {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     VfioDevice nic0 = f.bound("nic0");
     int ioas = f.ioas();
     ok(fd.ioasMap(IoasMap.fixed(ioas, f.va, 2 * MB, 16 * MB)));
@@ -270,7 +245,7 @@ class LifecycleConformanceTest {
 
   @Test
   void destroyOfAnIoasWithAMapInFlightIsEbusyAndChangesNothing() throws Exception {
-    useFakeUnits();
+    use(Fixture.withFakeUnits(kit));
     int ioas = f.ioas();
     ok(f.bound("nic0").attach(ioas));
     FakeUnit.Control vtd0 = f.controls.get("vtd0");

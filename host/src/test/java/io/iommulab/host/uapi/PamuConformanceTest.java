@@ -16,11 +16,7 @@ import io.iommulab.host.uapi.IommuFd.VfioDmaMap;
 import io.iommulab.host.uapi.IommuFd.VfioDmaUnmap;
 import java.time.Duration;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -29,31 +25,15 @@ import org.junit.jupiter.api.Test;
  * real PAMU unit, MSI bank and device actors. The container uses a 16 MiB aperture in 16 windows
  * of 1 MiB unless a test says otherwise.
  */
-class PamuConformanceTest {
+class PamuConformanceTest extends ConformanceTest<PamuFixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
+  @Override
+  PamuFixture open() {
+    return new PamuFixture(kit);
   }
 
   private static final long MB = 1L << 20;
   private static final int RW = ModeUapi.VFIO_DMA_MAP_FLAG_READ | ModeUapi.VFIO_DMA_MAP_FLAG_WRITE;
-
-  PamuFixture f;
-  IommuFd fd;
-
-  @BeforeEach
-  void open() {
-    f = new PamuFixture(kit);
-    fd = f.fd;
-  }
-
-  @AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
 
   /** dpaa0 bound, the PAMU container set. */
   private VfioDevice container() {

@@ -40,7 +40,7 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  * 64 MiB guest backed by 2 MiB pages (the first physically apart from the others) — opened with {@code allow_unsafe_interrupts}, since a PAMU
  * does not isolate MSIs (the 2013 thread: isolation needs an MSI bank per VFIO group).
  */
-final class PamuFixture {
+final class PamuFixture implements ConformanceTest.Host {
 
   static final long GUEST = 64L << 20;
   private static final AtomicInteger NEXT_CTX = new AtomicInteger(10_000);
@@ -136,7 +136,13 @@ final class PamuFixture {
     return memoryReport().pinnedFrames() * 4096;
   }
 
-  void assertNoHostBugs() {
+  @Override
+  public IommuFd fd() {
+    return fd;
+  }
+
+  @Override
+  public void assertNoHostBugs() {
     assertEquals(List.of(), memoryReport().bugs(), "host-memory oracle");
   }
 

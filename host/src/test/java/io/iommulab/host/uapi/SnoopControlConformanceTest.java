@@ -12,10 +12,6 @@ import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.ModeUapi;
 import io.iommulab.hardware.Errno;
 import io.iommulab.host.uapi.IommuFd.HwptAlloc;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -28,27 +24,11 @@ import org.junit.jupiter.api.Test;
  * known, and events of one fd arrive in order, so an unexpected earlier event would be received
  * first.
  */
-class SnoopControlConformanceTest {
+class SnoopControlConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
-
-  Fixture f;
-  IommuFd fd;
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
-  }
-
-  @AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private int ioas(int flags) {

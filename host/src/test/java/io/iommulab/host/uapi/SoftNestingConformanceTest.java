@@ -19,10 +19,7 @@ import io.iommulab.hardware.memory.DmaCheck;
 import io.iommulab.host.uapi.IommuFd.IoasMap;
 import io.iommulab.host.uapi.IommuFd.IoasUnmap;
 import java.time.Duration;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
@@ -32,34 +29,23 @@ import org.junit.jupiter.api.Test;
  * with locked accounting only on the parent. The device is {@code legacy0} behind {@code vtd9}, a
  * VT-d without hardware nesting (or interrupt remapping: the fd allows unsafe interrupts).
  */
-class SoftNestingConformanceTest {
-
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
-  }
+class SoftNestingConformanceTest extends ConformanceTest<Fixture> {
 
   private static final long GIOVA = 0x4000_0000L;
   private static final int RW = Access.READ | Access.WRITE;
 
-  Fixture f;
-  IommuFd fd;
   VfioDevice dev;
   int parent;
 
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit, UapiSettings.defaults().withAllowUnsafeInterrupts(true), IoasidFdActor.Credentials.NONE);
-    fd = f.fd;
-    dev = f.bound("legacy0");
-    parent = f.ioas();
+  @Override
+  Fixture open() {
+    return new Fixture(kit, UapiSettings.defaults().withAllowUnsafeInterrupts(true), IoasidFdActor.Credentials.NONE);
   }
 
-  @AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
+  @BeforeEach
+  void bindLegacy0OverAParent() {
+    dev = f.bound("legacy0");
+    parent = f.ioas();
   }
 
   /** Maps {@code len} bytes of guest memory at GPA {@code gpa} into the parent (GPA = VA offset). */

@@ -13,10 +13,6 @@ import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.Errno;
 import io.iommulab.host.uapi.IommuFd.HwptAlloc;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -24,31 +20,15 @@ import org.junit.jupiter.api.Test;
  * and flushed per device (a VT-d stage 1 nested on the VM's GPA space at the PASID). nic0 sits
  * behind vtd0 with 20 PASID bits, nic2 behind smmu0, nvme0 has no PASIDs.
  */
-class SvaConformanceTest {
+class SvaConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final int S1 = Uapi.HWPT_DATA_VTD_S1;
   private static final int S1_LEN = Uapi.HWPT_VTD_S1_LEN;
-
-  Fixture f;
-  IommuFd fd;
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
-  }
-
-  @AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
 
   /** {@code name} bound with its RID on a NEST_PARENT|PASID HWPT (the VM's GPA space). */
   private VfioDevice onGpaSpace(String name) {

@@ -15,10 +15,6 @@ import io.iommulab.hardware.Errno;
 import io.iommulab.host.uapi.IommuFd.VfioDmaMap;
 import io.iommulab.host.uapi.IommuFd.VfioDmaUnmap;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -27,30 +23,14 @@ import org.junit.jupiter.api.Test;
  * GET_INFO, CHECK_EXTENSION and the compat IOAS. nic0 and nvme0 sit behind vtd0 (snoop control),
  * nic1 behind vtd1 (none).
  */
-class VfioType1ConformanceTest {
+class VfioType1ConformanceTest extends ConformanceTest<Fixture> {
 
-  static final ActorTestKit kit = ActorTestKit.create();
-
-  @AfterAll
-  static void shutdown() {
-    kit.shutdownTestKit();
+  @Override
+  Fixture open() {
+    return new Fixture(kit);
   }
 
   private static final long MSI = 0xfee0_0000L;
-
-  Fixture f;
-  IommuFd fd;
-
-  @BeforeEach
-  void open() {
-    f = new Fixture(kit);
-    fd = f.fd;
-  }
-
-  @AfterEach
-  void hostSawNoPinBugs() {
-    f.assertNoHostBugs();
-  }
 
   /** nic0's group in the container, and the container's IOMMU set to {@code type}. */
   private void container(int type) {
