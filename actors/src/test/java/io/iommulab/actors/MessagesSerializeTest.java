@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.ConfigFactory;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
@@ -31,10 +30,6 @@ import java.util.Map;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.serialization.Serialization;
-import org.apache.pekko.serialization.SerializationExtension;
-import org.apache.pekko.serialization.Serializer;
-import org.apache.pekko.serialization.Serializers;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -44,13 +39,7 @@ import org.junit.jupiter.api.Test;
  * sharded cluster of hosts would put on the wire.
  */
 class MessagesSerializeTest {
-  static final ActorTestKit testKit =
-      ActorTestKit.create(
-          ConfigFactory.parseString(
-                  "pekko.actor.serialize-messages = on\n"
-                      + "pekko.actor.serialize-creators = off\n"
-                      + "pekko.actor.no-serialization-verification-needed-class-prefix = []\n")
-              .withFallback(ConfigFactory.load("application-test")));
+  static final ActorTestKit testKit = Wire.serializingKit();
 
   @AfterAll
   static void cleanup() {
@@ -59,16 +48,6 @@ class MessagesSerializeTest {
 
   private static final int NONE = IommuUnitActor.NO_PASID;
 
-  /** Value messages (no arrays) come back equal: nothing is lost on the wire. */
-  private static void assertRoundTrips(Object message) {
-    Serialization serialization = SerializationExtension.get(testKit.system().classicSystem());
-    Serializer serializer = serialization.findSerializerFor(message);
-    assertTrue(serializer.getClass().getSimpleName().contains("Cbor"), serializer.getClass().getName());
-    byte[] bytes = serializer.toBinary(message);
-    String manifest = Serializers.manifestFor(serializer, message);
-    Object back = serialization.deserialize(bytes, serializer.identifier(), manifest).get();
-    assertEquals(message, back);
-  }
   private static final long IOVA = 0x40_0000L;
 
   @Test
@@ -151,13 +130,13 @@ class MessagesSerializeTest {
     unit.tell(new IommuUnitActor.GetSnapshot(snaps.getRef()));
     IommuUnitActor.UnitSnapshotted pagingSnapshot = snaps.receiveMessage();
     assertNotNull(pagingSnapshot.paging());
-    assertRoundTrips(pagingSnapshot);
-    assertRoundTrips(info);
+    Wire.assertRoundTrips(testKit, pagingSnapshot);
+    Wire.assertRoundTrips(testKit, info);
     TestProbe<IommuUnitActor.UnitStats> stats = testKit.createTestProbe();
     unit.tell(new IommuUnitActor.GetStats(stats.getRef()));
     IommuUnitActor.UnitStats unitStats = stats.receiveMessage();
     assertTrue(unitStats.faultLog().isEmpty());
-    assertRoundTrips(unitStats);
+    Wire.assertRoundTrips(testKit, unitStats);
 
     // PAMU: windows, an MSI bank, a write delivered to it.
     TestProbe<DeviceActor.Command> dpaa = testKit.createTestProbe();
@@ -194,7 +173,7 @@ class MessagesSerializeTest {
     pamu.tell(new IommuUnitActor.GetSnapshot(snaps.getRef()));
     IommuUnitActor.UnitSnapshotted pamuSnapshot = snaps.receiveMessage();
     assertNotNull(pamuSnapshot.pamu());
-    assertRoundTrips(pamuSnapshot);
+    Wire.assertRoundTrips(testKit, pamuSnapshot);
 
     TestProbe<DeviceActor.DeviceState> states = testKit.createTestProbe();
     gpu.tell(new DeviceActor.GetState(states.getRef()));
@@ -207,7 +186,7 @@ class MessagesSerializeTest {
     TestProbe<HostMemoryActor.MemoryReport> reports = testKit.createTestProbe();
     memory.tell(new HostMemoryActor.GetReport(reports.getRef()));
     HostMemoryActor.MemoryReport report = reports.receiveMessage();
-    assertRoundTrips(report);
+    Wire.assertRoundTrips(testKit, report);
     assertEquals(2, report.pinnedFrames());
     assertTrue(report.checks().get(DmaCheck.OK) >= 2);
   }

@@ -3,7 +3,7 @@ package io.iommulab.actors.fd;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.ConfigFactory;
+import io.iommulab.actors.Wire;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.HwptPgfault;
 import io.iommulab.actors.fd.model.IovaRange;
@@ -24,10 +24,6 @@ import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.serialization.Serialization;
-import org.apache.pekko.serialization.SerializationExtension;
-import org.apache.pekko.serialization.Serializer;
-import org.apache.pekko.serialization.Serializers;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -36,27 +32,11 @@ import org.junit.jupiter.api.Test;
  * would put on the wire), and a short fd session runs with every message serialized.
  */
 class FdMessagesSerializeTest {
-  static final ActorTestKit testKit =
-      ActorTestKit.create(
-          ConfigFactory.parseString(
-                  "pekko.actor.serialize-messages = on\n"
-                      + "pekko.actor.serialize-creators = off\n"
-                      + "pekko.actor.no-serialization-verification-needed-class-prefix = []\n")
-              .withFallback(ConfigFactory.load("application-test")));
+  static final ActorTestKit testKit = Wire.serializingKit();
 
   @AfterAll
   static void cleanup() {
     testKit.shutdownTestKit();
-  }
-
-  private static void assertRoundTrips(Object message) {
-    Serialization serialization = SerializationExtension.get(testKit.system().classicSystem());
-    Serializer serializer = serialization.findSerializerFor(message);
-    assertTrue(serializer.getClass().getSimpleName().contains("Cbor"), serializer.getClass().getName());
-    byte[] bytes = serializer.toBinary(message);
-    Object back =
-        serialization.deserialize(bytes, serializer.identifier(), Serializers.manifestFor(serializer, message)).get();
-    assertEquals(message, back);
   }
 
   @Test
@@ -96,7 +76,7 @@ class FdMessagesSerializeTest {
                     List.of("ioas 1 [0x100000, 0x10ffff] awaiting 1 flush"),
                     new FdSnapshot.UnmapCounters(1, 0, 0))));
     for (Object m : messages) {
-      assertRoundTrips(m);
+      Wire.assertRoundTrips(testKit, m);
     }
   }
 

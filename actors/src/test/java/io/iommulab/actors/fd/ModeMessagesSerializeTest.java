@@ -3,7 +3,7 @@ package io.iommulab.actors.fd;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.ConfigFactory;
+import io.iommulab.actors.Wire;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.IovaRange;
 import io.iommulab.actors.fd.model.ModeUapi;
@@ -17,10 +17,6 @@ import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.serialization.Serialization;
-import org.apache.pekko.serialization.SerializationExtension;
-import org.apache.pekko.serialization.Serializer;
-import org.apache.pekko.serialization.Serializers;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -30,27 +26,11 @@ import org.junit.jupiter.api.Test;
  * runs with every message serialized.
  */
 class ModeMessagesSerializeTest {
-  static final ActorTestKit testKit =
-      ActorTestKit.create(
-          ConfigFactory.parseString(
-                  "pekko.actor.serialize-messages = on\n"
-                      + "pekko.actor.serialize-creators = off\n"
-                      + "pekko.actor.no-serialization-verification-needed-class-prefix = []\n")
-              .withFallback(ConfigFactory.load("application-test")));
+  static final ActorTestKit testKit = Wire.serializingKit();
 
   @AfterAll
   static void cleanup() {
     testKit.shutdownTestKit();
-  }
-
-  private static void assertRoundTrips(Object message) {
-    Serialization serialization = SerializationExtension.get(testKit.system().classicSystem());
-    Serializer serializer = serialization.findSerializerFor(message);
-    assertTrue(serializer.getClass().getSimpleName().contains("Cbor"), serializer.getClass().getName());
-    byte[] bytes = serializer.toBinary(message);
-    Object back =
-        serialization.deserialize(bytes, serializer.identifier(), Serializers.manifestFor(serializer, message)).get();
-    assertEquals(message, back);
   }
 
   @Test
@@ -73,7 +53,7 @@ class ModeMessagesSerializeTest {
                     new FdSnapshot.AccountingSnapshot(100, 0, 0, 0, 0), 0,
                     List.of("vfio-container type=3 compat-ioas=1", "pamu-container unset", "sva pasids={1}"))));
     for (Object m : messages) {
-      assertRoundTrips(m);
+      Wire.assertRoundTrips(testKit, m);
     }
   }
 

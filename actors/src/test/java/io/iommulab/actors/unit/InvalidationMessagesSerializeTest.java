@@ -3,8 +3,8 @@ package io.iommulab.actors.unit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.ConfigFactory;
 import io.iommulab.actors.Fixtures;
+import io.iommulab.actors.Wire;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.device.DeviceActor.AtcInvalidate;
 import io.iommulab.actors.unit.IommuUnitActor.AtcInvalidationAcked;
@@ -17,10 +17,6 @@ import io.iommulab.hardware.Access;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
-import org.apache.pekko.serialization.Serialization;
-import org.apache.pekko.serialization.SerializationExtension;
-import org.apache.pekko.serialization.Serializer;
-import org.apache.pekko.serialization.Serializers;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -30,13 +26,7 @@ import org.junit.jupiter.api.Test;
  * stream's own local messages (a batch to execute) are exempt without breaking the pipeline.
  */
 class InvalidationMessagesSerializeTest {
-  static final ActorTestKit testKit =
-      ActorTestKit.create(
-          ConfigFactory.parseString(
-                  "pekko.actor.serialize-messages = on\n"
-                      + "pekko.actor.serialize-creators = off\n"
-                      + "pekko.actor.no-serialization-verification-needed-class-prefix = []\n")
-              .withFallback(ConfigFactory.load("application-test")));
+  static final ActorTestKit testKit = Wire.serializingKit();
 
   @AfterAll
   static void cleanup() {
@@ -45,15 +35,6 @@ class InvalidationMessagesSerializeTest {
 
   private static final int GPU = 0x0200;
   private static final long IOVA = 0x10_0000L;
-
-  private static void assertRoundTrips(Object message) {
-    Serialization serialization = SerializationExtension.get(testKit.system().classicSystem());
-    Serializer serializer = serialization.findSerializerFor(message);
-    assertTrue(serializer.getClass().getSimpleName().contains("Cbor"), serializer.getClass().getName());
-    byte[] bytes = serializer.toBinary(message);
-    String manifest = Serializers.manifestFor(serializer, message);
-    assertEquals(message, serialization.deserialize(bytes, serializer.identifier(), manifest).get());
-  }
 
   @Test
   void aDeferredUnmapItsFlushEventAndTheStatsRoundTripThroughJacksonCbor() {
@@ -69,16 +50,16 @@ class InvalidationMessagesSerializeTest {
     h.unit.tell(new UnmapRange(d, IOVA, 4096, flushes.getRef(), h.replies.getRef()));
     Unmapped u = h.replies.expectMessageClass(Unmapped.class);
     assertTrue(u.deferred());
-    assertRoundTrips(u);
+    Wire.assertRoundTrips(testKit, u);
     // The 10 ms flush timer runs on the real scheduler here.
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
     FlushCompleted f = flushes.receiveMessage();
     assertEquals(u.flushToken(), f.tokens()[0]);
-    assertRoundTrips(f);
+    Wire.assertRoundTrips(testKit, f);
     InvalidationStats s = h.invalidationStats();
     assertEquals(1, s.completed());
-    assertRoundTrips(s);
-    assertRoundTrips(new UnmapRange(d, IOVA, 4096, null, null));
+    Wire.assertRoundTrips(testKit, s);
+    Wire.assertRoundTrips(testKit, new UnmapRange(d, IOVA, 4096, null, null));
   }
 }
