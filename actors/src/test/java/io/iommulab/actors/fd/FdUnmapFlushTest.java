@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.actors.unit.HealthyUnit;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
@@ -83,7 +84,7 @@ class FdUnmapFlushTest {
           recorder.tell(cmd);
           IommuUnitActor.UnitReply scripted = script.apply(cmd);
           IommuUnitActor.UnitReply reply = scripted != null ? scripted : healthy(cmd);
-          ActorRef<IommuUnitActor.UnitReply> to = replyTo(cmd);
+          ActorRef<IommuUnitActor.UnitReply> to = HealthyUnit.replyTo(cmd);
           if (to != null && reply != null) {
             to.tell(reply);
           }
@@ -93,43 +94,7 @@ class FdUnmapFlushTest {
   }
 
   private static IommuUnitActor.UnitReply healthy(IommuUnitActor.Command cmd) {
-    if (cmd instanceof IommuUnitActor.ClaimDmaOwner) {
-      return new IommuUnitActor.DmaOwnerClaimed(INFO);
-    } else if (cmd instanceof IommuUnitActor.AllocDomain) {
-      return new IommuUnitActor.DomainAllocated(1, 0x40201000L, 48, 0, (1L << 48) - 1);
-    } else if (cmd instanceof IommuUnitActor.MapRange m) {
-      long bytes = 0;
-      for (long l : m.lengths()) {
-        bytes += l;
-      }
-      return new IommuUnitActor.Mapped(bytes);
-    } else if (cmd instanceof IommuUnitActor.UnmapRange u) {
-      return new IommuUnitActor.Unmapped(u.length(), 0);
-    }
-    return IommuUnitActor.Done.INSTANCE;
-  }
-
-  private static ActorRef<IommuUnitActor.UnitReply> replyTo(IommuUnitActor.Command cmd) {
-    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.ReleaseDmaOwner c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.AllocDomain c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.FreeDomain c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.EnforceCacheCoherency c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.MapRange c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.UnmapRange c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Attach c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Detach c) {
-      return c.replyTo();
-    }
-    return null;
+    return HealthyUnit.reply(cmd, rid -> INFO, () -> 1, 0);
   }
 
   /** An fd with one device attached to an IOAS (auto domain) and 64 KiB mapped at IOVA. */

@@ -1,5 +1,6 @@
 package io.iommulab.actors.vm;
 
+import io.iommulab.actors.unit.HealthyUnit;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
@@ -27,7 +28,7 @@ final class FakeUnit {
             received -> {
               IommuUnitActor.Command cmd = uncorrelated(ctx, received);
               recorder.tell(cmd);
-              ActorRef<IommuUnitActor.UnitReply> replyTo = replyTo(cmd);
+              ActorRef<IommuUnitActor.UnitReply> replyTo = HealthyUnit.replyTo(cmd);
               if (replyTo == null) {
                 return Behaviors.same();
               }
@@ -35,7 +36,7 @@ final class FakeUnit {
                 replyTo.tell(new IommuUnitActor.Refused(errno, "refused by the test: " + cmd.getClass().getSimpleName()));
                 return Behaviors.same();
               }
-              replyTo.tell(answer(cmd, nextDomain));
+              replyTo.tell(HealthyUnit.reply(cmd, FakeUnit::info, () -> nextDomain[0]++, 170));
               return Behaviors.same();
             })
         .build());
@@ -82,51 +83,5 @@ final class FakeUnit {
     return new IommuUnitActor.UnitInfo(
         0, "vtd0", UnitKind.VTD, 0x40201000L, 48, 0, (1L << 48) - 1, 20, false, true, true, true,
         true, true, List.of(ReservedRegion.VTD_MSI));
-  }
-
-  private static IommuUnitActor.UnitReply answer(IommuUnitActor.Command cmd, int[] nextDomain) {
-    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
-      return new IommuUnitActor.DmaOwnerClaimed(info(c.rid()));
-    } else if (cmd instanceof IommuUnitActor.AllocDomain) {
-      return new IommuUnitActor.DomainAllocated(nextDomain[0]++, 0x40201000L, 48, 0, (1L << 48) - 1);
-    } else if (cmd instanceof IommuUnitActor.MapRange m) {
-      long bytes = 0;
-      for (long l : m.lengths()) {
-        bytes += l;
-      }
-      return new IommuUnitActor.Mapped(bytes);
-    } else if (cmd instanceof IommuUnitActor.UnmapRange u) {
-      return new IommuUnitActor.Unmapped(u.length(), 170);
-    }
-    return IommuUnitActor.Done.INSTANCE;
-  }
-
-  private static ActorRef<IommuUnitActor.UnitReply> replyTo(IommuUnitActor.Command cmd) {
-    if (cmd instanceof IommuUnitActor.ClaimDmaOwner c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.ReleaseDmaOwner c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.AllocDomain c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.FreeDomain c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.EnforceCacheCoherency c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.MapRange c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.UnmapRange c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Attach c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Detach c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Stage1Map c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Stage1Unmap c) {
-      return c.replyTo();
-    } else if (cmd instanceof IommuUnitActor.Replace c) {
-      return c.replyTo();
-    }
-    return null;
   }
 }
