@@ -55,6 +55,27 @@ class HostGuardianTest {
         HostGuardian.create(SETTINGS, HostSettings.defaults(), new ManualClock(), FaultInjector.NONE, parts));
   }
 
+  /** The real parts, but nvme0's function behaves as {@code nvme0}: a planted fault. */
+  private static HostParts withNvme0(Behavior<DeviceActor.Command> nvme0) {
+    return new HostParts() {
+      @Override
+      public Behavior<DeviceActor.Command> device(
+          DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
+          ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
+        if (!settings.name().equals("nvme0")) {
+          return HostParts.super.device(settings, unitId, unit, memory, clock, seed);
+        }
+        return nvme0;
+      }
+    };
+  }
+
+  private static HostGuardian.HostReport shutdown(ActorRef<HostGuardian.Command> host) {
+    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
+    host.tell(new HostGuardian.Shutdown(probe.ref()));
+    return probe.receiveMessage();
+  }
+
   private static Topology topology(ActorRef<HostGuardian.Command> host) {
     TestProbe<Topology> probe = testKit.createTestProbe();
     host.tell(new HostGuardian.GetTopology(probe.ref()));
@@ -257,13 +278,7 @@ class HostGuardianTest {
     assertEquals(Presence.PRESENT, topology(host).device("nic0").presence());
     HostGuardian.VmCreated vm2 = created(host, 2, "nic0");
     ActorRef<VmActor.Command> vm = vm2.vm();
-    int fd = assertInstanceOf(VmActor.FdOpened.class, ask(vm, VmActor.OpenFd::new)).fd();
-    int ioas = assertInstanceOf(VmActor.IoasAllocated.class, ask(vm, r -> new VmActor.AllocIoas(fd, r))).ioasId();
-    assertInstanceOf(VmActor.DeviceBound.class, ask(vm, r -> new VmActor.BindDevice(fd, "nic0", r)));
-    assertInstanceOf(VmActor.DeviceAttached.class, ask(vm, r -> new VmActor.AttachDevice(fd, "nic0", ioas, r)));
-    long iova =
-        assertInstanceOf(VmActor.BufferMapped.class,
-            ask(vm, r -> new VmActor.MapBuffer(fd, ioas, 0, 2L << 20, VmActor.AUTO_IOVA, Access.READ_WRITE, false, r))).iova();
+    long iova = wire(vm, "nic0")[2];
     VmActor.DmaDone done =
         assertInstanceOf(
             VmActor.DmaDone.class,
@@ -288,9 +303,7 @@ class HostGuardianTest {
     created(host, 1, "nic0");
     created(host, 2, "nvme0", "nic1");
 
-    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
-    host.tell(new HostGuardian.Shutdown(probe.ref()));
-    HostGuardian.HostReport report = probe.receiveMessage();
+    HostGuardian.HostReport report = shutdown(host);
 
     assertTrue(report.clean(), () -> "leaks " + report.leaks() + " failures " + report.failures());
     assertEquals(List.of(1, 2), report.vms().stream().map(VmActor.VmShutDown::vmId).toList());
@@ -299,31 +312,19 @@ class HostGuardianTest {
     assertEquals(4, report.units().size());
     assertEquals(3, report.msiBanks().size());
     assertRefused(Errno.EBUSY, createVm(host, 3, GIB, "nvme0"));
-    host.tell(new HostGuardian.Shutdown(probe.ref()));
-    assertEquals(report, probe.receiveMessage());
+    assertEquals(report, shutdown(host), "a second shutdown gets the same report");
   }
 
   @Test
   void aDeviceActorThatThrowsIsStoppedRecordedAndMakesTheReportUnclean() {
     ActorRef<HostGuardian.Command> host =
-        host(
-            new HostParts() {
-              @Override
-              public Behavior<DeviceActor.Command> device(
-                  DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
-                  ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
-                if (!settings.name().equals("nvme0")) {
-                  return HostParts.super.device(settings, unitId, unit, memory, clock, seed);
-                }
-                return Behaviors.receive(DeviceActor.Command.class)
-                    .onMessage(
-                        DeviceActor.DmaBurst.class,
-                        m -> {
-                          throw new IllegalStateException("ATC invariant broken");
-                        })
-                    .build();
-              }
-            });
+        host(withNvme0(Behaviors.receive(DeviceActor.Command.class)
+            .onMessage(
+                DeviceActor.DmaBurst.class,
+                m -> {
+                  throw new IllegalStateException("ATC invariant broken");
+                })
+            .build()));
     HostGuardian.VmCreated vm = created(host, 1, "nvme0");
     LoggingTestKit.error(IllegalStateException.class)
         .withMessageContains("ATC invariant broken")
@@ -334,7 +335,6 @@ class HostGuardianTest {
               return null;
             });
 
-    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
     TestProbe<Topology> topo = testKit.createTestProbe();
     topo.awaitAssert(
         () -> {
@@ -344,8 +344,7 @@ class HostGuardianTest {
           assertTrue(t.failures().get(0).contains("device-nvme0") && t.failures().get(0).contains("ATC invariant broken"), t.failures().get(0));
           return null;
         });
-    host.tell(new HostGuardian.Shutdown(probe.ref()));
-    HostGuardian.HostReport report = probe.receiveMessage();
+    HostGuardian.HostReport report = shutdown(host);
     assertFalse(report.clean());
     assertEquals(1, report.failures().size());
   }
@@ -380,9 +379,7 @@ class HostGuardianTest {
     assertEquals(DeviceActor.STATUS_OK, write(vm1.vm(), "nic1", w1[2] + 0x1000).status()[0]);
     assertTrue(write(vm2.vm(), "accel0", 0x7000_0000L).status()[0] != DeviceActor.STATUS_OK);
 
-    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
-    host.tell(new HostGuardian.Shutdown(probe.ref()));
-    HostGuardian.HostReport report = probe.receiveMessage();
+    HostGuardian.HostReport report = shutdown(host);
 
     assertTrue(report.clean(), () -> "leaks " + report.leaks() + " failures " + report.failures());
     assertEquals(0, report.memory().pinnedFrames());
@@ -396,34 +393,23 @@ class HostGuardianTest {
 
   @Test
   void aDeviceThatCompletesDmaAfterItsUnmapReturnedIsAStaleViolationInTheReport() {
+    // Planted: a function whose ATC is never invalidated would do exactly this.
     ActorRef<HostGuardian.Command> host =
-        host(
-            new HostParts() {
-              @Override
-              public Behavior<DeviceActor.Command> device(
-                  DeviceSettings settings, int unitId, ActorRef<IommuUnitActor.Command> unit,
-                  ActorRef<HostMemoryActor.Command> memory, ModeledClock clock, long seed) {
-                if (!settings.name().equals("nvme0")) {
-                  return HostParts.super.device(settings, unitId, unit, memory, clock, seed);
-                }
-                // Planted: a function whose ATC is never invalidated would do exactly this.
-                return Behaviors.receive(DeviceActor.Command.class)
-                    .onMessage(
-                        DeviceActor.DmaBurst.class,
-                        m -> {
-                          m.replyTo().tell(new DeviceActor.DmaCompleted(m.tag(), new byte[m.iovas().length], 0, 0, 0));
-                          return Behaviors.same();
-                        })
-                    .onMessage(
-                        DeviceActor.AtcInvalidate.class,
-                        m -> {
-                          m.replyTo().tell(new IommuUnitActor.AtcInvalidationAcked(0x18, m.token()));
-                          return Behaviors.same();
-                        })
-                    .onAnyMessage(m -> Behaviors.same())
-                    .build();
-              }
-            });
+        host(withNvme0(Behaviors.receive(DeviceActor.Command.class)
+            .onMessage(
+                DeviceActor.DmaBurst.class,
+                m -> {
+                  m.replyTo().tell(new DeviceActor.DmaCompleted(m.tag(), new byte[m.iovas().length], 0, 0, 0));
+                  return Behaviors.same();
+                })
+            .onMessage(
+                DeviceActor.AtcInvalidate.class,
+                m -> {
+                  m.replyTo().tell(new IommuUnitActor.AtcInvalidationAcked(0x18, m.token()));
+                  return Behaviors.same();
+                })
+            .onAnyMessage(m -> Behaviors.same())
+            .build()));
     HostGuardian.VmCreated vm = created(host, 1, "nvme0");
     long[] w = wire(vm.vm(), "nvme0");
     VmActor.DmaDone legal = write(vm.vm(), "nvme0", w[2]);
@@ -433,9 +419,7 @@ class HostGuardianTest {
 
     assertEquals(0, legal.staleViolations());
     assertEquals(1, stale.staleViolations());
-    TestProbe<HostGuardian.HostReport> probe = testKit.createTestProbe();
-    host.tell(new HostGuardian.Shutdown(probe.ref()));
-    HostGuardian.HostReport report = probe.receiveMessage();
+    HostGuardian.HostReport report = shutdown(host);
     assertEquals(1, report.staleViolations());
     assertFalse(report.clean());
     StaleDmaOracle.StaleViolation v = report.staleViolationRecords().get(0);
@@ -485,9 +469,7 @@ class HostGuardianTest {
         .tell(new DeviceActor.DmaBurst(-1, new long[] {iova}, new int[] {64}, new int[] {Access.READ}, 9, dma.ref()));
     assertEquals(DeviceActor.STATUS_ABORTED, dma.receiveMessage().status()[0]);
 
-    TestProbe<HostGuardian.HostReport> report = testKit.createTestProbe();
-    host.tell(new HostGuardian.Shutdown(report.ref()));
-    HostGuardian.HostReport r = report.receiveMessage();
+    HostGuardian.HostReport r = shutdown(host);
     assertTrue(r.clean(), () -> r.leaks() + " " + r.failures());
   }
 }

@@ -28,6 +28,22 @@ class HostTest {
     return stage.toCompletableFuture().get(10, TimeUnit.SECONDS);
   }
 
+  /** A PAMU does not isolate MSIs: its containers need allow_unsafe_interrupts. */
+  private static Host pamuHost(String name) {
+    return Host.start(name, Host.config(Map.of("iommulab.uapi.allow-unsafe-interrupts", "on")), new ManualClock(),
+        FaultInjector.NONE, HostParts.REAL);
+  }
+
+  /** A uAPI fd of {@code vm} with its one device, dpaa0, bound and in a PAMU container. */
+  private static IommuFd pamuContainer(Host.Vm vm) throws Exception {
+    IommuFd fd = await(vm.openUapiFd()).value();
+    VfioDevice dpaa0 = new VfioDevice(fd, vm.devices().get(0).bindHandle());
+    assertTrue(await(dpaa0.bind()).isOk());
+    assertTrue(await(dpaa0.setContainer()).isOk());
+    assertTrue(await(fd.vfioSetIommu(ModeUapi.VFIO_FSL_PAMU_IOMMU)).isOk());
+    return fd;
+  }
+
   @Test
   void theFacadeCreatesVmsRunsTheirDmaHotplugsAndShutsDownCleanly() throws Exception {
     try (Host host =
@@ -72,19 +88,9 @@ class HostTest {
 
   @Test
   void aPamuContainerOpenedByAVmReportsAndMapsTheHostsMsiBanks() throws Exception {
-    try (Host host =
-        Host.start(
-            "HostPamu",
-            Host.config(Map.of("iommulab.uapi.allow-unsafe-interrupts", "on")),
-            new ManualClock(),
-            FaultInjector.NONE,
-            HostParts.REAL)) {
+    try (Host host = pamuHost("HostPamu")) {
       Host.Vm vm = await(host.createVm(1, GIB, PageSize.SIZE_2M, List.of("dpaa0"))).value();
-      IommuFd fd = await(vm.openUapiFd()).value();
-      VfioDevice dpaa0 = new VfioDevice(fd, vm.devices().get(0).bindHandle());
-      assertTrue(await(dpaa0.bind()).isOk());
-      assertTrue(await(dpaa0.setContainer()).isOk());
-      assertTrue(await(fd.vfioSetIommu(ModeUapi.VFIO_FSL_PAMU_IOMMU)).isOk());
+      IommuFd fd = pamuContainer(vm);
       assertEquals(3, await(fd.pamuGetMsiBankCount()).value(), "the default host has three banks");
       assertTrue(await(fd.pamuSetGeometry(0, (16L << 20) - 1)).isOk());
       assertTrue(await(fd.pamuSetWindows(16)).isOk());
@@ -95,19 +101,9 @@ class HostTest {
 
   @Test
   void aPamuViolationMakesTheVmStopIssuingDmaOnTheDevice() throws Exception {
-    try (Host host =
-        Host.start(
-            "HostPamuViolation",
-            Host.config(Map.of("iommulab.uapi.allow-unsafe-interrupts", "on")),
-            new ManualClock(),
-            FaultInjector.NONE,
-            HostParts.REAL)) {
+    try (Host host = pamuHost("HostPamuViolation")) {
       Host.Vm vm = await(host.createVm(1, GIB, PageSize.SIZE_2M, List.of("dpaa0"))).value();
-      IommuFd fd = await(vm.openUapiFd()).value();
-      VfioDevice dpaa0 = new VfioDevice(fd, vm.devices().get(0).bindHandle());
-      assertTrue(await(dpaa0.bind()).isOk());
-      assertTrue(await(dpaa0.setContainer()).isOk());
-      assertTrue(await(fd.vfioSetIommu(ModeUapi.VFIO_FSL_PAMU_IOMMU)).isOk());
+      IommuFd fd = pamuContainer(vm);
       assertTrue(await(fd.pamuSetGeometry(0, (16L << 20) - 1)).isOk());
       assertTrue(await(fd.pamuSetWindows(16)).isOk());
       assertTrue(await(fd.vfioMapDma(IommuFd.VfioDmaMap.rw(vm.layout().userVaBase(), 0, 1L << 20))).isOk());
