@@ -8,6 +8,8 @@ import io.iommulab.config.PagingUnitSettings;
 import io.iommulab.config.PamuUnitSettings;
 import io.iommulab.config.TopologySettings;
 import io.iommulab.config.UnitKind;
+import io.iommulab.hardware.PageSize;
+import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.List;
 import java.util.OptionalInt;
 
@@ -64,5 +66,19 @@ public final class Fixtures {
   public static DeviceSettings pamuDevice(String name, String unit, String rid, int group, int liodn) {
     return new DeviceSettings(
         name, unit, rid, OptionalInt.of(liodn), group, 0, false, 0, false, 4, true, false);
+  }
+
+  /**
+   * VM 1's guest memory of {@code hugePages} 2 MiB pages at user VA {@code userVa}, one physically
+   * contiguous run from 1 GiB: for tests that need a layout but no host-memory actor to allocate it.
+   */
+  public static GuestMemoryLayout contiguousGuest(int hugePages, long userVa) {
+    int[] frames = new int[hugePages];
+    int[] runEnd = new int[hugePages];
+    for (int i = 0; i < hugePages; i++) {
+      frames[i] = (int) (((1L << 30) + i * (2L << 20)) >>> 12);
+      runEnd[i] = hugePages;
+    }
+    return new GuestMemoryLayout(1, hugePages * (2L << 20), PageSize.SIZE_2M, userVa, frames, runEnd);
   }
 }

@@ -3,6 +3,7 @@ package io.iommulab.actors.fd;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.actors.Fixtures;
 import io.iommulab.actors.Wire;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.HwptPgfault;
@@ -17,7 +18,6 @@ import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
-import io.iommulab.hardware.PageSize;
 import io.iommulab.hardware.iommu.ReservedRegion;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.List;
@@ -82,13 +82,7 @@ class FdMessagesSerializeTest {
 
   @Test
   void aSessionRunsWithEveryMessageSerialized() {
-    int[] frames = new int[4];
-    int[] runEnd = new int[4];
-    for (int i = 0; i < 4; i++) {
-      frames[i] = (int) (((1L << 30) + i * (2L << 20)) >>> 12);
-      runEnd[i] = 4;
-    }
-    GuestMemoryLayout layout = new GuestMemoryLayout(1, 8L << 20, PageSize.SIZE_2M, 0x7f00_0000_0000L, frames, runEnd);
+    GuestMemoryLayout layout = Fixtures.contiguousGuest(4, 0x7f00_0000_0000L);
     TestProbe<HostMemoryActor.Command> memory = testKit.createTestProbe();
     TestProbe<IoasidFdActor.FdEvent> events = testKit.createTestProbe();
     ActorRef<IoasidFdActor.Command> fd =

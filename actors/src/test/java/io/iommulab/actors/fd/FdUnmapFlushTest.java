@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.actors.Fixtures;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.memory.HostMemoryActor;
@@ -14,7 +15,6 @@ import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
-import io.iommulab.hardware.PageSize;
 import io.iommulab.hardware.iommu.ReservedRegion;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.time.Duration;
@@ -43,7 +43,6 @@ class FdUnmapFlushTest {
     testKit.shutdownTestKit();
   }
 
-  private static final long MB = 1L << 20;
   private static final long VA = 0x7f00_0000_0000L;
   private static final long IOVA = 0x10_0000L;
   private static final long LEN = 64 * 1024;
@@ -55,13 +54,7 @@ class FdUnmapFlushTest {
           true, false, false, true, false, false, List.of(ReservedRegion.VTD_MSI));
 
   private static GuestMemoryLayout layout() {
-    int[] frames = new int[2];
-    int[] runEnd = new int[2];
-    for (int i = 0; i < 2; i++) {
-      frames[i] = (int) (((1L << 30) + i * (2L << 20)) >>> 12);
-      runEnd[i] = 2;
-    }
-    return new GuestMemoryLayout(1, 4 * MB, PageSize.SIZE_2M, VA, frames, runEnd);
+    return Fixtures.contiguousGuest(2, VA);
   }
 
   /**

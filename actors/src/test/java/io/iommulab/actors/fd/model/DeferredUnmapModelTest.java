@@ -5,11 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.actors.Fixtures;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
-import io.iommulab.hardware.PageSize;
 import io.iommulab.hardware.iommu.ReservedRegion;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.List;
@@ -48,13 +48,7 @@ class DeferredUnmapModelTest {
   private final HwPagetable domain = addDomain(ioasId, 1);
 
   private static GuestMemoryLayout layout() {
-    int[] frames = new int[4];
-    int[] runEnd = new int[4];
-    for (int i = 0; i < 4; i++) {
-      frames[i] = (int) (((1L << 30) + i * (2L << 20)) >>> 12);
-      runEnd[i] = 4;
-    }
-    return new GuestMemoryLayout(1, 8 * MB, PageSize.SIZE_2M, VA, frames, runEnd);
+    return Fixtures.contiguousGuest(4, VA);
   }
 
   private Device bind() {

@@ -3,11 +3,11 @@ package io.iommulab.actors.fd.model;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.actors.Fixtures;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.Outcome;
-import io.iommulab.hardware.PageSize;
 import io.iommulab.hardware.iommu.ReservedRegion;
 import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.util.ArrayList;
@@ -49,13 +49,7 @@ class IommufdCtxProperties {
   }
 
   private static GuestMemoryLayout layout() {
-    int[] frames = new int[8];
-    int[] runEnd = new int[8];
-    for (int i = 0; i < 8; i++) {
-      frames[i] = (int) (((1L << 30) + i * (2L << 20)) >>> 12);
-      runEnd[i] = 8;
-    }
-    return new GuestMemoryLayout(1, 16 * MB, PageSize.SIZE_2M, VA, frames, runEnd);
+    return Fixtures.contiguousGuest(8, VA);
   }
 
   @Property(tries = 150)
