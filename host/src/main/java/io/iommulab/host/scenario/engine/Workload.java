@@ -836,39 +836,25 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     return this;
   }
 
+  /** Lets the arrivals of {@code kind} (null: not in the mix) up to {@code now} in and issues those due. */
+  private static void issueDue(Schedule kind, long now, long previous, java.util.function.LongConsumer issuer) {
+    if (kind == null) {
+      return;
+    }
+    kind.arrive(now);
+    for (long start; (start = kind.poll(now, previous)) >= 0; ) {
+      issuer.accept(start);
+    }
+  }
+
   /** Issues what is due for {@code vm} at {@code now}; the previous tick was at {@code previous}. */
   private void issue(VmLoad vm, long now, long previous) {
     issueUnmaps(vm, now, previous);
-    if (vm.map != null) {
-      vm.map.arrive(now);
-      for (long start; (start = vm.map.poll(now, previous)) >= 0; ) {
-        issueMap(vm, start);
-      }
-    }
-    if (vm.dma != null) {
-      vm.dma.arrive(now);
-      for (long start; (start = vm.dma.poll(now, previous)) >= 0; ) {
-        issueDma(vm, start);
-      }
-    }
-    if (vm.pageRequests != null) {
-      vm.pageRequests.arrive(now);
-      for (long start; (start = vm.pageRequests.poll(now, previous)) >= 0; ) {
-        issuePageRequest(vm, start);
-      }
-    }
-    if (vm.invalidations != null) {
-      vm.invalidations.arrive(now);
-      for (long start; (start = vm.invalidations.poll(now, previous)) >= 0; ) {
-        issueInvalidation(vm, start);
-      }
-    }
-    if (vm.wbinvd != null) {
-      vm.wbinvd.arrive(now);
-      for (long start; (start = vm.wbinvd.poll(now, previous)) >= 0; ) {
-        issueWbinvd(vm, start);
-      }
-    }
+    issueDue(vm.map, now, previous, start -> issueMap(vm, start));
+    issueDue(vm.dma, now, previous, start -> issueDma(vm, start));
+    issueDue(vm.pageRequests, now, previous, start -> issuePageRequest(vm, start));
+    issueDue(vm.invalidations, now, previous, start -> issueInvalidation(vm, start));
+    issueDue(vm.wbinvd, now, previous, start -> issueWbinvd(vm, start));
     if (vm.hotplug != null) {
       vm.hotplug.arrive(now);
       for (long start; (start = vm.hotplug.poll(now, previous)) >= 0; ) {
@@ -944,11 +930,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
         (reply, failure) -> {
           if (reply instanceof VmActor.BufferMapped m) {
             completed(Operation.MAP, m.modeledLatencyNs(), start);
-            Held h = new Held(s, iova, size, gpa);
-            h.unmapDue = clock.nanos() + w.map().hold().toNanos();
-            s.add(h);
-            vm.unmapsDue.add(h);
-            reschedule(h.unmapDue);
+            hold(vm, new Held(s, iova, size, gpa));
           } else {
             error(Operation.MAP, errnoOf(reply, failure));
             count(Operation.MAP, 1);
@@ -976,6 +958,14 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       }
       issueUnmap(vm, h, late ? h.unmapDue : now);
     }
+  }
+
+  /** A buffer just mapped: held for the tenant's hold time, then due for its unmap. */
+  private void hold(VmLoad vm, Held h) {
+    h.unmapDue = clock.nanos() + w.map().hold().toNanos();
+    h.space.add(h);
+    vm.unmapsDue.add(h);
+    reschedule(h.unmapDue);
   }
 
   private void issueUnmap(VmLoad vm, Held h, long start) {
@@ -1065,11 +1055,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       if (reply == IoasidFdActor.Done.INSTANCE && s.windows != null) {
         // PAMU maps are PAACE writes, one per window; the model charges no other cost.
         completed(Operation.MAP, UNCHARGED, start);
-        Held h = new Held(s, iova, bytes, gpa);
-        h.unmapDue = clock.nanos() + w.map().hold().toNanos();
-        s.add(h);
-        vm.unmapsDue.add(h);
-        reschedule(h.unmapDue);
+        hold(vm, new Held(s, iova, bytes, gpa));
       } else {
         error(Operation.MAP, errnoOf(reply, failure));
         count(Operation.MAP, 1);
