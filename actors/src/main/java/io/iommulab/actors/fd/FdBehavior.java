@@ -13,7 +13,6 @@ import io.iommulab.actors.fd.model.FdObject;
 import io.iommulab.actors.fd.model.HwPagetable;
 import io.iommulab.actors.fd.model.HwptPgfault;
 import io.iommulab.actors.fd.model.IommufdCtx;
-import io.iommulab.actors.fd.model.IommuInfo;
 import io.iommulab.actors.fd.model.Invalidation;
 import io.iommulab.actors.fd.model.Ioas;
 import io.iommulab.actors.fd.model.PinListener;
@@ -842,13 +841,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
   // ================================================================ bind / unbind
 
-  private static IommuInfo infoOf(IommuUnitActor.UnitInfo u) {
-    return new IommuInfo(
-        u.unitId(), u.unitName(), u.kind(), u.pageSizeBitmap(), u.addressWidth(), u.apertureStart(),
-        u.apertureLast(), u.pasidBits(), u.enforceCacheCoherency(), u.dirtyTracking(), u.nesting(),
-        u.msiIsolation(), u.ats(), u.pri(), u.reservedRegions());
-  }
-
   private Behavior<Command> onDeviceBind(IoasidFdActor.DeviceBind m) {
     if (refuseIfClosed(m.replyTo())) {
       return this;
@@ -872,7 +864,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
                 : new IoasidFdActor.Refused(Errno.EIO, "unexpected " + reply));
             return;
           }
-          Outcome<Device> done = model.completeBind(pending, infoOf(claimed.info()));
+          Outcome<Device> done = model.completeBind(pending, claimed.info());
           if (!done.isOk()) {
             ask(
                 h.unit(),
