@@ -101,11 +101,24 @@ final class ShadowHandlers {
 
   /** The installs (MapRange) of {@code segments} into {@code h}'s shadow domain. */
   private void install(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
+    askEach(h, segments, s -> mapOf(h, s), done);
+  }
+
+  private void remove(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
+    askEach(h, segments, s -> unmapOf(h, s), done);
+  }
+
+  /** One command per segment to {@code h}'s unit, all in one round; {@code done} gets the replies in order. */
+  private void askEach(
+      HwPagetable h,
+      List<ShadowNesting.Segment> segments,
+      Function<ShadowNesting.Segment, Function<ActorRef<UnitReply>, IommuUnitActor.Command>> make,
+      java.util.function.Consumer<UnitReply[]> done) {
     List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
     List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
     for (ShadowNesting.Segment s : segments) {
       targets.add(port.unit(h.unitId()));
-      makes.add(mapOf(h, s));
+      makes.add(make.apply(s));
     }
     port.askAll(targets, makes, done);
   }
@@ -115,16 +128,6 @@ final class ShadowHandlers {
     int domainId = h.domainId();
     long[][] runs = s.runs(model().layout());
     return r -> new IommuUnitActor.MapRange(domainId, s.giova(), runs[0], runs[1], s.prot(), r);
-  }
-
-  private void remove(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
-    List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
-    List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
-    for (ShadowNesting.Segment s : segments) {
-      targets.add(port.unit(h.unitId()));
-      makes.add(unmapOf(h, s));
-    }
-    port.askAll(targets, makes, done);
   }
 
   private static Function<ActorRef<UnitReply>, IommuUnitActor.Command> unmapOf(HwPagetable h, ShadowNesting.Segment s) {
