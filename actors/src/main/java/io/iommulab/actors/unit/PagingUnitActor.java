@@ -752,8 +752,7 @@ final class PagingUnitActor extends UnitActorBase {
   protected Behavior<Command> onAttach(Attach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Domain d = domainOrNull(msg.domainId());
     if (d == null) {
@@ -782,8 +781,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onReplace(Replace msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Domain d = domainOrNull(msg.domainId());
     if (d == null) {
@@ -809,8 +807,7 @@ final class PagingUnitActor extends UnitActorBase {
   protected Behavior<Command> onDetach(Detach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (unit.attachedDomain(e.rid, msg.pasid()) != null && saturated(msg.replyTo())) {
       return Behaviors.same();

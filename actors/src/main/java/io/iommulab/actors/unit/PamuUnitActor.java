@@ -375,8 +375,7 @@ final class PamuUnitActor extends UnitActorBase {
   protected Behavior<Command> onAttach(Attach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (msg.pasid() != FaultRecord.NO_PASID) {
       return refuse(msg.replyTo(), Errno.EINVAL, "pasid %d: a PAMU has no PASIDs", msg.pasid());
@@ -408,8 +407,7 @@ final class PamuUnitActor extends UnitActorBase {
   protected Behavior<Command> onDetach(Detach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Integer current = attachedTo.get(e.rid);
     if (msg.pasid() != FaultRecord.NO_PASID || current == null) {

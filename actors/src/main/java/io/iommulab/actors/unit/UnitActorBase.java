@@ -411,6 +411,11 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     return Behaviors.same();
   }
 
+  /** ENODEV: {@code rid} is not behind this unit (never registered, or unregistered since). */
+  protected Behavior<Command> notRegistered(ActorRef<UnitReply> replyTo, int rid) {
+    return refuse(replyTo, Errno.ENODEV, "rid %s: not registered on unit %s", rid(rid), name);
+  }
+
   protected Behavior<Command> unsupported(ActorRef<UnitReply> replyTo, String operation) {
     return refuse(replyTo, Errno.EOPNOTSUPP, "%s: unit %s (%s) has no such operation",
         operation, name, kind.configName());
@@ -481,8 +486,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onUnregisterDevice(UnregisterDevice msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     IommuGroup group = groups.get(e.group);
     DmaOwner owner = group.memberOwner(e.rid);
@@ -551,8 +555,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onClaimDmaOwner(ClaimDmaOwner msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (msg.ictxId() < 0) {
       return refuse(msg.replyTo(), Errno.EINVAL, "ictxId %d: negative", msg.ictxId());
@@ -581,8 +584,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onReleaseDmaOwner(ReleaseDmaOwner msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     IommuGroup group = groups.get(e.group);
     if (!(group.memberOwner(e.rid) instanceof DmaOwner.User u) || u.ictxId() != msg.ictxId()) {
