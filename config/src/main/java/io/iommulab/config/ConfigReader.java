@@ -247,16 +247,7 @@ final class ConfigReader {
 
   /** A 64-bit integer (decimal or {@code 0x} hex) that obeys {@code rule}. */
   OptionalLong getLong(String key, Rule rule) {
-    Found f = require(key, INTEGER);
-    if (f == null) {
-      return OptionalLong.empty();
-    }
-    Long v = integerOf(f.value());
-    if (v == null) {
-      report(key, f, "must be " + INTEGER);
-      return OptionalLong.empty();
-    }
-    return check(key, f, v, rule);
+    return getParsed(key, INTEGER, ConfigReader::integerOf, rule);
   }
 
   /**
@@ -264,16 +255,7 @@ final class ConfigReader {
    * {@code 2MiB}, {@code 64GiB}; note that {@code 64GB} is 64·10^9, not 64 GiB).
    */
   OptionalLong getBytes(String key, Rule rule) {
-    Found f = require(key, SIZE);
-    if (f == null) {
-      return OptionalLong.empty();
-    }
-    Long v = bytesOf(f.value());
-    if (v == null) {
-      report(key, f, "must be " + SIZE);
-      return OptionalLong.empty();
-    }
-    return check(key, f, v, rule);
+    return getParsed(key, SIZE, ConfigReader::bytesOf, rule);
   }
 
   /**
@@ -298,16 +280,7 @@ final class ConfigReader {
    * full unsigned 64-bit range) or decimal.
    */
   OptionalLong getAddress(String key, Rule rule) {
-    Found f = require(key, ADDRESS);
-    if (f == null) {
-      return OptionalLong.empty();
-    }
-    Long v = addressOf(f.value());
-    if (v == null) {
-      report(key, f, "must be " + ADDRESS);
-      return OptionalLong.empty();
-    }
-    return check(key, f, v, rule);
+    return getParsed(key, ADDRESS, ConfigReader::addressOf, rule);
   }
 
   /** A boolean: {@code on/off}, {@code true/false} or {@code yes/no}. */
@@ -381,34 +354,14 @@ final class ConfigReader {
 
   /** A list of sizes (see {@link #getBytes}), each checked by {@code rule} at {@code key[i]}. */
   Optional<List<Long>> getBytesList(String key, Rule rule) {
-    String expected = "a list of sizes such as [4K, 2M, 1G]";
-    Found f = require(key, expected);
-    if (f == null) {
-      return Optional.empty();
-    }
-    if (f.value().valueType() != ConfigValueType.LIST) {
-      report(key, f, "must be " + expected);
-      return Optional.empty();
-    }
-    String listPath = join(layers.get(f.layer()).path(), key);
-    ConfigList list = (ConfigList) f.value();
-    List<Long> out = new ArrayList<>(list.size());
-    boolean ok = true;
-    for (int i = 0; i < list.size(); i++) {
-      ConfigValue element = list.get(i);
-      Long v = bytesOf(element);
-      String elementPath = listPath + "[" + i + "]";
-      if (v == null) {
-        problems.add(elementPath + " = " + render(element) + ": must be " + SIZE);
-        ok = false;
-      } else if (!rule.test().test(v)) {
-        problems.add(elementPath + " = " + render(element) + ": " + rule.text());
-        ok = false;
-      } else {
-        out.add(v);
-      }
-    }
-    return ok ? Optional.of(out) : Optional.empty();
+    return getLongList(
+        key,
+        "a list of sizes such as [4K, 2M, 1G]",
+        element -> {
+          Long v = bytesOf(element);
+          return v == null ? "must be " + SIZE : v;
+        },
+        rule);
   }
 
   /**
@@ -430,17 +383,12 @@ final class ConfigReader {
 
   /** A list of scalars as text, each accepted by {@code ok}, each problem named {@code key[i]}. */
   Optional<List<String>> getStringList(String key, Predicate<String> ok, String expected) {
-    String listExpected = "a list of " + expected;
-    Found f = require(key, listExpected);
-    if (f == null) {
+    ListAt at = requireList(key, "a list of " + expected);
+    if (at == null) {
       return Optional.empty();
     }
-    if (f.value().valueType() != ConfigValueType.LIST) {
-      report(key, f, "must be " + listExpected);
-      return Optional.empty();
-    }
-    String listPath = join(layers.get(f.layer()).path(), key);
-    ConfigList list = (ConfigList) f.value();
+    String listPath = at.path();
+    ConfigList list = at.list();
     List<String> out = new ArrayList<>(list.size());
     boolean ok2 = true;
     for (int i = 0; i < list.size(); i++) {
@@ -457,34 +405,8 @@ final class ConfigReader {
 
   /** A list of durations (see {@link #getNanos}), each checked by {@code rule} at {@code key[i]}. */
   Optional<List<Long>> getNanosList(String key, Rule rule) {
-    String expected = "a list of durations such as [2s, 10s]";
-    Found f = require(key, expected);
-    if (f == null) {
-      return Optional.empty();
-    }
-    if (f.value().valueType() != ConfigValueType.LIST) {
-      report(key, f, "must be " + expected);
-      return Optional.empty();
-    }
-    String listPath = join(layers.get(f.layer()).path(), key);
-    ConfigList list = (ConfigList) f.value();
-    List<Long> out = new ArrayList<>(list.size());
-    boolean ok = true;
-    for (int i = 0; i < list.size(); i++) {
-      ConfigValue element = list.get(i);
-      String elementPath = listPath + "[" + i + "] = " + render(element) + ": ";
-      Object v = nanosOf(element);
-      if (v instanceof String why) {
-        problems.add(elementPath + why);
-        ok = false;
-      } else if (!rule.test().test((Long) v)) {
-        problems.add(elementPath + rule.text());
-        ok = false;
-      } else {
-        out.add((Long) v);
-      }
-    }
-    return ok ? Optional.of(out) : Optional.empty();
+    return getLongList(
+        key, "a list of durations such as [2s, 10s]", ConfigReader::nanosOf, rule);
   }
 
   /** The type of {@code key}'s value in the first layer that has it; empty when missing. */
@@ -536,16 +458,12 @@ final class ConfigReader {
    * merge: the list comes whole from the first layer that has it.
    */
   Optional<List<ConfigReader>> getObjectList(String key, String expected) {
-    Found f = require(key, expected);
-    if (f == null) {
+    ListAt at = requireList(key, expected);
+    if (at == null) {
       return Optional.empty();
     }
-    if (f.value().valueType() != ConfigValueType.LIST) {
-      report(key, f, "must be " + expected);
-      return Optional.empty();
-    }
-    String listPath = join(layers.get(f.layer()).path(), key);
-    ConfigList list = (ConfigList) f.value();
+    String listPath = at.path();
+    ConfigList list = at.list();
     List<ConfigReader> out = new ArrayList<>(list.size());
     for (int i = 0; i < list.size(); i++) {
       ConfigValue element = list.get(i);
@@ -589,6 +507,71 @@ final class ConfigReader {
 
   private void report(String key, Found f, String rule) {
     problems.add(join(layers.get(f.layer()).path(), key) + " = " + render(f.value()) + ": " + rule);
+  }
+
+  /**
+   * The reader behind {@link #getLong}, {@link #getBytes} and {@link #getAddress}: {@code parse}
+   * gives the value, or null when it is not {@code kind} (then "must be {@code kind}").
+   */
+  private OptionalLong getParsed(
+      String key, String kind, Function<ConfigValue, Long> parse, Rule rule) {
+    Found f = require(key, kind);
+    if (f == null) {
+      return OptionalLong.empty();
+    }
+    Long v = parse.apply(f.value());
+    if (v == null) {
+      report(key, f, "must be " + kind);
+      return OptionalLong.empty();
+    }
+    return check(key, f, v, rule);
+  }
+
+  /** A list found under {@code key} and the path its elements are named by ({@code path[i]}). */
+  private record ListAt(ConfigList list, String path) {}
+
+  /** The list under {@code key}, or null when it is missing or not a list (then reported). */
+  private ListAt requireList(String key, String expected) {
+    Found f = require(key, expected);
+    if (f == null) {
+      return null;
+    }
+    if (f.value().valueType() != ConfigValueType.LIST) {
+      report(key, f, "must be " + expected);
+      return null;
+    }
+    return new ListAt((ConfigList) f.value(), join(layers.get(f.layer()).path(), key));
+  }
+
+  /**
+   * A list of numbers, each checked by {@code rule} at {@code key[i]}: {@code parse} gives an
+   * element's value (a {@code Long}) or the rule it breaks (a {@code String}, as {@link #nanosOf}).
+   * Every bad element is reported, not only the first.
+   */
+  private Optional<List<Long>> getLongList(
+      String key, String expected, Function<ConfigValue, Object> parse, Rule rule) {
+    ListAt at = requireList(key, expected);
+    if (at == null) {
+      return Optional.empty();
+    }
+    ConfigList list = at.list();
+    List<Long> out = new ArrayList<>(list.size());
+    boolean ok = true;
+    for (int i = 0; i < list.size(); i++) {
+      ConfigValue element = list.get(i);
+      String elementPath = at.path() + "[" + i + "] = " + render(element) + ": ";
+      Object v = parse.apply(element);
+      if (v instanceof String why) {
+        problems.add(elementPath + why);
+        ok = false;
+      } else if (!rule.test().test((Long) v)) {
+        problems.add(elementPath + rule.text());
+        ok = false;
+      } else {
+        out.add((Long) v);
+      }
+    }
+    return ok ? Optional.of(out) : Optional.empty();
   }
 
   private OptionalLong check(String key, Found f, long v, Rule rule) {

@@ -13,7 +13,6 @@ import io.iommulab.actors.fd.model.FdObject;
 import io.iommulab.actors.fd.model.HwPagetable;
 import io.iommulab.actors.fd.model.HwptPgfault;
 import io.iommulab.actors.fd.model.IommufdCtx;
-import io.iommulab.actors.fd.model.IommuInfo;
 import io.iommulab.actors.fd.model.Invalidation;
 import io.iommulab.actors.fd.model.Ioas;
 import io.iommulab.actors.fd.model.PinListener;
@@ -44,6 +43,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.Function;
+import java.util.function.Supplier;
 import kamon.Kamon;
 import kamon.metric.Counter;
 import kamon.metric.Histogram;
@@ -510,6 +510,31 @@ final class FdBehavior extends AbstractBehavior<Command> {
     return new IoasidFdActor.Refused(r.errno(), r.message());
   }
 
+  /**
+   * The shape of every command the model answers at once: EBADF on a closed fd, else the model's
+   * outcome (run only then), as {@code ok} of its value or as the refusal carrying its errno.
+   */
+  private <T> Behavior<Command> answer(
+      ActorRef<Reply> replyTo, Supplier<Outcome<T>> call, Function<? super T, ? extends Reply> ok) {
+    if (refuseIfClosed(replyTo)) {
+      return this;
+    }
+    Outcome<T> o = call.get();
+    replyTo.tell(o.isOk() ? ok.apply(o.value()) : refusal(o));
+    return this;
+  }
+
+  /**
+   * {@code object}, or null after refusing EBADF when the fd named {@code what} {@code id} is not
+   * open (a FAULT or vEVENTQ fd the guest closed or never had).
+   */
+  private static <T> T openOrRefuse(T object, String what, int id, ActorRef<Reply> replyTo) {
+    if (object == null) {
+      replyTo.tell(new IoasidFdActor.Refused(Errno.EBADF, what + " fd " + id + " is not open"));
+    }
+    return object;
+  }
+
   private boolean refuseIfClosed(ActorRef<Reply> replyTo) {
     if (closing || closed) {
       replyTo.tell(new IoasidFdActor.Refused(Errno.EBADF, "fd " + ictxId + " is closed"));
@@ -565,12 +590,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ IOAS
 
   private Behavior<Command> onIoasAlloc(IoasidFdActor.IoasAlloc m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Integer> o = model.ioasAlloc(m.flags());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.IoasAllocated(o.value()) : refusal(o));
-    return this;
+    return answer(m.replyTo(), () -> model.ioasAlloc(m.flags()), IoasidFdActor.IoasAllocated::new);
   }
 
   private Behavior<Command> onIoasIovaRanges(IoasidFdActor.IoasIovaRanges m) {
@@ -591,21 +611,17 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   private Behavior<Command> onIoasAllowIovas(IoasidFdActor.IoasAllowIovas m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Void> o = model.allowIovas(m.ioasId(), m.allowedIovas());
-    m.replyTo().tell(o.isOk() ? IoasidFdActor.Done.INSTANCE : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.allowIovas(m.ioasId(), m.allowedIovas()),
+        v -> IoasidFdActor.Done.INSTANCE);
   }
 
   private Behavior<Command> onOption(IoasidFdActor.Option m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Long> o = model.option(m.optionId(), m.op(), m.objectId(), m.val64());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.OptionValue(o.value()) : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.option(m.optionId(), m.op(), m.objectId(), m.val64()),
+        IoasidFdActor.OptionValue::new);
   }
 
   private Behavior<Command> onIoasMap(IoasidFdActor.IoasMap m) {
@@ -842,13 +858,6 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
   // ================================================================ bind / unbind
 
-  private static IommuInfo infoOf(IommuUnitActor.UnitInfo u) {
-    return new IommuInfo(
-        u.unitId(), u.unitName(), u.kind(), u.pageSizeBitmap(), u.addressWidth(), u.apertureStart(),
-        u.apertureLast(), u.pasidBits(), u.enforceCacheCoherency(), u.dirtyTracking(), u.nesting(),
-        u.msiIsolation(), u.ats(), u.pri(), u.reservedRegions());
-  }
-
   private Behavior<Command> onDeviceBind(IoasidFdActor.DeviceBind m) {
     if (refuseIfClosed(m.replyTo())) {
       return this;
@@ -872,7 +881,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
                 : new IoasidFdActor.Refused(Errno.EIO, "unexpected " + reply));
             return;
           }
-          Outcome<Device> done = model.completeBind(pending, infoOf(claimed.info()));
+          Outcome<Device> done = model.completeBind(pending, claimed.info());
           if (!done.isOk()) {
             ask(
                 h.unit(),
@@ -1484,21 +1493,18 @@ final class FdBehavior extends AbstractBehavior<Command> {
   // ================================================================ FAULT, vIOMMU, vEVENTQ
 
   private Behavior<Command> onFaultQueueAlloc(IoasidFdActor.FaultQueueAlloc m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Integer> o = model.faultQueueAlloc(m.flags());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.FaultQueueAllocated(o.value()) : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.faultQueueAlloc(m.flags()),
+        IoasidFdActor.FaultQueueAllocated::new);
   }
 
   private Behavior<Command> onFaultRead(IoasidFdActor.FaultRead m) {
     if (refuseIfClosed(m.replyTo())) {
       return this;
     }
-    Fault f = model.fault(m.faultId());
+    Fault f = openOrRefuse(model.fault(m.faultId()), "fault", m.faultId(), m.replyTo());
     if (f == null) {
-      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
       return this;
     }
     Outcome<Fault.ReadResult> o = f.readWithHeaders(m.count());
@@ -1519,9 +1525,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
     if (refuseIfClosed(m.replyTo())) {
       return this;
     }
-    Fault f = model.fault(m.faultId());
+    Fault f = openOrRefuse(model.fault(m.faultId()), "fault", m.faultId(), m.replyTo());
     if (f == null) {
-      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
       return this;
     }
     Outcome<List<Fault.Response>> o = f.write(m.responses());
@@ -1538,9 +1543,8 @@ final class FdBehavior extends AbstractBehavior<Command> {
     if (refuseIfClosed(m.replyTo())) {
       return this;
     }
-    Fault f = model.fault(m.faultId());
+    Fault f = openOrRefuse(model.fault(m.faultId()), "fault", m.faultId(), m.replyTo());
     if (f == null) {
-      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "fault fd " + m.faultId() + " is not open"));
       return this;
     }
     m.replyTo().tell(new IoasidFdActor.Polled(f.readable(), true));
@@ -1548,39 +1552,32 @@ final class FdBehavior extends AbstractBehavior<Command> {
   }
 
   private Behavior<Command> onViommuAlloc(IoasidFdActor.ViommuAlloc m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Integer> o = model.viommuAlloc(m.flags(), m.type(), m.devId(), m.hwptId());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.ViommuAllocated(o.value()) : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.viommuAlloc(m.flags(), m.type(), m.devId(), m.hwptId()),
+        IoasidFdActor.ViommuAllocated::new);
   }
 
   private Behavior<Command> onVdeviceAlloc(IoasidFdActor.VdeviceAlloc m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Integer> o = model.vdeviceAlloc(m.viommuId(), m.devId(), m.virtId());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.VdeviceAllocated(o.value()) : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.vdeviceAlloc(m.viommuId(), m.devId(), m.virtId()),
+        IoasidFdActor.VdeviceAllocated::new);
   }
 
   private Behavior<Command> onVeventqAlloc(IoasidFdActor.VeventqAlloc m) {
-    if (refuseIfClosed(m.replyTo())) {
-      return this;
-    }
-    Outcome<Integer> o = model.veventqAlloc(m.flags(), m.viommuId(), m.type(), m.veventqDepth());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.VeventqAllocated(o.value()) : refusal(o));
-    return this;
+    return answer(
+        m.replyTo(),
+        () -> model.veventqAlloc(m.flags(), m.viommuId(), m.type(), m.veventqDepth()),
+        IoasidFdActor.VeventqAllocated::new);
   }
 
   private Behavior<Command> onVeventqRead(IoasidFdActor.VeventqRead m) {
     if (refuseIfClosed(m.replyTo())) {
       return this;
     }
-    Veventq q = model.veventq(m.veventqId());
+    Veventq q = openOrRefuse(model.veventq(m.veventqId()), "veventq", m.veventqId(), m.replyTo());
     if (q == null) {
-      m.replyTo().tell(new IoasidFdActor.Refused(Errno.EBADF, "veventq fd " + m.veventqId() + " is not open"));
       return this;
     }
     List<Vevent> read = q.read(m.count());
@@ -1915,6 +1912,14 @@ final class FdBehavior extends AbstractBehavior<Command> {
 
     boolean refuseIfClosed(ActorRef<Reply> replyTo) {
       return FdBehavior.this.refuseIfClosed(replyTo);
+    }
+
+    /** See {@link FdBehavior#answer}. */
+    <T> void answer(
+        ActorRef<Reply> replyTo,
+        Supplier<Outcome<T>> call,
+        Function<? super T, ? extends Reply> ok) {
+      FdBehavior.this.answer(replyTo, call, ok);
     }
 
     void opStarted() {

@@ -66,6 +66,41 @@ final class PamuHandlers {
     return port.unit(pamu().unitId());
   }
 
+  /**
+   * True (and {@code replyTo} refused) when the fd is closed or its container is not a PAMU one
+   * ({@link #notPamu}): the caller stops.
+   */
+  private boolean refuseUnlessPamu(ActorRef<Reply> replyTo) {
+    if (port.refuseIfClosed(replyTo)) {
+      return true;
+    }
+    Reply no = notPamu();
+    if (no != null) {
+      replyTo.tell(no);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Asks the PAMU unit {@code make}; a refusal is passed on to {@code done} with the driver's copy
+   * untouched, otherwise {@code applied} updates that copy and {@code done} gets Done: the unit
+   * changes first, so the copy never claims what the hardware refused.
+   */
+  private void askUnit(
+      java.util.function.Function<ActorRef<UnitReply>, IommuUnitActor.Command> make,
+      Runnable applied,
+      java.util.function.Consumer<Reply> done) {
+    port.ask(unit(), make, reply -> {
+      if (reply instanceof IommuUnitActor.Refused) {
+        done.accept(unitRefusal(reply));
+        return;
+      }
+      applied.run();
+      done.accept(IoasidFdActor.Done.INSTANCE);
+    });
+  }
+
   /** Runs {@code body} as one container operation: counted in flight, under the lock. */
   private void op(ActorRef<Reply> replyTo, java.util.function.BiConsumer<Runnable, java.util.function.Consumer<Reply>> body) {
     port.opStarted();
@@ -155,26 +190,17 @@ final class PamuHandlers {
         return;
       }
       int domainId = pamu().domainId();
-      port.ask(unit(), r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r), reply -> {
-        if (reply instanceof IommuUnitActor.Refused) {
-          done.accept(unitRefusal(reply));
-          return;
-        }
-        pamu().groupAdded(d);
-        done.accept(IoasidFdActor.Done.INSTANCE);
-      });
+      askUnit(
+          r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r),
+          () -> pamu().groupAdded(d),
+          done);
     });
   }
 
   // ---------------------------------------------------------------- attributes and MSI banks
 
   void getAttr(IoasidFdActor.PamuGetAttr m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Reply no = notPamu();
-    if (no != null) {
-      m.replyTo().tell(no);
+    if (refuseUnlessPamu(m.replyTo())) {
       return;
     }
     if (m.attribute() != ModeUapi.VFIO_ATTR_GEOMETRY && m.attribute() != ModeUapi.VFIO_ATTR_WINDOWS) {
@@ -196,12 +222,7 @@ final class PamuHandlers {
   }
 
   void setAttr(IoasidFdActor.PamuSetAttr m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Reply no = notPamu();
-    if (no != null) {
-      m.replyTo().tell(no);
+    if (refuseUnlessPamu(m.replyTo())) {
       return;
     }
     op(m.replyTo(), (release, done) -> {
@@ -212,28 +233,20 @@ final class PamuHandlers {
           done.accept(port.refusal(size));
           return;
         }
-        port.ask(unit(), r -> new IommuUnitActor.PamuSetGeometry(domainId, m.apertureStart(), size.value(), r), reply -> {
-          if (reply instanceof IommuUnitActor.Refused) {
-            done.accept(unitRefusal(reply));
-            return;
-          }
-          pamu().geometrySet(m.apertureStart(), m.apertureEnd());
-          done.accept(IoasidFdActor.Done.INSTANCE);
-        });
+        askUnit(
+            r -> new IommuUnitActor.PamuSetGeometry(domainId, m.apertureStart(), size.value(), r),
+            () -> pamu().geometrySet(m.apertureStart(), m.apertureEnd()),
+            done);
       } else if (m.attribute() == ModeUapi.VFIO_ATTR_WINDOWS) {
         Outcome<Void> ok = PamuIommu.checkWindowCount(m.windows());
         if (!ok.isOk()) {
           done.accept(port.refusal(ok));
           return;
         }
-        port.ask(unit(), r -> new IommuUnitActor.PamuSetWindowCount(domainId, m.windows(), r), reply -> {
-          if (reply instanceof IommuUnitActor.Refused) {
-            done.accept(unitRefusal(reply));
-            return;
-          }
-          pamu().windowCountSet(m.windows());
-          done.accept(IoasidFdActor.Done.INSTANCE);
-        });
+        askUnit(
+            r -> new IommuUnitActor.PamuSetWindowCount(domainId, m.windows(), r),
+            () -> pamu().windowCountSet(m.windows()),
+            done);
       } else {
         done.accept(new IoasidFdActor.Refused(Errno.EINVAL, "attribute " + m.attribute() + ": unknown"));
       }
@@ -241,20 +254,14 @@ final class PamuHandlers {
   }
 
   void getMsiBankCount(IoasidFdActor.PamuGetMsiBankCount m) {
-    if (port.refuseIfClosed(m.replyTo())) {
+    if (refuseUnlessPamu(m.replyTo())) {
       return;
     }
-    Reply no = notPamu();
-    m.replyTo().tell(no != null ? no : new IoasidFdActor.PamuMsiBankCount(pamu().msiBankCount()));
+    m.replyTo().tell(new IoasidFdActor.PamuMsiBankCount(pamu().msiBankCount()));
   }
 
   void mapMsiBank(IoasidFdActor.PamuMapMsiBank m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Reply no = notPamu();
-    if (no != null) {
-      m.replyTo().tell(no);
+    if (refuseUnlessPamu(m.replyTo())) {
       return;
     }
     op(m.replyTo(), (release, done) -> {
@@ -277,12 +284,7 @@ final class PamuHandlers {
   }
 
   void unmapMsiBank(IoasidFdActor.PamuUnmapMsiBank m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Reply no = notPamu();
-    if (no != null) {
-      m.replyTo().tell(no);
+    if (refuseUnlessPamu(m.replyTo())) {
       return;
     }
     op(m.replyTo(), (release, done) -> {
@@ -292,14 +294,10 @@ final class PamuHandlers {
         return;
       }
       int domainId = pamu().domainId();
-      port.ask(unit(), r -> new IommuUnitActor.PamuUnmapMsiBank(domainId, m.iova(), r), reply -> {
-        if (reply instanceof IommuUnitActor.Refused) {
-          done.accept(unitRefusal(reply));
-          return;
-        }
-        pamu().msiBankUnmapped(m.iova());
-        done.accept(IoasidFdActor.Done.INSTANCE);
-      });
+      askUnit(
+          r -> new IommuUnitActor.PamuUnmapMsiBank(domainId, m.iova(), r),
+          () -> pamu().msiBankUnmapped(m.iova()),
+          done);
     });
   }
 

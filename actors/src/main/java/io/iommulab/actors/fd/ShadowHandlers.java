@@ -101,25 +101,33 @@ final class ShadowHandlers {
 
   /** The installs (MapRange) of {@code segments} into {@code h}'s shadow domain. */
   private void install(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
+    askEach(h, segments, s -> mapOf(h, s), done);
+  }
+
+  private void remove(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
+    askEach(h, segments, s -> unmapOf(h, s), done);
+  }
+
+  /** One command per segment to {@code h}'s unit, all in one round; {@code done} gets the replies in order. */
+  private void askEach(
+      HwPagetable h,
+      List<ShadowNesting.Segment> segments,
+      Function<ShadowNesting.Segment, Function<ActorRef<UnitReply>, IommuUnitActor.Command>> make,
+      java.util.function.Consumer<UnitReply[]> done) {
     List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
     List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
-    int domainId = h.domainId();
     for (ShadowNesting.Segment s : segments) {
-      long[][] runs = s.runs(model().layout());
       targets.add(port.unit(h.unitId()));
-      makes.add(r -> new IommuUnitActor.MapRange(domainId, s.giova(), runs[0], runs[1], s.prot(), r));
+      makes.add(make.apply(s));
     }
     port.askAll(targets, makes, done);
   }
 
-  private void remove(HwPagetable h, List<ShadowNesting.Segment> segments, java.util.function.Consumer<UnitReply[]> done) {
-    List<ActorRef<IommuUnitActor.Command>> targets = new ArrayList<>();
-    List<Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
-    for (ShadowNesting.Segment s : segments) {
-      targets.add(port.unit(h.unitId()));
-      makes.add(unmapOf(h, s));
-    }
-    port.askAll(targets, makes, done);
+  /** The install of {@code s} into {@code h}'s shadow domain (its runs of host frames now). */
+  private Function<ActorRef<UnitReply>, IommuUnitActor.Command> mapOf(HwPagetable h, ShadowNesting.Segment s) {
+    int domainId = h.domainId();
+    long[][] runs = s.runs(model().layout());
+    return r -> new IommuUnitActor.MapRange(domainId, s.giova(), runs[0], runs[1], s.prot(), r);
   }
 
   private static Function<ActorRef<UnitReply>, IommuUnitActor.Command> unmapOf(HwPagetable h, ShadowNesting.Segment s) {
@@ -133,102 +141,109 @@ final class ShadowHandlers {
     return r -> new IommuUnitActor.UnmapRange(domainId, s.giova(), s.length(), flushTo, r);
   }
 
-  void map(IoasidFdActor.SoftNestMap m) {
-    if (port.refuseIfClosed(m.replyTo())) {
+  /** The rest of a guest-table operation, once planned under the parent's write gate. */
+  @FunctionalInterface
+  private interface Planned<P> {
+    void run(HwPagetable h, Ioas parent, P plan);
+  }
+
+  /**
+   * The shape of a guest-table map or unmap: EBADF on a closed fd, the soft-nested HWPT {@code
+   * hwptId} or its refusal; then, counted in flight and under the parent IOAS's write gate (the
+   * shadow is built from the parent's areas, which must not move meanwhile), {@code plan} on its
+   * shadow (ENOENT once the HWPT is being destroyed). A refused plan releases the gate and replies;
+   * otherwise {@code rest} runs and must release the gate and finish the op itself.
+   */
+  private <P> void underParentGate(
+      int hwptId,
+      ActorRef<Reply> replyTo,
+      Function<ShadowNesting, Outcome<P>> plan,
+      Planned<P> rest) {
+    if (port.refuseIfClosed(replyTo)) {
       return;
     }
-    Outcome<HwPagetable> found = model().softNested(m.hwptId());
+    Outcome<HwPagetable> found = model().softNested(hwptId);
     if (!found.isOk()) {
-      m.replyTo().tell(port.refusal(found));
+      replyTo.tell(port.refusal(found));
       return;
     }
     HwPagetable h = found.value();
     Ioas parent = h.ioas();
     port.opStarted();
     port.gateWrite(parent, () -> {
-      Outcome<ShadowNesting.MapPlan> planned =
-          h.isLive() ? h.shadow().planMap(m.giova(), m.gpa(), m.length(), m.prot())
+      Outcome<P> planned =
+          h.isLive() ? plan.apply(h.shadow())
               : Outcome.err(Errno.ENOENT, "hwpt %d is being destroyed", h.id());
       if (!planned.isOk()) {
         port.releaseWrite(parent);
-        port.opDone(m.replyTo(), port.refusal(planned));
+        port.opDone(replyTo, port.refusal(planned));
         return;
       }
-      ShadowNesting.MapPlan plan = planned.value();
-      install(h, plan.segments(), replies -> {
-        UnitReply bad = null;
-        List<ShadowNesting.Segment> done = new ArrayList<>();
-        for (int i = 0; i < replies.length; i++) {
-          if (replies[i] instanceof IommuUnitActor.Refused) {
-            bad = bad == null ? replies[i] : bad;
-          } else {
-            done.add(plan.segments().get(i));
-          }
-        }
-        if (bad == null) {
-          h.shadow().commitMap(plan);
-          port.releaseWrite(parent);
-          port.opDone(m.replyTo(), IoasidFdActor.Done.INSTANCE);
-          return;
-        }
-        UnitReply refusal = bad;
-        remove(h, done, undone -> {
-          port.releaseWrite(parent);
-          port.opDone(m.replyTo(), unitRefusal(refusal));
-        });
-      });
+      rest.run(h, parent, planned.value());
     });
   }
 
+  void map(IoasidFdActor.SoftNestMap m) {
+    underParentGate(m.hwptId(), m.replyTo(),
+        shadow -> shadow.planMap(m.giova(), m.gpa(), m.length(), m.prot()),
+        (h, parent, plan) -> {
+          install(h, plan.segments(), replies -> {
+            UnitReply bad = null;
+            List<ShadowNesting.Segment> done = new ArrayList<>();
+            for (int i = 0; i < replies.length; i++) {
+              if (replies[i] instanceof IommuUnitActor.Refused) {
+                bad = bad == null ? replies[i] : bad;
+              } else {
+                done.add(plan.segments().get(i));
+              }
+            }
+            if (bad == null) {
+              h.shadow().commitMap(plan);
+              port.releaseWrite(parent);
+              port.opDone(m.replyTo(), IoasidFdActor.Done.INSTANCE);
+              return;
+            }
+            UnitReply refusal = bad;
+            remove(h, done, undone -> {
+              port.releaseWrite(parent);
+              port.opDone(m.replyTo(), unitRefusal(refusal));
+            });
+          });
+        });
+  }
+
   void unmap(IoasidFdActor.SoftNestUnmap m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Outcome<HwPagetable> found = model().softNested(m.hwptId());
-    if (!found.isOk()) {
-      m.replyTo().tell(port.refusal(found));
-      return;
-    }
-    HwPagetable h = found.value();
-    Ioas parent = h.ioas();
-    port.opStarted();
-    port.gateWrite(parent, () -> {
-      Outcome<List<ShadowNesting.Entry>> planned =
-          h.isLive() ? h.shadow().planUnmap(m.giova(), m.length())
-              : Outcome.err(Errno.ENOENT, "hwpt %d is being destroyed", h.id());
-      if (!planned.isOk()) {
-        port.releaseWrite(parent);
-        port.opDone(m.replyTo(), port.refusal(planned));
-        return;
-      }
-      List<ShadowNesting.Segment> segments = new ArrayList<>();
-      for (ShadowNesting.Entry e : planned.value()) {
-        segments.addAll(e.segments());
-      }
-      // Strict: the guest's entries hold no pins of their own (the parent's areas do), but the
-      // guest may map the same GIOVA again at once, so its unmap returns after the flush.
-      remove(h, segments, replies -> {
-        UnitReply bad = null;
-        for (UnitReply r : replies) {
-          if (r instanceof IommuUnitActor.Refused) {
-            port.unmapRefused("unmap a whole shadow segment", r);
-            bad = bad == null ? r : bad;
+    underParentGate(m.hwptId(), m.replyTo(),
+        shadow -> shadow.planUnmap(m.giova(), m.length()),
+        (h, parent, entries) -> {
+          List<ShadowNesting.Segment> segments = new ArrayList<>();
+          for (ShadowNesting.Entry e : entries) {
+            segments.addAll(e.segments());
           }
-        }
-        if (bad != null) {
-          // The entries stay: a later unmap of them, or of the parent's areas, removes what is
-          // left, and the parent keeps the frames pinned meanwhile.
-          port.releaseWrite(parent);
-          port.opDone(m.replyTo(), new IoasidFdActor.Refused(Errno.EIO,
-              "a unit refused to unmap the shadow of [0x" + Long.toHexString(m.giova()) + ", +0x"
-                  + Long.toHexString(m.length()) + ") (a bug): " + bad));
-          return;
-        }
-        long bytes = h.shadow().commitUnmap(planned.value());
-        port.releaseWrite(parent);
-        port.opDone(m.replyTo(), new IoasidFdActor.SoftNestUnmapped(bytes));
-      });
-    });
+          // Strict: the guest's entries hold no pins of their own (the parent's areas do), but the
+          // guest may map the same GIOVA again at once, so its unmap returns after the flush.
+          remove(h, segments, replies -> {
+            UnitReply bad = null;
+            for (UnitReply r : replies) {
+              if (r instanceof IommuUnitActor.Refused) {
+                port.unmapRefused("unmap a whole shadow segment", r);
+                bad = bad == null ? r : bad;
+              }
+            }
+            if (bad != null) {
+              // The entries stay: a later unmap of them, or of the parent's areas, removes what is
+              // left, and the parent keeps the frames pinned meanwhile.
+              port.releaseWrite(parent);
+              port.opDone(m.replyTo(), new IoasidFdActor.Refused(Errno.EIO,
+                  "a unit refused to unmap the shadow of [0x" + Long.toHexString(m.giova()) + ", +0x"
+                      + Long.toHexString(m.length()) + ") (a bug): " + bad));
+              return;
+            }
+            long bytes = h.shadow().commitUnmap(entries);
+            port.releaseWrite(parent);
+            port.opDone(m.replyTo(), new IoasidFdActor.SoftNestUnmapped(bytes));
+          });
+        });
   }
 
   // ---------------------------------------------------------------- hooks of the parent's operations
@@ -269,11 +284,9 @@ final class ShadowHandlers {
     List<HwPagetable> owners = new ArrayList<>();
     List<ShadowNesting.Segment> segs = new ArrayList<>();
     for (HwPagetable h : ioas.shadows()) {
-      int domainId = h.domainId();
       for (ShadowNesting.Segment s : h.shadow().segmentsFor(areas)) {
-        long[][] runs = s.runs(model().layout());
         targets.add(port.unit(h.unitId()));
-        makes.add(r -> new IommuUnitActor.MapRange(domainId, s.giova(), runs[0], runs[1], s.prot(), r));
+        makes.add(mapOf(h, s));
         owners.add(h);
         segs.add(s);
       }

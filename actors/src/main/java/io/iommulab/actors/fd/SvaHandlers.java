@@ -26,19 +26,11 @@ final class SvaHandlers {
   }
 
   void alloc(IoasidFdActor.SvaPasidAlloc m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Outcome<Integer> o = sva().alloc();
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.SvaPasid(o.value()) : port.refusal(o));
+    port.answer(m.replyTo(), () -> sva().alloc(), IoasidFdActor.SvaPasid::new);
   }
 
   void free(IoasidFdActor.SvaPasidFree m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Outcome<Void> o = sva().free(m.pasid());
-    m.replyTo().tell(o.isOk() ? IoasidFdActor.Done.INSTANCE : port.refusal(o));
+    port.answer(m.replyTo(), () -> sva().free(m.pasid()), v -> IoasidFdActor.Done.INSTANCE);
   }
 
   void bind(IoasidFdActor.SvaBindPgtbl m) {

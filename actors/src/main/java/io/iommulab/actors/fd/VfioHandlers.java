@@ -45,11 +45,10 @@ final class VfioHandlers {
   }
 
   void onVfioIoas(IoasidFdActor.VfioIoas m) {
-    if (port.refuseIfClosed(m.replyTo())) {
-      return;
-    }
-    Outcome<Integer> o = vfio().vfioIoas(m.op(), m.ioasId(), model());
-    m.replyTo().tell(o.isOk() ? new IoasidFdActor.VfioIoasId(o.value()) : port.refusal(o));
+    port.answer(
+        m.replyTo(),
+        () -> vfio().vfioIoas(m.op(), m.ioasId(), model()),
+        IoasidFdActor.VfioIoasId::new);
   }
 
   /** VFIO_GROUP_SET_CONTAINER: see {@link IoasidFdActor.VfioGroupSetContainer}. */

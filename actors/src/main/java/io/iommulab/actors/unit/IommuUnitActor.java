@@ -628,8 +628,10 @@ public final class IommuUnitActor {
   public record Refused(Errno errno, String message) implements UnitReply {}
 
   /**
-   * What iommufd learns of a device's IOMMU at bind: GET_HW_INFO data and the reserved regions it
-   * must enforce in every IOAS the device attaches to.
+   * What iommufd learns of a device's IOMMU at bind (the unit's answer to the DMA-ownership
+   * claim): the capabilities GET_HW_INFO reports, the geometry of the domains it allocates, and
+   * the reserved regions it must enforce in every IOAS the device attaches to. The fd's model keeps
+   * this record as it is, so the region list is copied here: the receiver never shares the unit's.
    */
   public record UnitInfo(
       int unitId,
@@ -647,7 +649,12 @@ public final class IommuUnitActor {
       boolean ats,
       boolean pri,
       List<ReservedRegion> reservedRegions)
-      implements CborSerializable {}
+      implements CborSerializable {
+
+    public UnitInfo {
+      reservedRegions = List.copyOf(reservedRegions);
+    }
+  }
 
   public record DmaOwnerClaimed(UnitInfo info) implements UnitReply {}
 

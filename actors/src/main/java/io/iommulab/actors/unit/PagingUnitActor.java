@@ -138,22 +138,13 @@ final class PagingUnitActor extends UnitActorBase {
   @Override
   public Receive<Command> createReceive() {
     return commonReceive()
-        .onMessage(AllocDomain.class, this::onAllocDomain)
-        .onMessage(FreeDomain.class, this::onFreeDomain)
         .onMessage(EnforceCacheCoherency.class, this::onEnforceCacheCoherency)
         .onMessage(SetDirtyTracking.class, this::onSetDirtyTracking)
         .onMessage(ReadAndClearDirty.class, this::onReadAndClearDirty)
-        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
-        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
         .onMessage(Stage1Map.class, this::onStage1Map)
         .onMessage(Stage1Unmap.class, this::onStage1Unmap)
         .onMessage(InvalidateUser.class, this::onInvalidateUser)
-        .onMessage(Attach.class, this::onAttach)
         .onMessage(Replace.class, this::onReplace)
-        .onMessage(Detach.class, this::onDetach)
-        .onMessage(MsiWrite.class, this::onMsiWrite)
-        .onMessage(GetSnapshot.class, this::onGetSnapshot)
-        .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
         .onMessage(ExecuteBatch.class, this::onExecuteBatch)
         .onMessage(InvalidationStreamEnded.class, this::onInvalidationStreamEnded)
         .onSignal(PostStop.class, signal -> onStopping())
@@ -287,7 +278,8 @@ final class PagingUnitActor extends UnitActorBase {
     return Behaviors.same();
   }
 
-  private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
+  @Override
+  protected Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(pipeline.stats());
     return Behaviors.same();
   }
@@ -359,7 +351,8 @@ final class PagingUnitActor extends UnitActorBase {
     return refuse(replyTo, Errno.ENOENT, "%s %d: no such domain on unit %s", arg, id, name);
   }
 
-  private Behavior<Command> onAllocDomain(AllocDomain msg) {
+  @Override
+  protected Behavior<Command> onAllocDomain(AllocDomain msg) {
     if (msg.type() == null) {
       return refuse(msg.replyTo(), Errno.EINVAL, "type: missing");
     }
@@ -395,7 +388,8 @@ final class PagingUnitActor extends UnitActorBase {
     return Behaviors.same();
   }
 
-  private Behavior<Command> onFreeDomain(FreeDomain msg) {
+  @Override
+  protected Behavior<Command> onFreeDomain(FreeDomain msg) {
     Domain d = domainOrNull(msg.domainId());
     if (d == null) {
       return noDomain(msg.replyTo(), "domainId", msg.domainId());
@@ -414,16 +408,26 @@ final class PagingUnitActor extends UnitActorBase {
   }
 
   private PagingDomain pagingDomain(int id, Replier replyTo) {
+    return domainOf(id, PagingDomain.class, "domainId", "a NESTED domain, not a paging domain",
+        replyTo);
+  }
+
+  /**
+   * Domain {@code id} when it is a {@code type}, or null after refusing: ENOENT unknown, EINVAL
+   * of another type ({@code "<arg> <id>: <wrongType>"}).
+   */
+  private <D extends Domain> D domainOf(
+      int id, Class<D> type, String arg, String wrongType, Replier replyTo) {
     Domain d = domainOrNull(id);
     if (d == null) {
-      noDomain(replyTo, "domainId", id);
+      noDomain(replyTo, arg, id);
       return null;
     }
-    if (!(d instanceof PagingDomain p)) {
-      refuse(replyTo, Errno.EINVAL, "domainId %d: a NESTED domain, not a paging domain", id);
+    if (!type.isInstance(d)) {
+      refuse(replyTo, Errno.EINVAL, "%s %d: %s", arg, id, wrongType);
       return null;
     }
-    return p;
+    return type.cast(d);
   }
 
   private Behavior<Command> onEnforceCacheCoherency(EnforceCacheCoherency msg) {
@@ -614,16 +618,8 @@ final class PagingUnitActor extends UnitActorBase {
   }
 
   private NestedDomain nestedDomain(int id, ActorRef<UnitReply> replyTo) {
-    Domain d = domainOrNull(id);
-    if (d == null) {
-      noDomain(replyTo, "nestedDomainId", id);
-      return null;
-    }
-    if (!(d instanceof NestedDomain n)) {
-      refuse(replyTo, Errno.EINVAL, "nestedDomainId %d: not a NESTED domain", id);
-      return null;
-    }
-    return n;
+    return domainOf(id, NestedDomain.class, "nestedDomainId", "not a NESTED domain",
+        replyTo::tell);
   }
 
   private Behavior<Command> onStage1Map(Stage1Map msg) {
@@ -752,11 +748,11 @@ final class PagingUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- attach
 
-  private Behavior<Command> onAttach(Attach msg) {
+  @Override
+  protected Behavior<Command> onAttach(Attach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Domain d = domainOrNull(msg.domainId());
     if (d == null) {
@@ -785,8 +781,7 @@ final class PagingUnitActor extends UnitActorBase {
   private Behavior<Command> onReplace(Replace msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Domain d = domainOrNull(msg.domainId());
     if (d == null) {
@@ -808,11 +803,11 @@ final class PagingUnitActor extends UnitActorBase {
     return runThenDone(r.value(), tenant(e), msg.replyTo());
   }
 
-  private Behavior<Command> onDetach(Detach msg) {
+  @Override
+  protected Behavior<Command> onDetach(Detach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (unit.attachedDomain(e.rid, msg.pasid()) != null && saturated(msg.replyTo())) {
       return Behaviors.same();
@@ -840,7 +835,8 @@ final class PagingUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- MSI, inspection
 
-  private Behavior<Command> onMsiWrite(MsiWrite msg) {
+  @Override
+  protected Behavior<Command> onMsiWrite(MsiWrite msg) {
     // Interrupt remapping: the IRTE routes the write to the owner's vCPU. Without MSI isolation
     // the device could target any vector: counted, not prevented.
     msiWrites++;
@@ -851,7 +847,8 @@ final class PagingUnitActor extends UnitActorBase {
     return Behaviors.same();
   }
 
-  private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+  @Override
+  protected Behavior<Command> onGetSnapshot(GetSnapshot msg) {
     // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
     unit.checkInvariants();
     msg.replyTo().tell(

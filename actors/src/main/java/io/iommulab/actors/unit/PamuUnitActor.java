@@ -121,20 +121,11 @@ final class PamuUnitActor extends UnitActorBase {
   @Override
   public Receive<Command> createReceive() {
     return commonReceive()
-        .onMessage(AllocDomain.class, this::onAllocDomain)
-        .onMessage(FreeDomain.class, this::onFreeDomain)
-        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
-        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
-        .onMessage(Attach.class, this::onAttach)
-        .onMessage(Detach.class, this::onDetach)
         .onMessage(PamuSetGeometry.class, this::onPamuSetGeometry)
         .onMessage(PamuSetWindowCount.class, this::onPamuSetWindowCount)
         .onMessage(PamuGetGeometry.class, this::onPamuGetGeometry)
         .onMessage(PamuMapMsiBank.class, this::onPamuMapMsiBank)
         .onMessage(PamuUnmapMsiBank.class, this::onPamuUnmapMsiBank)
-        .onMessage(MsiWrite.class, this::onMsiWrite)
-        .onMessage(GetSnapshot.class, this::onGetSnapshot)
-        .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
         .onMessage(Replace.class, m -> unsupported(m.replyTo(), "Replace"))
         .onMessage(EnforceCacheCoherency.class, m -> unsupported(m.replyTo(), "EnforceCacheCoherency"))
         .onMessage(SetDirtyTracking.class, m -> unsupported(m.replyTo(), "SetDirtyTracking"))
@@ -229,7 +220,8 @@ final class PamuUnitActor extends UnitActorBase {
     return d;
   }
 
-  private Behavior<Command> onAllocDomain(AllocDomain msg) {
+  @Override
+  protected Behavior<Command> onAllocDomain(AllocDomain msg) {
     if (msg.type() != DomainType.PAMU) {
       return unsupported(msg.replyTo(), "AllocDomain(" + msg.type() + ")");
     }
@@ -243,7 +235,8 @@ final class PamuUnitActor extends UnitActorBase {
     return Behaviors.same();
   }
 
-  private Behavior<Command> onFreeDomain(FreeDomain msg) {
+  @Override
+  protected Behavior<Command> onFreeDomain(FreeDomain msg) {
     PamuDomain d = domain(msg.domainId(), msg.replyTo());
     if (d == null) {
       return Behaviors.same();
@@ -378,11 +371,11 @@ final class PamuUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- attach
 
-  private Behavior<Command> onAttach(Attach msg) {
+  @Override
+  protected Behavior<Command> onAttach(Attach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (msg.pasid() != FaultRecord.NO_PASID) {
       return refuse(msg.replyTo(), Errno.EINVAL, "pasid %d: a PAMU has no PASIDs", msg.pasid());
@@ -410,11 +403,11 @@ final class PamuUnitActor extends UnitActorBase {
     return done(msg.replyTo());
   }
 
-  private Behavior<Command> onDetach(Detach msg) {
+  @Override
+  protected Behavior<Command> onDetach(Detach msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     Integer current = attachedTo.get(e.rid);
     if (msg.pasid() != FaultRecord.NO_PASID || current == null) {
@@ -436,7 +429,8 @@ final class PamuUnitActor extends UnitActorBase {
 
   // ---------------------------------------------------------------- MSI, inspection
 
-  private Behavior<Command> onMsiWrite(MsiWrite msg) {
+  @Override
+  protected Behavior<Command> onMsiWrite(MsiWrite msg) {
     msiWrites++;
     msiCounter.increment();
     DeviceEntry e = device(msg.rid());
@@ -462,13 +456,15 @@ final class PamuUnitActor extends UnitActorBase {
   }
 
   /** A PAMU has no invalidation queue, so no stream: every counter is 0. */
-  private Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
+  @Override
+  protected Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg) {
     msg.replyTo().tell(new IommuUnitActor.InvalidationStats(unitId, name, mode, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     return Behaviors.same();
   }
 
-  private Behavior<Command> onGetSnapshot(GetSnapshot msg) {
+  @Override
+  protected Behavior<Command> onGetSnapshot(GetSnapshot msg) {
     // A snapshot of a model whose invariants broke would be a lie: throw (a bug) instead.
     pamu.checkInvariants();
     msg.replyTo().tell(new UnitSnapshotted(null, pamu.snapshot(), groupSummaries(),

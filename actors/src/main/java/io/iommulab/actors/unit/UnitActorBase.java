@@ -5,22 +5,29 @@ import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
 import io.iommulab.actors.pipeline.FaultPipeline;
 import io.iommulab.actors.pipeline.FaultPolicy;
+import io.iommulab.actors.unit.IommuUnitActor.AllocDomain;
 import io.iommulab.actors.unit.IommuUnitActor.AtcInvalidationAcked;
+import io.iommulab.actors.unit.IommuUnitActor.Attach;
 import io.iommulab.actors.unit.IommuUnitActor.BankLearned;
 import io.iommulab.actors.unit.IommuUnitActor.BurstTranslated;
 import io.iommulab.actors.unit.IommuUnitActor.ClaimDmaOwner;
 import io.iommulab.actors.unit.IommuUnitActor.Command;
 import io.iommulab.actors.unit.IommuUnitActor.Correlated;
+import io.iommulab.actors.unit.IommuUnitActor.Detach;
 import io.iommulab.actors.unit.IommuUnitActor.DmaOwnerClaimed;
 import io.iommulab.actors.unit.IommuUnitActor.Done;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
 import io.iommulab.actors.unit.IommuUnitActor.FaultPipelineStats;
 import io.iommulab.actors.unit.IommuUnitActor.FaultsAccounted;
+import io.iommulab.actors.unit.IommuUnitActor.FreeDomain;
 import io.iommulab.actors.unit.IommuUnitActor.GetFaultStats;
+import io.iommulab.actors.unit.IommuUnitActor.GetInvalidationStats;
+import io.iommulab.actors.unit.IommuUnitActor.GetSnapshot;
 import io.iommulab.actors.unit.IommuUnitActor.GetStats;
 import io.iommulab.actors.unit.IommuUnitActor.MapRange;
-import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
+import io.iommulab.actors.unit.IommuUnitActor.MsiWrite;
 import io.iommulab.actors.unit.IommuUnitActor.PageResponseCode;
+import io.iommulab.actors.unit.IommuUnitActor.PublishedFault;
 import io.iommulab.actors.unit.IommuUnitActor.Refused;
 import io.iommulab.actors.unit.IommuUnitActor.RegisterDevice;
 import io.iommulab.actors.unit.IommuUnitActor.ReleaseDmaOwner;
@@ -305,7 +312,10 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
       long msiWrites,
       long msiUnisolated) {}
 
-  /** Handlers every kind shares; the kind adds its own and builds. */
+  /**
+   * Handlers of the commands every kind takes (the kind's part through the hooks below); the kind
+   * adds its own and the ones it refuses, and builds.
+   */
   protected ReceiveBuilder<Command> commonReceive() {
     return newReceiveBuilder()
         .onMessage(RegisterDevice.class, this::onRegisterDevice)
@@ -321,8 +331,33 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
         .onMessage(Correlated.class, this::onCorrelated)
         .onMessage(GetFaultStats.class, this::onGetFaultStats)
         .onMessage(FaultsAccounted.class, this::onFaultsAccounted)
+        .onMessage(AllocDomain.class, this::onAllocDomain)
+        .onMessage(FreeDomain.class, this::onFreeDomain)
+        .onMessage(MapRange.class, m -> mapRange(m, m.replyTo()::tell))
+        .onMessage(UnmapRange.class, m -> unmapRange(m, m.replyTo()::tell))
+        .onMessage(Attach.class, this::onAttach)
+        .onMessage(Detach.class, this::onDetach)
+        .onMessage(MsiWrite.class, this::onMsiWrite)
+        .onMessage(GetSnapshot.class, this::onGetSnapshot)
+        .onMessage(GetInvalidationStats.class, this::onGetInvalidationStats)
         .onSignal(Terminated.class, this::onTerminated);
   }
+
+  // Commands every kind answers, each in its own way (the kind's model decides).
+
+  protected abstract Behavior<Command> onAllocDomain(AllocDomain msg);
+
+  protected abstract Behavior<Command> onFreeDomain(FreeDomain msg);
+
+  protected abstract Behavior<Command> onAttach(Attach msg);
+
+  protected abstract Behavior<Command> onDetach(Detach msg);
+
+  protected abstract Behavior<Command> onMsiWrite(MsiWrite msg);
+
+  protected abstract Behavior<Command> onGetSnapshot(GetSnapshot msg);
+
+  protected abstract Behavior<Command> onGetInvalidationStats(GetInvalidationStats msg);
 
   // ---------------------------------------------------------------- replies
 
@@ -374,6 +409,11 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     Outcome.Err<?> e = (Outcome.Err<?>) err;
     replyTo.tell(new Refused(e.errno(), e.message()));
     return Behaviors.same();
+  }
+
+  /** ENODEV: {@code rid} is not behind this unit (never registered, or unregistered since). */
+  protected Behavior<Command> notRegistered(ActorRef<UnitReply> replyTo, int rid) {
+    return refuse(replyTo, Errno.ENODEV, "rid %s: not registered on unit %s", rid(rid), name);
   }
 
   protected Behavior<Command> unsupported(ActorRef<UnitReply> replyTo, String operation) {
@@ -446,8 +486,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onUnregisterDevice(UnregisterDevice msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     IommuGroup group = groups.get(e.group);
     DmaOwner owner = group.memberOwner(e.rid);
@@ -516,8 +555,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onClaimDmaOwner(ClaimDmaOwner msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     if (msg.ictxId() < 0) {
       return refuse(msg.replyTo(), Errno.EINVAL, "ictxId %d: negative", msg.ictxId());
@@ -546,8 +584,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
   private Behavior<Command> onReleaseDmaOwner(ReleaseDmaOwner msg) {
     DeviceEntry e = device(msg.rid());
     if (e == null) {
-      return refuse(msg.replyTo(), Errno.ENODEV, "rid %s: not registered on unit %s",
-          rid(msg.rid()), name);
+      return notRegistered(msg.replyTo(), msg.rid());
     }
     IommuGroup group = groups.get(e.group);
     if (!(group.memberOwner(e.rid) instanceof DmaOwner.User u) || u.ictxId() != msg.ictxId()) {

@@ -36,14 +36,12 @@ import io.iommulab.hardware.iommu.Translation;
  * no hit from an entry overlapping a completed invalidation's widened span of a matching PASID.
  * Single-threaded: the owning device's actor is the lock.
  */
-public final class DeviceAtc {
+public final class DeviceAtc extends TranslationCache {
   /** A size order covering the whole 64-bit space: 2^52 pages of 4 KiB. */
   public static final int WHOLE_SPACE_ORDER = 52;
 
   /** Ways per set the capacity-only constructor aims for. */
   private static final int DEFAULT_WAYS = 8;
-
-  private final SetAssociativeCache cache;
 
   /**
    * An LRU cache of {@code capacity} entries: fully associative up to {@value #DEFAULT_WAYS}
@@ -56,8 +54,7 @@ public final class DeviceAtc {
 
   /** A cache of the given geometry and policy. */
   public DeviceAtc(IotlbSettings geometry, long seed) {
-    this.cache =
-        new SetAssociativeCache(geometry.sets(), geometry.ways(), geometry.eviction(), seed);
+    super(new SetAssociativeCache(geometry.sets(), geometry.ways(), geometry.eviction(), seed));
   }
 
   /** The geometry the capacity-only constructor uses. */
@@ -87,15 +84,7 @@ public final class DeviceAtc {
    * {@link Translation.Source#ATC}; on a miss returns false and leaves {@code out} untouched.
    */
   public boolean lookup(int pasid, long iova, Translation out) {
-    int slot = cache.probe(tagOf(pasid), iova);
-    if (slot < 0) {
-      return false;
-    }
-    out.hpa = cache.hpaOf(slot, iova);
-    out.prot = cache.protOf(slot);
-    out.pageSize = cache.sizeOf(slot);
-    out.source = Translation.Source.ATC;
-    return true;
+    return fill(tagOf(pasid), iova, out, Translation.Source.ATC);
   }
 
   /** Caches a translation completion: the page of {@code size} containing {@code iova}. */
@@ -146,44 +135,11 @@ public final class DeviceAtc {
     return cache.invalidate(0, 0, 0, -1L);
   }
 
-  public int size() {
-    return cache.size();
-  }
-
-  public int capacity() {
-    return cache.capacity();
-  }
-
   public int sets() {
     return cache.sets();
   }
 
   public int ways() {
     return cache.ways();
-  }
-
-  public long hits() {
-    return cache.hits();
-  }
-
-  public long misses() {
-    return cache.misses();
-  }
-
-  public long insertions() {
-    return cache.insertions();
-  }
-
-  public long evictions() {
-    return cache.evictions();
-  }
-
-  public long invalidated() {
-    return cache.invalidated();
-  }
-
-  /** Verifies the structural invariants (tests, debug); throws IllegalStateException if broken. */
-  public void checkInvariants() {
-    cache.checkInvariants();
   }
 }

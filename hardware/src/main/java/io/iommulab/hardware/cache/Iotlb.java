@@ -40,7 +40,7 @@ import io.iommulab.hardware.iommu.Translation;
  * does not have (every miss walks the table), so it has no effect here. A hit costs no
  * allocation, boxing or exception. Single-threaded: the owning unit's actor is the lock.
  */
-public final class Iotlb {
+public final class Iotlb extends TranslationCache {
   /** Selector for invalidations: every PASID of the domain, including "no PASID". */
   public static final int ANY_PASID = -2;
 
@@ -49,12 +49,11 @@ public final class Iotlb {
 
   private static final long DOMAIN_TAG_MASK = 0xFFFF_FFFF_0000_0000L;
 
-  private final SetAssociativeCache cache;
   private final IotlbSettings settings;
 
   public Iotlb(IotlbSettings settings, long seed) {
+    super(new SetAssociativeCache(settings.sets(), settings.ways(), settings.eviction(), seed));
     this.settings = settings;
-    this.cache = new SetAssociativeCache(settings.sets(), settings.ways(), settings.eviction(), seed);
   }
 
   private static long tagOf(int domainId, int pasid) {
@@ -79,15 +78,7 @@ public final class Iotlb {
    * {@code out} untouched. Latency is the caller's to add (it owns the cost model).
    */
   public boolean lookup(int domainId, int pasid, long iova, Translation out) {
-    int slot = cache.probe(tagOf(domainId, pasid), iova);
-    if (slot < 0) {
-      return false;
-    }
-    out.hpa = cache.hpaOf(slot, iova);
-    out.prot = cache.protOf(slot);
-    out.pageSize = cache.sizeOf(slot);
-    out.source = Translation.Source.IOTLB;
-    return true;
+    return fill(tagOf(domainId, pasid), iova, out, Translation.Source.IOTLB);
   }
 
   /** Caches the page of {@code size} containing {@code iova} which maps to {@code hpa}'s page. */
@@ -156,42 +147,7 @@ public final class Iotlb {
     return address | offsetMask;
   }
 
-  public int size() {
-    return cache.size();
-  }
-
-  public int capacity() {
-    return cache.capacity();
-  }
-
   public IotlbSettings settings() {
     return settings;
-  }
-
-  public long hits() {
-    return cache.hits();
-  }
-
-  public long misses() {
-    return cache.misses();
-  }
-
-  public long insertions() {
-    return cache.insertions();
-  }
-
-  /** Entries displaced by a fill into a full set. */
-  public long evictions() {
-    return cache.evictions();
-  }
-
-  /** Entries dropped by invalidations. */
-  public long invalidated() {
-    return cache.invalidated();
-  }
-
-  /** Verifies the structural invariants (tests, debug); throws IllegalStateException if broken. */
-  public void checkInvariants() {
-    cache.checkInvariants();
   }
 }

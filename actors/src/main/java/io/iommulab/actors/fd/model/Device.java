@@ -1,5 +1,6 @@
 package io.iommulab.actors.fd.model;
 
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
@@ -24,7 +25,7 @@ public final class Device extends FdObject {
   final int rid;
   final int liodn;
   final int group;
-  IommuInfo info;
+  UnitInfo info;
   int unitIdAtBind;
   Igroup igroup;
   final TreeMap<Integer, HwPagetable> attachments = new TreeMap<>();
@@ -34,7 +35,7 @@ public final class Device extends FdObject {
   /** PASIDs with an attach, replace or detach in flight: a second one is EBUSY. */
   final java.util.Set<Integer> busyPasids = new java.util.HashSet<>();
 
-  Device(String name, int rid, int liodn, int group, IommuInfo info) {
+  Device(String name, int rid, int liodn, int group, UnitInfo info) {
     super(ObjectType.DEVICE);
     this.name = name;
     this.rid = rid;
@@ -63,7 +64,7 @@ public final class Device extends FdObject {
     return info == null ? unitIdAtBind : info.unitId();
   }
 
-  public IommuInfo info() {
+  public UnitInfo info() {
     return info;
   }
 

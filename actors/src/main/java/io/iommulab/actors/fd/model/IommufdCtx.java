@@ -1,5 +1,6 @@
 package io.iommulab.actors.fd.model;
 
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Access;
@@ -755,7 +756,7 @@ public final class IommufdCtx {
    * device is published with the driver's user. On error the owner releases the claim and calls
    * {@link #abortBind}.
    */
-  public Outcome<Device> completeBind(Device pending, IommuInfo info) {
+  public Outcome<Device> completeBind(Device pending, UnitInfo info) {
     if (!info.msiIsolation() && !settings.allowUnsafeInterrupts()) {
       return Outcome.err(
           Errno.EPERM,
@@ -1994,7 +1995,7 @@ public final class IommufdCtx {
     if (d == null) {
       return enoent("device", devId);
     }
-    IommuInfo i = d.info;
+    UnitInfo i = d.info;
     int type;
     int len;
     switch (i.kind()) {

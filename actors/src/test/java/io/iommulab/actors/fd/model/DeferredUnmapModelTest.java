@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.iommulab.actors.Fixtures;
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
@@ -53,7 +54,7 @@ class DeferredUnmapModelTest {
 
   private Device bind() {
     Device d = ctx.beginBind("d", 8, -1, 1, 0).value();
-    return ctx.completeBind(d, new IommuInfo(0, "u", UnitKind.VTD, 0x1000 | 0x20_0000, 48, 0,
+    return ctx.completeBind(d, new UnitInfo(0, "u", UnitKind.VTD, 0x1000 | 0x20_0000, 48, 0,
         (1L << 48) - 1, 0, true, true, true, true, false, false, List.of(ReservedRegion.VTD_MSI)))
         .value();
   }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.iommulab.actors.Fixtures;
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.FaultInjector;
@@ -70,7 +71,7 @@ class IommufdCtxProperties {
         FaultInjector.NONE, pins);
     int[] ioas = {ctx.ioasAlloc(0).value(), ctx.ioasAlloc(0).value()};
     Device dev = ctx.beginBind("d", 8, -1, 1, 0).value();
-    ctx.completeBind(dev, new IommuInfo(0, "u", UnitKind.VTD, 0x1000 | 0x20_0000, 48, 0, (1L << 48) - 1, 0, true,
+    ctx.completeBind(dev, new UnitInfo(0, "u", UnitKind.VTD, 0x1000 | 0x20_0000, 48, 0, (1L << 48) - 1, 0, true,
         true, true, true, false, false, List.of(ReservedRegion.VTD_MSI)));
     List<HwPagetable> domains = new ArrayList<>();
     List<Long> pendingTokens = new ArrayList<>();

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.actors.unit.IommuUnitActor.UnitInfo;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Errno;
 import io.iommulab.hardware.FaultInjector;
@@ -50,7 +51,7 @@ class QueuesTest {
   }
 
   private static Device device() {
-    Device d = new Device("d", 8, -1, 1, new IommuInfo(0, "u", UnitKind.VTD, 0x1000, 48, 0, -1L, 20, true, true,
+    Device d = new Device("d", 8, -1, 1, new UnitInfo(0, "u", UnitKind.VTD, 0x1000, 48, 0, -1L, 20, true, true,
         true, true, true, true, List.of()));
     return d;
   }
