@@ -112,7 +112,7 @@ final class InvalidationPipeline {
     final long modeledStart;
     final long wallStart;
     final int tenant;
-    /** Strict issuer: called with the modeled completion time. Null for a deferred one. */
+    /** Strict issuer: called with the modeled latency. Null for a deferred one. */
     final LongConsumer flushed;
     /** Deferred issuer: told of the flush; answered early with the token on admission. */
     final ActorRef<FlushCompleted> flushTo;
@@ -286,8 +286,11 @@ final class InvalidationPipeline {
 
   /**
    * A request whose issuer waits for its flush (strict mode; in deferred mode a detach, replace,
-   * user invalidation or an unmap with no one to tell): {@code flushed} is called with the
-   * modeled completion time once every targeted cache has dropped its entries.
+   * user invalidation or an unmap with no one to tell): {@code flushed} is called with its modeled
+   * latency, from its admission to its completion, once every targeted cache has dropped its
+   * entries. The pipeline reads the clock once per request, at admission: an issuer that read it
+   * again would count whatever pause fell between the two reads (a GC, a preempted thread on a
+   * busy host) as modeled time.
    */
   void submit(Build build, int tenant, LongConsumer flushed) {
     admit(build.build(nextId++, true), tenant, flushed, null, null);
@@ -479,7 +482,7 @@ final class InvalidationPipeline {
         }
         deferredDone.computeIfAbsent(p.flushTo, k -> new ArrayList<>()).add(id);
       } else {
-        p.flushed.accept(completedAtNs);
+        p.flushed.accept(modeled);
       }
     }
     for (Map.Entry<ActorRef<FlushCompleted>, List<Long>> e

@@ -306,7 +306,7 @@ final class PagingUnitActor extends UnitActorBase {
   /**
    * Submits the invalidation {@code plan} (a model plan ending with its Wait) as one request whose
    * issuer waits; {@code changed} is the unwidened range of a page-table change the plan covers,
-   * or null. {@code done} gets the modeled completion time.
+   * or null. {@code done} gets the request's modeled latency.
    */
   private void invalidate(
       List<InvDescriptor> plan, IotlbTarget changed, int tenant, LongConsumer done) {
@@ -456,7 +456,7 @@ final class PagingUnitActor extends UnitActorBase {
     // intel_pasid_setup_dirty_tracking flushes the PASID cache and IOTLB.
     ActorRef<UnitReply> replyTo = msg.replyTo();
     invalidate(plan.value(), changed(d, Iotlb.ANY_PASID, 0, -1L), tenant(d),
-        completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+        latency -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
     return Behaviors.same();
   }
 
@@ -488,7 +488,7 @@ final class PagingUnitActor extends UnitActorBase {
       replyTo.tell(reply);
     } else {
       invalidate(plan, changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length()), tenant(d),
-          completedAt -> replyTo.tell(reply));
+          latency -> replyTo.tell(reply));
     }
     return Behaviors.same();
   }
@@ -557,9 +557,7 @@ final class PagingUnitActor extends UnitActorBase {
     List<InvDescriptor> plan =
         InvalidationPlan.range(d.id(), Iotlb.ANY_PASID, msg.iova(), bytes,
             unit.settings().maxAddressMask(), List.of(), ownWaitToken++);
-    long start = clock.nanos();
-    invalidate(plan, null, tenant(d),
-        completedAt -> reply.tell(new Mapped(bytes, pteCost + Math.max(0, completedAt - start))));
+    invalidate(plan, null, tenant(d), latency -> reply.tell(new Mapped(bytes, pteCost + latency)));
     return Behaviors.same();
   }
 
@@ -597,21 +595,20 @@ final class PagingUnitActor extends UnitActorBase {
       reply.tell(new Unmapped(0, 0));
       return Behaviors.same();
     }
-    long start = clock.nanos();
     List<InvDescriptor> descriptors = plan.value();
     IotlbTarget changed = changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
     if (pipeline.mode() == Mode.DEFERRED && msg.flushTo() != null) {
-      // Lazy mode: the entries are gone from the table; the caches follow at the next flush.
+      // Lazy mode: the entries are gone from the table; the caches follow at the next flush,
+      // which the pipeline charges to the flush, so the unmap itself costs no invalidation time.
       pipeline.submitDeferred(
           (id, sync) -> InvalidationRequest.fromPlan(id, sync, descriptors, changed),
           tenant(d),
           msg.flushTo(),
-          token -> reply.tell(new Unmapped(bytes, clock.nanos() - start, token, true)));
+          token -> reply.tell(new Unmapped(bytes, 0, token, true)));
       return Behaviors.same();
     }
-    invalidate(descriptors, changed, tenant(d), completedAt -> {
-      long latency = completedAt - start;
-      unmapLatency.record(Math.max(0, latency));
+    invalidate(descriptors, changed, tenant(d), latency -> {
+      unmapLatency.record(latency);
       reply.tell(new Unmapped(bytes, latency));
     });
     return Behaviors.same();
@@ -666,7 +663,6 @@ final class PagingUnitActor extends UnitActorBase {
     Errno en = errno;
     String m = message;
     ActorRef<UnitReply> replyTo = msg.replyTo();
-    long start = clock.nanos();
     if (parts.isEmpty()) {
       replyTo.tell(new UserInvalidated(n, en, m, 0));
       return Behaviors.same();
@@ -675,7 +671,7 @@ final class PagingUnitActor extends UnitActorBase {
       return Behaviors.same();
     }
     pipeline.submit((id, sync) -> InvalidationRequest.combine(id, sync, parts), tenant(d),
-        completedAt -> replyTo.tell(new UserInvalidated(n, en, m, completedAt - start)));
+        latency -> replyTo.tell(new UserInvalidated(n, en, m, latency)));
     return Behaviors.same();
   }
 
@@ -829,7 +825,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (plan.isEmpty()) {
       return done(replyTo);
     }
-    invalidate(plan, null, tenant, completedAt -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
+    invalidate(plan, null, tenant, latency -> replyTo.tell(IommuUnitActor.Done.INSTANCE));
     return Behaviors.same();
   }
 
