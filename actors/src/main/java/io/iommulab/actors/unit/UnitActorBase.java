@@ -865,7 +865,7 @@ abstract class UnitActorBase extends AbstractBehavior<Command> {
     publishedFaults++;
     publishedCounter.increment();
     PublishedFault p = new PublishedFault(h.sink(), h.token(), record, null,
-        reported - clock.nanos(), wallNanos.getAsLong());
+        reported - f.timeNs(), wallNanos.getAsLong());
     if (!faultPipeline.offerFault(p)) {
       // VT-d PFO / SMMUv3 EVTQ overflow: the record is dropped by the hardware, counted here.
       lostIngressFaults++;
