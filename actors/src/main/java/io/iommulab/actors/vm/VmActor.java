@@ -958,6 +958,34 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     return opDone();
   }
 
+  /** What a guest command names: its fd, and the device bound to it and the IOAS when it names them. */
+  private record Target(GuestFd f, Binding b, Ioas ioas) {}
+
+  /**
+   * Looks up the fd ({@code EBADF} when not open), the device bound to it ({@code ENOENT}; null:
+   * not named) and its IOAS ({@code ENOENT}; null: not named), in that order, as the kernel checks
+   * a command's fd before the objects it names.
+   */
+  private Outcome<Target> target(int fd, String device, Integer ioasId) {
+    GuestFd f = fds.get(fd);
+    if (f == null) {
+      return Outcome.err(Errno.EBADF, "fd %d: not open", fd);
+    }
+    Binding b = null;
+    if (device != null && (b = f.bound.get(device)) == null) {
+      return Outcome.err(Errno.ENOENT, "device %s: not bound to fd %d", device, fd);
+    }
+    Ioas ioas = null;
+    if (ioasId != null && (ioas = f.ioas.get(ioasId)) == null) {
+      return Outcome.err(Errno.ENOENT, "ioas %d: no such IOAS on fd %d", ioasId, fd);
+    }
+    return Outcome.ok(new Target(f, b, ioas));
+  }
+
+  private Behavior<Command> notOpen(ActorRef<VmReply> replyTo, int fd) {
+    return refused(replyTo, Errno.EBADF, "fd %d: not open", fd);
+  }
+
   private Behavior<Command> refused(ActorRef<VmReply> replyTo, Errno errno, String format, Object... args) {
     return reply(replyTo, new Refused(errno, args.length == 0 ? format : String.format(format, args)));
   }
@@ -1081,7 +1109,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private Behavior<Command> startAllocIoas(AllocIoas cmd) {
     GuestFd f = fds.get(cmd.fd());
     if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+      return notOpen(cmd.replyTo(), cmd.fd());
     }
     return askFd(
         f,
@@ -1098,7 +1126,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private Behavior<Command> startBind(BindDevice cmd) {
     GuestFd f = fds.get(cmd.fd());
     if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+      return notOpen(cmd.replyTo(), cmd.fd());
     }
     Outcome<AssignedDevice> device = usableDevice(cmd.device());
     if (device instanceof Outcome.Err<AssignedDevice> e) {
@@ -1137,14 +1165,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startUnbind(UnbindDevice cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), cmd.device(), null);
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Binding b = f.bound.get(cmd.device());
-    if (b == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Binding b = t.value().b();
     return unbind(f, b, refusal -> reply(cmd.replyTo(), refusal != null ? refusal : new DeviceUnbound(f.fd, cmd.device())));
   }
 
@@ -1183,18 +1209,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startAttach(AttachDevice cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), cmd.device(), cmd.ioasId());
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Binding b = f.bound.get(cmd.device());
-    if (b == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
-    }
-    Ioas ioas = f.ioas.get(cmd.ioasId());
-    if (ioas == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Binding b = t.value().b();
+    Ioas ioas = t.value().ioas();
     if (b.attached()) {
       return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already attached to ioas %d", cmd.device(), b.ioasId);
     }
@@ -1265,14 +1286,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startDetach(DetachDevice cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), cmd.device(), null);
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Binding b = f.bound.get(cmd.device());
-    if (b == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Binding b = t.value().b();
     if (!b.attached()) {
       return refused(cmd.replyTo(), Errno.EINVAL, "device %s: not attached", cmd.device());
     }
@@ -1306,14 +1325,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startMap(MapBuffer cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), null, cmd.ioasId());
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Ioas ioas = f.ioas.get(cmd.ioasId());
-    if (ioas == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Ioas ioas = t.value().ioas();
     if ((cmd.prot() & Access.READ_WRITE) == 0 || (cmd.prot() & ~Access.READ_WRITE) != 0) {
       return refused(cmd.replyTo(), Errno.EINVAL, "prot 0x%x: must be READ and/or WRITE", cmd.prot());
     }
@@ -1377,14 +1394,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startUnmap(UnmapBuffer cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), null, cmd.ioasId());
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Ioas ioas = f.ioas.get(cmd.ioasId());
-    if (ioas == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Ioas ioas = t.value().ioas();
     if (cmd.length() <= 0 || cmd.iova() < 0 || cmd.iova() > Long.MAX_VALUE - cmd.length()) {
       return refused(cmd.replyTo(), Errno.EINVAL, "iova 0x%x length 0x%x: empty or overflowing range", cmd.iova(), cmd.length());
     }
@@ -1883,18 +1898,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startAttachPasid(AttachDevicePasid cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), cmd.device(), cmd.ioasId());
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Binding b = f.bound.get(cmd.device());
-    if (b == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
-    }
-    Ioas ioas = f.ioas.get(cmd.ioasId());
-    if (ioas == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Binding b = t.value().b();
+    Ioas ioas = t.value().ioas();
     if (!b.attached() || b.ioasId != ioas.id || b.nested) {
       return refused(cmd.replyTo(), Errno.EINVAL, "device %s: its RID is not attached to ioas %d (through a paging HWPT)", cmd.device(), ioas.id);
     }
@@ -1978,18 +1988,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   }
 
   private Behavior<Command> startAttachNested(AttachDeviceNested cmd) {
-    GuestFd f = fds.get(cmd.fd());
-    if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+    Outcome<Target> t = target(cmd.fd(), cmd.device(), cmd.ioasId());
+    if (t instanceof Outcome.Err<Target> e) {
+      return refused(cmd.replyTo(), e.errno(), e.message());
     }
-    Binding b = f.bound.get(cmd.device());
-    if (b == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "device %s: not bound to fd %d", cmd.device(), cmd.fd());
-    }
-    Ioas ioas = f.ioas.get(cmd.ioasId());
-    if (ioas == null) {
-      return refused(cmd.replyTo(), Errno.ENOENT, "ioas %d: no such IOAS on fd %d", cmd.ioasId(), cmd.fd());
-    }
+    GuestFd f = t.value().f();
+    Binding b = t.value().b();
+    Ioas ioas = t.value().ioas();
     if (b.attached()) {
       return refused(cmd.replyTo(), Errno.EBUSY, "device %s: already attached to ioas %d", cmd.device(), b.ioasId);
     }
@@ -2080,7 +2085,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   private Behavior<Command> startCloseFd(CloseFd cmd) {
     GuestFd f = fds.get(cmd.fd());
     if (f == null) {
-      return refused(cmd.replyTo(), Errno.EBADF, "fd %d: not open", cmd.fd());
+      return notOpen(cmd.replyTo(), cmd.fd());
     }
     return closeFd(f, (closed, leftBehind) ->
         reply(cmd.replyTo(), new FdClosed(f.fd, closed.objectsDestroyed(), closed.pagesUnpinned(), leftBehind)));
