@@ -846,17 +846,14 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       return this;
     }
     if (shutDown()) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "host is shut down"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "host is shut down");
     }
     VmSlot slot = vms.get(cmd.vmId());
     if (slot == null) {
-      cmd.replyTo().tell(new Refused(Errno.ENOENT, "vm " + cmd.vmId() + ": no such VM"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.ENOENT, "vm " + cmd.vmId() + ": no such VM");
     }
     if (slot.phase != VmPhase.RUNNING) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "vm " + cmd.vmId() + ": " + slot.phase.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "vm " + cmd.vmId() + ": " + slot.phase.name().toLowerCase());
     }
     slot.destroyReplyTo = cmd.replyTo();
     stopVm(slot);
@@ -904,35 +901,47 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
 
   // ================================================================ hotplug
 
+  /**
+   * The slot of the device a hotplug command names, or null once the command was refused: EBUSY
+   * when the host is shut down, ENOENT when there is no such device.
+   */
+  private DeviceSlot hotplugSlot(String name, ActorRef<HotplugReply> replyTo) {
+    if (shutDown()) {
+      refuse(replyTo, Errno.EBUSY, "host is shut down");
+      return null;
+    }
+    DeviceSlot slot = devices.get(name);
+    if (slot == null) {
+      refuse(replyTo, Errno.ENOENT, "device " + name + ": no such device");
+    }
+    return slot;
+  }
+
+  private Behavior<Command> refuse(ActorRef<? super Refused> replyTo, Errno errno, String message) {
+    replyTo.tell(new Refused(errno, message));
+    return this;
+  }
+
   private Behavior<Command> onUnplugDevice(UnplugDevice cmd) {
     if (deferred(cmd)) {
       return this;
     }
-    if (shutDown()) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "host is shut down"));
-      return this;
-    }
-    DeviceSlot slot = devices.get(cmd.name());
+    DeviceSlot slot = hotplugSlot(cmd.name(), cmd.replyTo());
     if (slot == null) {
-      cmd.replyTo().tell(new Refused(Errno.ENOENT, "device " + cmd.name() + ": no such device"));
       return this;
     }
     if (slot.presence == Presence.ABSENT) {
-      cmd.replyTo().tell(new Refused(Errno.ENODEV, "device " + cmd.name() + ": already unplugged"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.ENODEV, "device " + cmd.name() + ": already unplugged");
     }
     if (slot.presence != Presence.PRESENT) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase());
     }
     if (slot.reservedVmId != 0) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": vm " + slot.reservedVmId + " is starting with it"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": vm " + slot.reservedVmId + " is starting with it");
     }
     VmSlot owner = slot.assignedVmId == 0 ? null : vms.get(slot.assignedVmId);
     if (owner != null && owner.phase != VmPhase.RUNNING) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": vm " + owner.spec.vmId() + " is " + owner.phase.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": vm " + owner.spec.vmId() + " is " + owner.phase.name().toLowerCase());
     }
     slot.presence = Presence.UNPLUGGING;
     slot.hotplugReplyTo = cmd.replyTo();
@@ -1031,22 +1040,15 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     if (deferred(cmd)) {
       return this;
     }
-    if (shutDown()) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "host is shut down"));
-      return this;
-    }
-    DeviceSlot slot = devices.get(cmd.name());
+    DeviceSlot slot = hotplugSlot(cmd.name(), cmd.replyTo());
     if (slot == null) {
-      cmd.replyTo().tell(new Refused(Errno.ENOENT, "device " + cmd.name() + ": no such device"));
       return this;
     }
     if (slot.presence == Presence.PRESENT) {
-      cmd.replyTo().tell(new Refused(Errno.EEXIST, "device " + cmd.name() + ": already present"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EEXIST, "device " + cmd.name() + ": already present");
     }
     if (slot.presence != Presence.ABSENT) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase());
     }
     slot.presence = Presence.PLUGGING;
     slot.hotplugReplyTo = cmd.replyTo();
@@ -1080,26 +1082,18 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     if (deferred(cmd)) {
       return this;
     }
-    if (shutDown()) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "host is shut down"));
-      return this;
-    }
-    DeviceSlot slot = devices.get(cmd.name());
+    DeviceSlot slot = hotplugSlot(cmd.name(), cmd.replyTo());
     if (slot == null) {
-      cmd.replyTo().tell(new Refused(Errno.ENOENT, "device " + cmd.name() + ": no such device"));
       return this;
     }
     if (slot.presence == Presence.ABSENT) {
-      cmd.replyTo().tell(new Refused(Errno.ENODEV, "device " + cmd.name() + ": unplugged"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.ENODEV, "device " + cmd.name() + ": unplugged");
     }
     if (slot.presence != Presence.PRESENT) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": being " + slot.presence.name().toLowerCase());
     }
     if (slot.holder() != 0) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "device " + cmd.name() + ": assigned to vm " + slot.holder()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "device " + cmd.name() + ": assigned to vm " + slot.holder());
     }
     for (DeviceSlot other : groups.get(groupKey(slot.handle))) {
       if (other.holder() != 0 && other.holder() != cmd.vmId()) {
@@ -1110,12 +1104,10 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
     }
     VmSlot vm = vms.get(cmd.vmId());
     if (vm == null) {
-      cmd.replyTo().tell(new Refused(Errno.ENOENT, "vm " + cmd.vmId() + ": no such VM"));
-      return this;
+      return refuse(cmd.replyTo(), Errno.ENOENT, "vm " + cmd.vmId() + ": no such VM");
     }
     if (vm.phase != VmPhase.RUNNING) {
-      cmd.replyTo().tell(new Refused(Errno.EBUSY, "vm " + cmd.vmId() + ": " + vm.phase.name().toLowerCase()));
-      return this;
+      return refuse(cmd.replyTo(), Errno.EBUSY, "vm " + cmd.vmId() + ": " + vm.phase.name().toLowerCase());
     }
     slot.reservedVmId = cmd.vmId();
     DeviceHandle handle = slot.handle;
