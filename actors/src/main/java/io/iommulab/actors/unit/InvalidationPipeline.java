@@ -383,21 +383,39 @@ final class InvalidationPipeline {
   }
 
   /**
-   * The modeled time the batch reaches the hardware queue. A flush queue's timeout is part of the
-   * model (Linux's {@code fq_flush_timeout}, drivers/iommu/dma-iommu.c), so a timed-out batch is
-   * issued now. Any other batch started when its first request was issued: the requests merged
-   * into it meanwhile joined a flush under way, and the time the emulator took to hand the batch
-   * over (waiting, say, for the previous batch's device acknowledgements on a busy machine) is its
-   * own scheduling, not the hardware's, so it must not inflate modeled latencies. The queue's
-   * busy-until still charges a queue the previous batch keeps busy.
+   * The modeled time the batch reaches the hardware queue, by what closed it:
+   *
+   * <ul>
+   *   <li>a flush queue's timeout is part of the model (Linux's {@code fq_flush_timeout},
+   *       drivers/iommu/dma-iommu.c): issued now;
+   *   <li>a full flush queue, or an urgent request flushing it, is flushed by the request that
+   *       arrived last (queue_iova / iommu_dma_free_iova's flush): issued when that one was;
+   *   <li>a strict batch started when its first request was issued: the requests merged into it
+   *       meanwhile joined a flush under way.
+   * </ul>
+   *
+   * Never later: the time the emulator took to hand the batch over (waiting, say, for the previous
+   * batch's device acknowledgements on a busy machine) is its own scheduling, not the hardware's,
+   * and must not inflate modeled latencies. The queue's busy-until still charges a queue the
+   * previous batch keeps busy.
    */
   private long issuedAt(InvalidationBatch batch) {
     long now = clock.nanos();
-    if (batch.reason() == FlushReason.TIMEOUT) {
+    if (batch.reason() == FlushReason.TIMEOUT || inFlight.isEmpty()) {
       return now;
     }
-    Pending first = inFlight.peekFirst();
-    return first == null ? now : Math.min(now, first.modeledStart);
+    if (batch.reason() == FlushReason.STRICT) {
+      return Math.min(now, inFlight.peekFirst().modeledStart);
+    }
+    long last = Long.MIN_VALUE;
+    int left = batch.size();
+    for (Pending p : inFlight) {
+      if (left-- == 0) {
+        break;
+      }
+      last = Math.max(last, p.modeledStart);
+    }
+    return Math.min(now, last);
   }
 
   /**
