@@ -120,7 +120,7 @@ class MessagesSerializeTest {
 
     unit.tell(new IommuUnitActor.ReadAndClearDirty(domain, IOVA, 8192, true, replies.getRef()));
     assertNotNull(replies.expectMessageClass(IommuUnitActor.DirtyRead.class).dirtyIovas());
-    unit.tell(new IommuUnitActor.UnmapRange(domain, IOVA, 8192, replies.getRef()));
+    unit.tell(IommuUnitActor.UnmapRange.strict(domain, IOVA, 8192, replies.getRef()));
     assertEquals(8192, replies.expectMessageClass(IommuUnitActor.Unmapped.class).bytes());
     unit.tell(new IommuUnitActor.TranslateBurst(0x200, NONE, new long[] {IOVA}, new int[] {4},
         new int[] {Access.READ}, false, 9, testKit.<IommuUnitActor.BurstTranslated>createTestProbe().getRef()));
@@ -140,7 +140,7 @@ class MessagesSerializeTest {
 
     // PAMU: windows, an MSI bank, a write delivered to it.
     TestProbe<DeviceActor.Command> dpaa = testKit.createTestProbe();
-    pamu.tell(new IommuUnitActor.RegisterDevice(0x300, 1, 7, 0, false, dpaa.getRef(), replies.getRef()));
+    pamu.tell(new IommuUnitActor.RegisterDevice(0x300, 1, 7, 0, false, false, dpaa.getRef(), replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     pamu.tell(new IommuUnitActor.ClaimDmaOwner(0x300, 6, 1, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.DmaOwnerClaimed.class);

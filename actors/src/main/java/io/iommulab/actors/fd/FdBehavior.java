@@ -727,7 +727,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
               Area a = askArea.get(i);
               int domainId = h.domainId();
               undo.add(
-                  new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+                  new UnitAsk(unit(h.unitId()), r -> IommuUnitActor.UnmapRange.strict(domainId, a.iova(), a.length(), r)));
               undoArea.add(a);
             }
           }

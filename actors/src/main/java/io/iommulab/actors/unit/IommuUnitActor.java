@@ -197,20 +197,7 @@ public final class IommuUnitActor {
       boolean pri,
       ActorRef<DeviceActor.Command> device,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /** A function without PRI (the original form of the command). */
-    public RegisterDevice(
-        int rid,
-        int liodn,
-        int group,
-        int pasidBits,
-        boolean ats,
-        ActorRef<DeviceActor.Command> device,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, liodn, group, pasidBits, ats, false, device, replyTo);
-    }
-  }
+      implements Command {}
 
   /** The function leaves (hot-unplug); EBUSY while it is attached or owned. Replies Done. */
   public record UnregisterDevice(int rid, ActorRef<UnitReply> replyTo) implements Command {}
@@ -301,12 +288,13 @@ public final class IommuUnitActor {
    * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
    * sync, through the unit's invalidation stream (merged with other requests of the same batch).
    *
-   * <p>Strict mode, or no {@code flushTo}: replies {@link Unmapped} (deferred=false) only when
-   * every targeted cache has dropped its entries. Deferred mode with a {@code flushTo}: replies
-   * {@link Unmapped} (deferred=true, with a flush token) as soon as the page-table entries are gone
-   * and the invalidation is queued; until {@link FlushCompleted} with that token reaches {@code
-   * flushTo}, translations of the range may still be served from the IOTLB or a device's ATC, so
-   * the issuer must neither reuse the IOVA range nor release the frames that backed it.
+   * <p>Strict mode, or no {@code flushTo} ({@link #strict}): replies {@link Unmapped}
+   * (deferred=false) only when every targeted cache has dropped its entries. Deferred mode with a
+   * {@code flushTo}: replies {@link Unmapped} (deferred=true, with a flush token) as soon as the
+   * page-table entries are gone and the invalidation is queued; until {@link FlushCompleted} with
+   * that token reaches {@code flushTo}, translations of the range may still be served from the
+   * IOTLB or a device's ATC, so the issuer must neither reuse the IOVA range nor release the frames
+   * that backed it.
    *
    * <p>EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain, EBUSY
    * when the unit's invalidation stream is saturated (ingress full and {@code max-parked}
@@ -321,9 +309,13 @@ public final class IommuUnitActor {
       ActorRef<UnitReply> replyTo)
       implements Command {
 
-    /** A strict unmap: no one to tell of a deferred flush (the original form of the command). */
-    public UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
-      this(domainId, iova, length, null, replyTo);
+    /**
+     * A strict unmap, whatever the unit's mode: no {@code flushTo}, so the reply ({@link
+     * Unmapped#strict}) comes only once every targeted cache has dropped the range.
+     */
+    public static UnmapRange strict(
+        int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
+      return new UnmapRange(domainId, iova, length, null, replyTo);
     }
   }
 
@@ -667,13 +659,7 @@ public final class IommuUnitActor {
    * entry written (fewer with large pages), plus the invalidation of not-present entries a
    * caching-mode unit needs.
    */
-  public record Mapped(long bytes, long modeledLatencyNs) implements UnitReply {
-
-    /** A map without a modeled charge: the original form of the reply. */
-    public Mapped(long bytes) {
-      this(bytes, 0);
-    }
-  }
+  public record Mapped(long bytes, long modeledLatencyNs) implements UnitReply {}
 
   /**
    * {@code modeledLatencyNs}: modeled time from the command to the reply, the invalidation and its
@@ -684,9 +670,13 @@ public final class IommuUnitActor {
   public record Unmapped(long bytes, long modeledLatencyNs, long flushToken, boolean deferred)
       implements UnitReply {
 
-    /** A completed (strict) unmap: the original form of the reply. */
-    public Unmapped(long bytes, long modeledLatencyNs) {
-      this(bytes, modeledLatencyNs, 0, false);
+    /**
+     * The reply to an unmap answered once complete: every cache that may have held the range has
+     * dropped it (PAMU: the windows are disabled), so there is no flush to wait for (token 0, not
+     * deferred).
+     */
+    public static Unmapped strict(long bytes, long modeledLatencyNs) {
+      return new Unmapped(bytes, modeledLatencyNs, 0, false);
     }
   }
 
@@ -870,15 +860,7 @@ public final class IommuUnitActor {
       List<String> groups,
       List<String> attachHandles,
       List<Integer> devices)
-      implements CborSerializable {
-
-    /** The model's snapshot alone (the original form of the reply). */
-    public UnitSnapshotted(
-        io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
-        io.iommulab.hardware.pamu.PamuSnapshot pamu) {
-      this(paging, pamu, List.of(), List.of(), List.of());
-    }
-  }
+      implements CborSerializable {}
 
   /**
    * Counters of the unit. {@code unhandledFaults}: faults with no attach handle or sink to receive

@@ -305,7 +305,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     long windows = r.value() / d.windowSize();
     // A PAACE write takes effect for the next lookup: no invalidation queue, one entry per window.
-    reply.tell(new Unmapped(r.value(), cost.pteWrites(windows)));
+    reply.tell(Unmapped.strict(r.value(), cost.pteWrites(windows)));
     return Behaviors.same();
   }
 

@@ -217,7 +217,7 @@ class DeviceActorTest {
         "translated accesses are checked too");
     assertEquals(2, state(gpu).atcEntries());
 
-    Unmapped u = replies(new UnmapRange(domain, IOVA, 2 * PAGE, replies.getRef()), Unmapped.class);
+    Unmapped u = replies(UnmapRange.strict(domain, IOVA, 2 * PAGE, replies.getRef()), Unmapped.class);
     assertEquals(2 * PAGE, u.bytes());
     DeviceState after = state(gpu);
     assertEquals(0, after.atcEntries());

@@ -58,7 +58,7 @@ class PamuFaultOwnerTest {
         FaultPipelineSettings.defaults(), () -> 0L));
     TestProbe<IommuUnitActor.UnitReply> replies = testKit.createTestProbe();
     TestProbe<DeviceActor.Command> device = testKit.createTestProbe();
-    unit.tell(new IommuUnitActor.RegisterDevice(RID, 7, 1, 0, false, device.getRef(),
+    unit.tell(new IommuUnitActor.RegisterDevice(RID, 7, 1, 0, false, false, device.getRef(),
         replies.getRef()));
     replies.expectMessage(WAIT, IommuUnitActor.Done.INSTANCE);
 

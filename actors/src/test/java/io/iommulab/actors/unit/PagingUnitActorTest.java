@@ -92,10 +92,10 @@ class PagingUnitActorTest {
   @Test
   void registeringADeviceTwiceOrOutside16BitsIsRefusedAndChangesNothing() {
     TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    h.refused(Errno.EEXIST, new RegisterDevice(NIC, -1, 1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x10000, -1, 1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, -1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, 1, 21, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EEXIST, new RegisterDevice(NIC, -1, 1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x10000, -1, 1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, -1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, 1, 21, false, false, nic.getRef(), h.replies.getRef()));
     assertEquals(List.of(NIC), h.snapshot().devices());
   }
 
@@ -197,9 +197,9 @@ class PagingUnitActorTest {
     GuestMemoryLayout vm = h.vm(1, 4 * Fixtures.MIB);
     int d = h.pagingDomain();
     h.map(d, 2 * Fixtures.MIB, vm.pageHpa(0), 2 * Fixtures.MIB, Access.READ_WRITE);
-    h.refused(Errno.EINVAL, new UnmapRange(d, 2 * Fixtures.MIB, PAGE, h.replies.getRef()));
-    h.refused(Errno.EINVAL, new UnmapRange(d, 0, 0, h.replies.getRef()));
-    Unmapped u = h.ask(new UnmapRange(d, 2 * Fixtures.MIB, 2 * Fixtures.MIB, h.replies.getRef()),
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 2 * Fixtures.MIB, PAGE, h.replies.getRef()));
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 0, 0, h.replies.getRef()));
+    Unmapped u = h.ask(UnmapRange.strict(d, 2 * Fixtures.MIB, 2 * Fixtures.MIB, h.replies.getRef()),
         Unmapped.class);
     assertEquals(2 * Fixtures.MIB, u.bytes());
     assertTrue(u.modeledLatencyNs() > 0, "IOTLB invalidation and sync cost modeled time");
@@ -280,7 +280,7 @@ class PagingUnitActorTest {
     BurstTranslated ats = h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true);
     assertEquals(0, ats.status()[0]);
 
-    h.unit.tell(new UnmapRange(d, IOVA, 4 * PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, 4 * PAGE, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     assertEquals(IOVA, inv.address());
     assertEquals(NONE, inv.pasid());
@@ -308,9 +308,9 @@ class PagingUnitActorTest {
     int d = h.pagingDomain();
     h.map(d, IOVA, vm.pageHpa(0), 2 * PAGE, Access.READ_WRITE);
     h.attach(GPU, NONE, d, null);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate first = gpu.expectMessageClass(AtcInvalidate.class);
-    h.unit.tell(new UnmapRange(d, IOVA + PAGE, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA + PAGE, PAGE, h.replies.getRef()));
     // One invalidation queue per unit: the second request waits behind the batch in execution.
     assertEquals(2, h.stats().pendingInvalidations());
     gpu.expectNoMessage(Duration.ofMillis(30));
@@ -351,7 +351,7 @@ class PagingUnitActorTest {
     int d = h.pagingDomain();
     h.map(d, IOVA, vm.pageHpa(0), PAGE, Access.READ_WRITE);
     h.attach(GPU, NONE, d, null);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     gpu.expectMessageClass(AtcInvalidate.class);
     gpu.stop();
     assertEquals(PAGE, h.replies.expectMessageClass(Unmapped.class).bytes());
@@ -546,7 +546,7 @@ class PagingUnitActorTest {
     h.refused(Errno.ENOENT, new InvalidateUser(99, List.of(), h.replies.getRef()));
     h.refused(Errno.ENOENT, new SetDirtyTracking(99, true, h.replies.getRef()));
     h.refused(Errno.ENOENT, new ReadAndClearDirty(99, IOVA, PAGE, true, h.replies.getRef()));
-    h.refused(Errno.ENOENT, new UnmapRange(99, IOVA, PAGE, h.replies.getRef()));
+    h.refused(Errno.ENOENT, UnmapRange.strict(99, IOVA, PAGE, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Detach(0x0999, NONE, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, h.replies.getRef()));
     UserInvalidated none = h.ask(new InvalidateUser(plain, List.of(
@@ -559,10 +559,10 @@ class PagingUnitActorTest {
   @Test
   void oneActorMayStandForSeveralFunctions() {
     TestProbe<DeviceActor.Command> card = testKit.createTestProbe();
-    h.ok(new RegisterDevice(GPU, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
-    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
     h.ok(new UnregisterDevice(GPU_FN1, h.replies.getRef()));
-    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
     assertEquals(List.of(GPU, GPU_FN1), h.snapshot().devices());
   }
 

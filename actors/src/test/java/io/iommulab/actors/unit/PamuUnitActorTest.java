@@ -146,7 +146,7 @@ class PamuUnitActorTest {
     h.refused(Errno.ENOENT, new FreeDomain(99, h.replies.getRef()));
     h.refused(Errno.ENOENT, new MapRange(99, 0, new long[] {0}, new long[] {WINDOW}, Access.READ,
         h.replies.getRef()));
-    h.refused(Errno.EINVAL, new UnmapRange(d, 0, 0, h.replies.getRef()));
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 0, 0, h.replies.getRef()));
     h.refused(Errno.ENODEV, new PamuMapMsiBank(d, 0, Fixtures.MSIIR0, 0, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Detach(DPAA, NONE, h.replies.getRef()));
   }
@@ -154,9 +154,9 @@ class PamuUnitActorTest {
   @Test
   void devicesAreRegisteredByLiodnWithoutPasidOrAts() {
     TestProbe<DeviceActor.Command> probe = testKit.createTestProbe();
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 0x500, 7, 0, false, probe.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 0, true, probe.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 4, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 0x500, 7, 0, false, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 0, true, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 4, false, false, probe.getRef(), h.replies.getRef()));
     TestProbe<DeviceActor.Command> dpaa = h.pamuDevice(DPAA, 7, 1);
     UnitInfo info = h.claim(DPAA, 3, 3, dpaa).info();
     assertEquals(UnitKind.PAMU, info.kind());
@@ -205,7 +205,7 @@ class PamuUnitActorTest {
         "the violation ISR disabled the LIODN");
     fd.expectMessageClass(DmaFaulted.class);
 
-    Unmapped u = h.ask(new UnmapRange(d, 0, 2 * WINDOW, h.replies.getRef()), Unmapped.class);
+    Unmapped u = h.ask(UnmapRange.strict(d, 0, 2 * WINDOW, h.replies.getRef()), Unmapped.class);
     assertEquals(2 * WINDOW, u.bytes());
     assertFalse(h.ask(new PamuGetGeometry(d, h.replies.getRef()), PamuGeometry.class).enabled());
   }

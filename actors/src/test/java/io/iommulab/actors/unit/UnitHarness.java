@@ -158,7 +158,7 @@ final class UnitHarness {
 
   TestProbe<DeviceActor.Command> pamuDevice(int rid, int group, int liodn) {
     TestProbe<DeviceActor.Command> probe = testKit.createTestProbe();
-    ok(new RegisterDevice(rid, liodn, group, 0, false, probe.getRef(), replies.getRef()));
+    ok(new RegisterDevice(rid, liodn, group, 0, false, false, probe.getRef(), replies.getRef()));
     return probe;
   }
 

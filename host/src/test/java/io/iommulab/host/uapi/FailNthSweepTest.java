@@ -503,7 +503,7 @@ class FailNthSweepTest {
       r.unit("MapRange", u, x -> new IommuUnitActor.MapRange(d, 0, hpas, new long[] {2 * MB, 2 * MB},
           Access.READ | Access.WRITE, x));
       r.undo.push(() -> assertInstanceOf(IommuUnitActor.Unmapped.class,
-          rig.unitCall(u, x -> new IommuUnitActor.UnmapRange(d, 0, 4 * MB, x))));
+          rig.unitCall(u, x -> IommuUnitActor.UnmapRange.strict(d, 0, 4 * MB, x))));
       long msiir = rig.bankSettings.get(0).msiirAddress();
       r.unit("MapMsiBank", u, x -> new IommuUnitActor.PamuMapMsiBank(d, 0, msiir, 14 * MB, x));
       r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
