@@ -675,7 +675,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
     }
     IommufdCtx.MapOp op = begun.value();
     if (op.targets().isEmpty()) {
-      Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
+      Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova(), 0);
       model.finishMap(op);
       modes.shadow.afterParentMap(ioas, op.areas(), () -> {
         releaseRead(ioas);

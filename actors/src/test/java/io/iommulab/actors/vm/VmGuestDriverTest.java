@@ -174,7 +174,7 @@ class VmGuestDriverTest {
 
     assertNotNull(opened.ref());
     assertEquals(1, rig.state().fds());
-    assertEquals(new VmActor.FdClosed(opened.fd(), 0, 0), rig.ask(r -> new VmActor.CloseFd(opened.fd(), r)));
+    assertEquals(new VmActor.FdClosed(opened.fd(), 0, 0, List.of()), rig.ask(r -> new VmActor.CloseFd(opened.fd(), r)));
     assertRefused(Errno.EBADF, rig.ask(r -> new VmActor.AllocIoas(opened.fd(), r)));
   }
 
