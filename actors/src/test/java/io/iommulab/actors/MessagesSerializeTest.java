@@ -99,7 +99,7 @@ class MessagesSerializeTest {
     assertEquals(Errno.EOPNOTSUPP, replies.expectMessageClass(IommuUnitActor.Refused.class).errno());
     TestProbe<IommuUnitActor.FaultEvent> fd = testKit.createTestProbe();
     unit.tell(new IommuUnitActor.Attach(0x200, NONE, domain, FaultSinks.unbatching(testKit, fd.getRef()),
-        replies.getRef()));
+        0L, replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     unit.tell(new IommuUnitActor.MapRange(domain, IOVA, new long[] {guest.pageHpa(0)},
         new long[] {4096}, Access.READ_WRITE, replies.getRef()));
@@ -114,7 +114,7 @@ class MessagesSerializeTest {
         new long[] {4096}, Access.READ, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.Mapped.class);
     unit.tell(new IommuUnitActor.RespondPageRequest(0x200, NONE, pr.request().groupId(),
-        PageResponseCode.SUCCESS));
+        PageResponseCode.SUCCESS, 0L));
     DeviceActor.DmaCompleted done = completions.receiveMessage();
     assertArrayEquals(new byte[] {0, 0}, done.status());
 
@@ -153,7 +153,7 @@ class MessagesSerializeTest {
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     pamu.tell(new IommuUnitActor.PamuGetGeometry(pd, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.PamuGeometry.class);
-    pamu.tell(new IommuUnitActor.Attach(0x300, NONE, pd, null, replies.getRef()));
+    pamu.tell(new IommuUnitActor.Attach(0x300, NONE, pd, null, 0L, replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     // A DMA window enables the domain (a bank window alone does not).
     pamu.tell(new IommuUnitActor.MapRange(pd, 256 * 1024, new long[] {guest.pageHpa(1)},

@@ -259,7 +259,7 @@ public final class Demo {
       domainId = d.domainId();
       unitOk(device.unit(), r -> new IommuUnitActor.PamuSetGeometry(domainId, 0, aperture, r));
       unitOk(device.unit(), r -> new IommuUnitActor.PamuSetWindowCount(domainId, windows, r));
-      unitOk(device.unit(), r -> new IommuUnitActor.Attach(device.rid(), NO_PASID, domainId, null, r));
+      unitOk(device.unit(), r -> new IommuUnitActor.Attach(device.rid(), NO_PASID, domainId, null, 0L, r));
       // Window 0 → the guest's first 64 MiB: one backing page, so physically contiguous.
       long hpa = vm.layout().gpaToHpa(0);
       pins(true);

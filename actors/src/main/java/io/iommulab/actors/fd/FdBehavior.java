@@ -1674,7 +1674,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           // PRG index. Without a token the owner is the only one to answer.
           if (p.handleToken() == 0 && req.lastPage() && units.containsKey(unitId)) {
             unit(unitId).tell(new IommuUnitActor.RespondPageRequest(
-                req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner()));
+                req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner(), 0L));
           }
           continue;
         }

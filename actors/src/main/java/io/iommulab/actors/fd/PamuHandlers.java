@@ -148,7 +148,7 @@ final class PamuHandlers {
       return;
     }
     Device d = devs.get(i);
-    port.ask(u, r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r), reply -> {
+    port.ask(u, r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), 0L, r), reply -> {
       if (reply instanceof IommuUnitActor.Refused) {
         detachAll(u, done, 0, () -> then.accept(reply));
         return;
@@ -191,7 +191,7 @@ final class PamuHandlers {
       }
       int domainId = pamu().domainId();
       askUnit(
-          r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r),
+          r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), 0L, r),
           () -> pamu().groupAdded(d),
           done);
     });

@@ -363,11 +363,12 @@ public final class IommuUnitActor {
    * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
    * object: the unit publishes them into its {@link FaultPipeline}, each record carrying the sink
    * and {@code handleToken} (chosen by the sink's owner, unique per attachment, so records of an
-   * older attachment still in flight are told apart from the new one's). Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
-   * ENOENT for an unknown domain, EPERM when no iommufd context claimed the RID
-   * ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL for a PASID beyond the
-   * device's or unit's width (any PASID on PAMU), EBUSY if already attached at that PASID (use
-   * Replace).
+   * older attachment still in flight are told apart from the new one's; 0 for none: the sink then
+   * routes the records by (unit, rid, pasid) alone). Replies Done (after the PASID-cache flush in
+   * caching mode); ENODEV for an unknown RID, ENOENT for an unknown domain, EPERM when no iommufd
+   * context claimed the RID ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL
+   * for a PASID beyond the device's or unit's width (any PASID on PAMU), EBUSY if already attached
+   * at that PASID (use Replace).
    */
   public record Attach(
       int rid,
@@ -376,23 +377,13 @@ public final class IommuUnitActor {
       ActorRef<FaultEvent> faultSink,
       long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /**
-     * Without a handle token (0): records of the handle carry none, and the sink routes them by
-     * (unit, rid, pasid) alone.
-     */
-    public Attach(
-        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, pasid, domainId, faultSink, 0L, replyTo);
-    }
-  }
+      implements Command {}
 
   /**
    * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
    * then ATC) before {@link Done}. EINVAL when not attached; same domain is a no-op. Page-request
    * groups still pending at the old domain's sink are answered INVALID. EOPNOTSUPP on PAMU.
+   * {@code faultSink} and {@code handleToken} (0 for none) as for {@link Attach}.
    */
   public record Replace(
       int rid,
@@ -401,15 +392,7 @@ public final class IommuUnitActor {
       ActorRef<FaultEvent> faultSink,
       long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /** Without a handle token (0), as {@link Attach}'s short form. */
-    public Replace(
-        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, pasid, domainId, faultSink, 0L, replyTo);
-    }
-  }
+      implements Command {}
 
   /**
    * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
@@ -540,13 +523,7 @@ public final class IommuUnitActor {
    */
   public record RespondPageRequest(
       int rid, int pasid, int groupId, PageResponseCode code, long handleToken)
-      implements Command {
-
-    /** Without a handle token: answers the pending group of that index, whatever its handle. */
-    public RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code) {
-      this(rid, pasid, groupId, code, 0L);
-    }
-  }
+      implements Command {}
 
   public enum PageResponseCode {
     SUCCESS,
@@ -895,54 +872,7 @@ public final class IommuUnitActor {
       int pendingInvalidations,
       long staleHitsInWindow,
       long staleHitViolations)
-      implements CborSerializable {
-
-    /** Without the stale-hit oracle's counters (zero). */
-    public UnitStats(
-        int unitId,
-        String unitName,
-        long translations,
-        long iotlbHits,
-        long iotlbMisses,
-        long faults,
-        long pageRequests,
-        long invalidationDescriptors,
-        long syncs,
-        long atcInvalidations,
-        int iotlbSize,
-        int domains,
-        long unhandledFaults,
-        List<DmaFault> faultLog,
-        long pageResponses,
-        long staleResponses,
-        long msiWrites,
-        long msiUnisolated,
-        int pendingInvalidations) {
-      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
-          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, unhandledFaults,
-          faultLog, pageResponses, staleResponses, msiWrites, msiUnisolated, pendingInvalidations,
-          0, 0);
-    }
-
-    /** The original counters; the later ones zero. */
-    public UnitStats(
-        int unitId,
-        String unitName,
-        long translations,
-        long iotlbHits,
-        long iotlbMisses,
-        long faults,
-        long pageRequests,
-        long invalidationDescriptors,
-        long syncs,
-        long atcInvalidations,
-        int iotlbSize,
-        int domains) {
-      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
-          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, 0, List.of(), 0, 0,
-          0, 0, 0);
-    }
-  }
+      implements CborSerializable {}
 
   /**
    * The invalidation stream of a unit: its mode and bounds, and what went through it.

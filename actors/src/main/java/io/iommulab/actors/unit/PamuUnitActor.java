@@ -190,7 +190,7 @@ final class PamuUnitActor extends UnitActorBase {
     return new UnitStats(
         unitId, name, c.translations(), 0, 0, c.faults(), c.pageRequests(), 0, 0, 0, 0,
         pamu.domains().size(), c.unhandledFaults(), c.faultLog(), c.pageResponses(),
-        c.staleResponses(), c.msiWrites(), c.msiUnisolated(), 0);
+        c.staleResponses(), c.msiWrites(), c.msiUnisolated(), 0, 0, 0);
   }
 
   @Override

@@ -361,13 +361,13 @@ class PagingUnitActorTest {
   void attachingNeedsAnOwnerAnExistingDomainAndAFreePasid() {
     TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
     int d = h.pagingDomain();
-    h.refused(Errno.EPERM, new Attach(GPU, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EPERM, new Attach(GPU, NONE, d, null, 0L, h.replies.getRef()));
     h.claim(GPU, 5, 1, gpu);
-    h.refused(Errno.ENOENT, new Attach(GPU, NONE, 99, null, h.replies.getRef()));
-    h.refused(Errno.ENODEV, new Attach(0x0999, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new Attach(GPU, NONE, 99, null, 0L, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Attach(0x0999, NONE, d, null, 0L, h.replies.getRef()));
     h.attach(GPU, NONE, d, null);
-    h.refused(Errno.EBUSY, new Attach(GPU, NONE, d, null, h.replies.getRef()));
-    h.refused(Errno.EINVAL, new Attach(GPU, 1 << 9, d, null, h.replies.getRef()));
+    h.refused(Errno.EBUSY, new Attach(GPU, NONE, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Attach(GPU, 1 << 9, d, null, 0L, h.replies.getRef()));
     h.attach(GPU, 3, d, null);
     assertTrue(h.snapshot().groups().get(0).contains("pasids=1"));
     h.refused(Errno.EINVAL, new Detach(GPU, 4, h.replies.getRef()));
@@ -383,8 +383,8 @@ class PagingUnitActorTest {
     h.map(a, IOVA, vm.pageHpa(0), PAGE, Access.READ);
     h.map(b, IOVA, vm.pageHpa(0) + PAGE, PAGE, Access.READ);
     h.attach(GPU, NONE, a, null);
-    h.refused(Errno.EINVAL, new Replace(GPU, 5, b, null, h.replies.getRef()));
-    h.unit.tell(new Replace(GPU, NONE, b, null, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Replace(GPU, 5, b, null, 0L, h.replies.getRef()));
+    h.unit.tell(new Replace(GPU, NONE, b, null, 0L, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.replies.expectNoMessage(Duration.ofMillis(20));
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
@@ -392,7 +392,7 @@ class PagingUnitActorTest {
     assertEquals(vm.pageHpa(0) + PAGE,
         h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, false).hpas()[0]);
     // Replacing with the same domain is a no-op.
-    h.ok(new Replace(GPU, NONE, b, null, h.replies.getRef()));
+    h.ok(new Replace(GPU, NONE, b, null, 0L, h.replies.getRef()));
   }
 
   // ---------------------------------------------------------------- page requests
@@ -410,10 +410,10 @@ class PagingUnitActorTest {
     assertEquals(9, first.request().groupId());
     assertFalse(first.request().lastPage());
     assertTrue(sink.expectMessageClass(PageRequested.class).request().lastPage());
-    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS, 0L));
     gpu.expectMessage(new DeviceActor.PageResponded(3, 9, PageResponseCode.SUCCESS));
     // A second answer for the same group is stale.
-    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS, 0L));
     gpu.expectNoMessage(Duration.ofMillis(20));
     UnitStats stats = h.stats();
     assertEquals(2, stats.pageRequests());
@@ -447,7 +447,7 @@ class PagingUnitActorTest {
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
     h.replies.expectMessage(IommuUnitActor.Done.INSTANCE);
-    h.unit.tell(new RespondPageRequest(GPU, 3, 2, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 2, PageResponseCode.SUCCESS, 0L));
     gpu.expectNoMessage(Duration.ofMillis(20));
     assertEquals(1, h.stats().staleResponses());
   }
@@ -548,7 +548,7 @@ class PagingUnitActorTest {
     h.refused(Errno.ENOENT, new ReadAndClearDirty(99, IOVA, PAGE, true, h.replies.getRef()));
     h.refused(Errno.ENOENT, UnmapRange.strict(99, IOVA, PAGE, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Detach(0x0999, NONE, h.replies.getRef()));
-    h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, 0L, h.replies.getRef()));
     UserInvalidated none = h.ask(new InvalidateUser(plain, List.of(
         new UserInvalidation(UserInvalidationKind.IOTLB_ALL, NONE, 0, 0, 0, false)),
         h.replies.getRef()), UserInvalidated.class);

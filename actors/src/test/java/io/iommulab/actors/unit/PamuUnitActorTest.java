@@ -95,7 +95,7 @@ class PamuUnitActorTest {
     h.ok(new PamuSetGeometry(d, 0, APERTURE, h.replies.getRef()));
     h.ok(new PamuSetWindowCount(d, 8, h.replies.getRef()));
     h.claim(rid, vm, vm, dev);
-    h.ok(new Attach(rid, NONE, d, sink, h.replies.getRef()));
+    h.ok(new Attach(rid, NONE, d, sink, 0L, h.replies.getRef()));
     return d;
   }
 
@@ -112,7 +112,7 @@ class PamuUnitActorTest {
     int id = d.domainId();
     h.refused(Errno.EOPNOTSUPP, new AllocDomain(DomainType.PAGING, false, false, 0, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new AllocDomain(DomainType.NESTED, false, false, id, h.replies.getRef()));
-    h.refused(Errno.EOPNOTSUPP, new Replace(DPAA, NONE, id, null, h.replies.getRef()));
+    h.refused(Errno.EOPNOTSUPP, new Replace(DPAA, NONE, id, null, 0L, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new EnforceCacheCoherency(id, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new SetDirtyTracking(id, true, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new ReadAndClearDirty(id, 0, 4096, false, h.replies.getRef()));
@@ -168,12 +168,12 @@ class PamuUnitActorTest {
   void attachingNeedsAnOwnerAndNoPasid() {
     TestProbe<DeviceActor.Command> dpaa = h.pamuDevice(DPAA, 7, 1);
     int d = domain();
-    h.refused(Errno.EPERM, new Attach(DPAA, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EPERM, new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
     h.claim(DPAA, 3, 3, dpaa);
-    h.refused(Errno.EINVAL, new Attach(DPAA, 1, d, null, h.replies.getRef()));
-    h.refused(Errno.ENOENT, new Attach(DPAA, NONE, 42, null, h.replies.getRef()));
-    h.ok(new Attach(DPAA, NONE, d, null, h.replies.getRef()));
-    h.refused(Errno.EBUSY, new Attach(DPAA, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Attach(DPAA, 1, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new Attach(DPAA, NONE, 42, null, 0L, h.replies.getRef()));
+    h.ok(new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.EBUSY, new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
     h.refused(Errno.EBUSY, new FreeDomain(d, h.replies.getRef()));
     h.ok(new Detach(DPAA, NONE, h.replies.getRef()));
     assertTrue(h.snapshot().pamu().ppaact().get(1).isDefaultBypass(),

@@ -180,7 +180,7 @@ final class UnitHarness {
   }
 
   void attach(int rid, int pasid, int domain, ActorRef<FaultEvent> sink) {
-    ok(new Attach(rid, pasid, domain, sink, replies.getRef()));
+    ok(new Attach(rid, pasid, domain, sink, 0L, replies.getRef()));
   }
 
   BurstTranslated burst(int rid, int pasid, long[] iovas, int access, boolean ats) {

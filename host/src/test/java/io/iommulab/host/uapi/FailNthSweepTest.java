@@ -650,7 +650,7 @@ class FailNthSweepTest {
         rig.unitCall(u, x -> new IommuUnitActor.ClaimDmaOwner(h.rid(), rig.ictxId, 1, x)));
     r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
         rig.unitCall(u, x -> new IommuUnitActor.ReleaseDmaOwner(h.rid(), rig.ictxId, x))));
-    r.unit("Attach " + h.name(), u, x -> new IommuUnitActor.Attach(h.rid(), NO_PASID, d, null, x));
+    r.unit("Attach " + h.name(), u, x -> new IommuUnitActor.Attach(h.rid(), NO_PASID, d, null, 0L, x));
     r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
         rig.unitCall(u, x -> new IommuUnitActor.Detach(h.rid(), NO_PASID, x))));
   }
