@@ -52,7 +52,7 @@ class InvalidationBoundsTest {
 
   private static InvalidationPipelineSettings tiny(Mode mode) {
     return new InvalidationPipelineSettings(mode, INGRESS, MAX_PARKED, MAX_BATCH, FLUSH_ENTRIES,
-        10_000_000);
+        10_000_000, true);
   }
 
   private UnitHarness h;
