@@ -99,7 +99,7 @@ class MessagesSerializeTest {
     assertEquals(Errno.EOPNOTSUPP, replies.expectMessageClass(IommuUnitActor.Refused.class).errno());
     TestProbe<IommuUnitActor.FaultEvent> fd = testKit.createTestProbe();
     unit.tell(new IommuUnitActor.Attach(0x200, NONE, domain, FaultSinks.unbatching(testKit, fd.getRef()),
-        replies.getRef()));
+        0L, replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     unit.tell(new IommuUnitActor.MapRange(domain, IOVA, new long[] {guest.pageHpa(0)},
         new long[] {4096}, Access.READ_WRITE, replies.getRef()));
@@ -114,13 +114,13 @@ class MessagesSerializeTest {
         new long[] {4096}, Access.READ, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.Mapped.class);
     unit.tell(new IommuUnitActor.RespondPageRequest(0x200, NONE, pr.request().groupId(),
-        PageResponseCode.SUCCESS));
+        PageResponseCode.SUCCESS, 0L));
     DeviceActor.DmaCompleted done = completions.receiveMessage();
     assertArrayEquals(new byte[] {0, 0}, done.status());
 
     unit.tell(new IommuUnitActor.ReadAndClearDirty(domain, IOVA, 8192, true, replies.getRef()));
     assertNotNull(replies.expectMessageClass(IommuUnitActor.DirtyRead.class).dirtyIovas());
-    unit.tell(new IommuUnitActor.UnmapRange(domain, IOVA, 8192, replies.getRef()));
+    unit.tell(IommuUnitActor.UnmapRange.strict(domain, IOVA, 8192, replies.getRef()));
     assertEquals(8192, replies.expectMessageClass(IommuUnitActor.Unmapped.class).bytes());
     unit.tell(new IommuUnitActor.TranslateBurst(0x200, NONE, new long[] {IOVA}, new int[] {4},
         new int[] {Access.READ}, false, 9, testKit.<IommuUnitActor.BurstTranslated>createTestProbe().getRef()));
@@ -140,7 +140,7 @@ class MessagesSerializeTest {
 
     // PAMU: windows, an MSI bank, a write delivered to it.
     TestProbe<DeviceActor.Command> dpaa = testKit.createTestProbe();
-    pamu.tell(new IommuUnitActor.RegisterDevice(0x300, 1, 7, 0, false, dpaa.getRef(), replies.getRef()));
+    pamu.tell(new IommuUnitActor.RegisterDevice(0x300, 1, 7, 0, false, false, dpaa.getRef(), replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     pamu.tell(new IommuUnitActor.ClaimDmaOwner(0x300, 6, 1, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.DmaOwnerClaimed.class);
@@ -153,7 +153,7 @@ class MessagesSerializeTest {
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     pamu.tell(new IommuUnitActor.PamuGetGeometry(pd, replies.getRef()));
     replies.expectMessageClass(IommuUnitActor.PamuGeometry.class);
-    pamu.tell(new IommuUnitActor.Attach(0x300, NONE, pd, null, replies.getRef()));
+    pamu.tell(new IommuUnitActor.Attach(0x300, NONE, pd, null, 0L, replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     // A DMA window enables the domain (a bank window alone does not).
     pamu.tell(new IommuUnitActor.MapRange(pd, 256 * 1024, new long[] {guest.pageHpa(1)},

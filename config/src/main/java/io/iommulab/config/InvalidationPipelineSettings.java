@@ -96,13 +96,6 @@ public record InvalidationPipelineSettings(
     }
   }
 
-  /** The settings without the stale-hit key: the oracle is on, as shipped. */
-  public InvalidationPipelineSettings(
-      Mode mode, int ingressCapacity, int maxParked, int maxBatch, int flushEntries,
-      long flushTimeoutNs) {
-    this(mode, ingressCapacity, maxParked, maxBatch, flushEntries, flushTimeoutNs, true);
-  }
-
   private static void checkCount(String key, int value, int min) {
     if (value < min || value > MAX_COUNT) {
       throw new IllegalArgumentException(

@@ -28,17 +28,6 @@ public record IommulabSettings(
     java.util.Objects.requireNonNull(invalidation, "invalidation");
   }
 
-  /** Topology and cost model; the pipelines take their defaults. */
-  public IommulabSettings(TopologySettings topology, CostModelSettings costModel) {
-    this(topology, costModel, FaultPipelineSettings.defaults());
-  }
-
-  /** Topology, cost model and fault pipeline; the invalidation stream takes its defaults. */
-  public IommulabSettings(
-      TopologySettings topology, CostModelSettings costModel, FaultPipelineSettings faultPipeline) {
-    this(topology, costModel, faultPipeline, InvalidationPipelineSettings.defaults());
-  }
-
   /** The same settings with the units' invalidation stream in {@code mode}. */
   public IommulabSettings withInvalidationMode(InvalidationPipelineSettings.Mode mode) {
     return new IommulabSettings(topology, costModel, faultPipeline, invalidation.withMode(mode));

@@ -254,7 +254,8 @@ public final class ScenarioBuilder {
       }
       topology = t.get();
       topologyConfig = merged("topology", TopologySettings.PATH);
-      return Optional.of(new IommulabSettings(t.get(), c.get()));
+      return Optional.of(new IommulabSettings(t.get(), c.get(), FaultPipelineSettings.defaults(),
+          InvalidationPipelineSettings.defaults()));
     }
 
     /**

@@ -104,28 +104,8 @@ public record UapiSettings(
   /** PASIDs 1 to 2^20 - 1 (PASID 0 is the RID's own address space on VT-d). */
   public static final int MAX_PASIDS = (1 << 20) - 1;
 
-  /** Default of {@code pasids-per-vm} for the settings built without it. */
+  /** Default of {@code pasids-per-vm} when the section leaves it out. */
   public static final int DEFAULT_PASIDS_PER_VM = 1024;
-
-  /** The settings without a FAULT depth: {@link #DEFAULT_FAULT_QUEUE_DEPTH}. */
-  public UapiSettings(
-      long memlockLimit,
-      boolean allowUnsafeInterrupts,
-      AccountMode defaultAccountMode,
-      int vfioDmaEntryLimit,
-      int pasidsPerVm) {
-    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, pasidsPerVm,
-        DEFAULT_FAULT_QUEUE_DEPTH);
-  }
-
-  /** The settings without a PASID quota (the original form): {@link #DEFAULT_PASIDS_PER_VM}. */
-  public UapiSettings(
-      long memlockLimit,
-      boolean allowUnsafeInterrupts,
-      AccountMode defaultAccountMode,
-      int vfioDmaEntryLimit) {
-    this(memlockLimit, allowUnsafeInterrupts, defaultAccountMode, vfioDmaEntryLimit, DEFAULT_PASIDS_PER_VM);
-  }
 
   /**
    * Builds the settings from the {@code iommulab.uapi} section (for example {@code

@@ -13,7 +13,7 @@ class InvalidationPipelineSettingsTest {
   @Test
   void theShippedDefaultsAreStrictWithLinuxsFlushQueueBounds() {
     InvalidationPipelineSettings d = InvalidationPipelineSettings.defaults();
-    assertEquals(new InvalidationPipelineSettings(Mode.STRICT, 1024, 4096, 256, 256, 10_000_000), d);
+    assertEquals(new InvalidationPipelineSettings(Mode.STRICT, 1024, 4096, 256, 256, 10_000_000, true), d);
     assertEquals(Mode.DEFERRED, InvalidationPipelineSettings.deferred().mode());
     assertEquals(d, InvalidationPipelineSettings.fromRoot(ConfigFactory.defaultReference()));
   }
@@ -57,7 +57,7 @@ class InvalidationPipelineSettingsTest {
                     "iommulab.pipeline.invalidation { mode = deferred, flush-timeout = 2ms,"
                         + " flush-entries = 64 }")
                 .withFallback(ConfigFactory.defaultReference()));
-    assertEquals(new InvalidationPipelineSettings(Mode.DEFERRED, 1024, 4096, 256, 64, 2_000_000), s);
+    assertEquals(new InvalidationPipelineSettings(Mode.DEFERRED, 1024, 4096, 256, 64, 2_000_000, true), s);
   }
 
   @Test
@@ -98,12 +98,12 @@ class InvalidationPipelineSettingsTest {
   @Test
   void theConstructorRefusesUnboundedOrEmptyQueues() {
     assertThrows(IllegalArgumentException.class,
-        () -> new InvalidationPipelineSettings(Mode.STRICT, 0, 1, 1, 1, 1));
+        () -> new InvalidationPipelineSettings(Mode.STRICT, 0, 1, 1, 1, 1, true));
     assertThrows(IllegalArgumentException.class,
-        () -> new InvalidationPipelineSettings(Mode.STRICT, 1, 1, 1 << 21, 1, 1));
+        () -> new InvalidationPipelineSettings(Mode.STRICT, 1, 1, 1 << 21, 1, 1, true));
     assertThrows(IllegalArgumentException.class,
-        () -> new InvalidationPipelineSettings(Mode.DEFERRED, 1, 1, 1, 1, 0));
+        () -> new InvalidationPipelineSettings(Mode.DEFERRED, 1, 1, 1, 1, 0, true));
     assertThrows(IllegalArgumentException.class,
-        () -> new InvalidationPipelineSettings(null, 1, 1, 1, 1, 1));
+        () -> new InvalidationPipelineSettings(null, 1, 1, 1, 1, 1, true));
   }
 }

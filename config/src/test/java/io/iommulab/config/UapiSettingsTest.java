@@ -10,6 +10,9 @@ import org.junit.jupiter.api.Test;
 
 class UapiSettingsTest {
 
+  private static final int PASIDS = UapiSettings.DEFAULT_PASIDS_PER_VM;
+  private static final int DEPTH = UapiSettings.DEFAULT_FAULT_QUEUE_DEPTH;
+
   private static com.typesafe.config.Config withDefaults(String hocon) {
     return ConfigFactory.parseString(hocon)
         .withFallback(ConfigFactory.defaultReference().getConfig(UapiSettings.PATH));
@@ -67,33 +70,33 @@ class UapiSettingsTest {
   void theConstructorRefusesAnUnalignedLimitAndAZeroEntryLimit() {
     assertThrows(
         IllegalArgumentException.class,
-        () -> new UapiSettings(4095, false, UapiSettings.AccountMode.USER, 1));
+        () -> new UapiSettings(4095, false, UapiSettings.AccountMode.USER, 1, PASIDS, DEPTH));
     assertThrows(
         IllegalArgumentException.class,
-        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 0));
+        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 0, PASIDS, DEPTH));
   }
 
   @Test
   void theWithersChangeOnlyTheirField() {
     UapiSettings d = UapiSettings.defaults();
     assertEquals(
-        new UapiSettings(8192, false, UapiSettings.AccountMode.USER, 65535), d.withMemlockLimit(8192));
+        new UapiSettings(8192, false, UapiSettings.AccountMode.USER, 65535, PASIDS, DEPTH), d.withMemlockLimit(8192));
     assertEquals(
-        new UapiSettings(64L << 30, true, UapiSettings.AccountMode.USER, 65535),
+        new UapiSettings(64L << 30, true, UapiSettings.AccountMode.USER, 65535, PASIDS, DEPTH),
         d.withAllowUnsafeInterrupts(true));
     assertEquals(
-        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 12, 1024), d.withVfioDmaEntryLimit(12));
+        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 12, PASIDS, DEPTH), d.withVfioDmaEntryLimit(12));
     assertEquals(
-        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 65535, 3), d.withPasidsPerVm(3));
+        new UapiSettings(64L << 30, false, UapiSettings.AccountMode.USER, 65535, 3, DEPTH), d.withPasidsPerVm(3));
   }
 
   @Test
   void aPasidQuotaOutsideTheTwentyBitSpaceIsRefused() {
     assertThrows(
         IllegalArgumentException.class,
-        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 0));
+        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 0, DEPTH));
     assertThrows(
         IllegalArgumentException.class,
-        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 1 << 20));
+        () -> new UapiSettings(4096, false, UapiSettings.AccountMode.USER, 1, 1 << 20, DEPTH));
   }
 }

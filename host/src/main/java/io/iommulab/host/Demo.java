@@ -259,7 +259,7 @@ public final class Demo {
       domainId = d.domainId();
       unitOk(device.unit(), r -> new IommuUnitActor.PamuSetGeometry(domainId, 0, aperture, r));
       unitOk(device.unit(), r -> new IommuUnitActor.PamuSetWindowCount(domainId, windows, r));
-      unitOk(device.unit(), r -> new IommuUnitActor.Attach(device.rid(), NO_PASID, domainId, null, r));
+      unitOk(device.unit(), r -> new IommuUnitActor.Attach(device.rid(), NO_PASID, domainId, null, 0L, r));
       // Window 0 → the guest's first 64 MiB: one backing page, so physically contiguous.
       long hpa = vm.layout().gpaToHpa(0);
       pins(true);
@@ -308,7 +308,7 @@ public final class Demo {
       bankAsk(topology.msiBanks().get(bankIndex), r -> new MsiBankActor.FreeVectors(device.rid(), r));
       unitOk(device.unit(), r -> new IommuUnitActor.Detach(device.rid(), NO_PASID, r));
       unitOk(device.unit(), r -> new IommuUnitActor.PamuUnmapMsiBank(domainId, (windows - 1) * windowSize, r));
-      unitOk(device.unit(), r -> new IommuUnitActor.UnmapRange(domainId, 0, windowSize, r));
+      unitOk(device.unit(), r -> IommuUnitActor.UnmapRange.strict(domainId, 0, windowSize, r));
       pins(false);
       unitOk(device.unit(), r -> new IommuUnitActor.FreeDomain(domainId, r));
       line("vm 2's PAMU domain torn down: MSI vectors freed, LIODN detached, windows disabled, domain freed, pages unpinned");

@@ -125,11 +125,6 @@ public final class HostGuardian extends AbstractBehavior<HostGuardian.Command> {
       Objects.requireNonNull(backing, "backing");
       Objects.requireNonNull(tenant, "tenant");
     }
-
-    public CreateVm(
-        int vmId, long memoryBytes, PageSize backing, List<String> devices, ActorRef<CreateVmReply> replyTo) {
-      this(vmId, memoryBytes, backing, devices, VmSpec.DEFAULT_TENANT, replyTo);
-    }
   }
 
   /**

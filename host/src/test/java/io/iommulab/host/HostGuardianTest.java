@@ -10,6 +10,7 @@ import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.vm.StaleDmaOracle;
 import io.iommulab.actors.vm.VmActor;
+import io.iommulab.actors.vm.VmSpec;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.IommulabSettings;
@@ -84,7 +85,8 @@ class HostGuardianTest {
 
   private static CreateVmReply createVm(ActorRef<HostGuardian.Command> host, int vmId, long bytes, String... devices) {
     TestProbe<CreateVmReply> probe = testKit.createTestProbe();
-    host.tell(new HostGuardian.CreateVm(vmId, bytes, PageSize.SIZE_2M, List.of(devices), probe.ref()));
+    host.tell(new HostGuardian.CreateVm(vmId, bytes, PageSize.SIZE_2M, List.of(devices),
+        VmSpec.DEFAULT_TENANT, probe.ref()));
     return probe.receiveMessage();
   }
 

@@ -249,25 +249,7 @@ public final class DeviceActor extends AbstractBehavior<DeviceActor.Command> {
       long msiRaised,
       long msiDropped,
       int burstsInFlight)
-      implements CborSerializable {
-
-    /** The original fields; the later ones zero. */
-    public DeviceState(
-        String name,
-        int rid,
-        int ownerVmId,
-        boolean quiesced,
-        boolean atsEnabled,
-        int atcEntries,
-        int outstandingPageRequests,
-        long dmaAccesses,
-        long dmaFaults,
-        long atcHits,
-        long atcInvalidations) {
-      this(name, rid, ownerVmId, quiesced, atsEnabled, atcEntries, outstandingPageRequests,
-          dmaAccesses, dmaFaults, atcHits, atcInvalidations, false, 0, 0, 0, 0);
-    }
-  }
+      implements CborSerializable {}
 
   // ================================================================ implementation
 

@@ -675,7 +675,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
     }
     IommufdCtx.MapOp op = begun.value();
     if (op.targets().isEmpty()) {
-      Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova());
+      Reply ok = copy ? new IoasidFdActor.IoasCopied(op.iova()) : new IoasidFdActor.IoasMapped(op.iova(), 0);
       model.finishMap(op);
       modes.shadow.afterParentMap(ioas, op.areas(), () -> {
         releaseRead(ioas);
@@ -727,7 +727,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
               Area a = askArea.get(i);
               int domainId = h.domainId();
               undo.add(
-                  new UnitAsk(unit(h.unitId()), r -> new IommuUnitActor.UnmapRange(domainId, a.iova(), a.length(), r)));
+                  new UnitAsk(unit(h.unitId()), r -> IommuUnitActor.UnmapRange.strict(domainId, a.iova(), a.length(), r)));
               undoArea.add(a);
             }
           }
@@ -1674,7 +1674,7 @@ final class FdBehavior extends AbstractBehavior<Command> {
           // PRG index. Without a token the owner is the only one to answer.
           if (p.handleToken() == 0 && req.lastPage() && units.containsKey(unitId)) {
             unit(unitId).tell(new IommuUnitActor.RespondPageRequest(
-                req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner()));
+                req.rid(), req.pasid(), req.groupId(), FaultPolicy.lastPageLostAtOwner(), 0L));
           }
           continue;
         }

@@ -635,13 +635,7 @@ public final class IoasidFdActor {
    * {@code modeledLatencyNs}: the cost model's charge of the map in every domain of the IOAS,
    * summed (the kernel fills the domains one after the other, {@code iopt_area_fill_domains}).
    */
-  public record IoasMapped(long iova, long modeledLatencyNs) implements Reply {
-
-    /** Without a modeled charge: the original form of the reply. */
-    public IoasMapped(long iova) {
-      this(iova, 0);
-    }
-  }
+  public record IoasMapped(long iova, long modeledLatencyNs) implements Reply {}
 
   /**
    * {@code length}: bytes unmapped. {@code awaitingFlushBytes}: of those, bytes whose unmap a unit
@@ -651,18 +645,7 @@ public final class IoasidFdActor {
    * units' modeled unmap latencies (page-table writes, invalidation and its sync), summed over the
    * domains, which the kernel unmaps one after the other.
    */
-  public record IoasUnmapped(long length, long awaitingFlushBytes, long modeledLatencyNs) implements Reply {
-
-    /** Without a modeled charge. */
-    public IoasUnmapped(long length, long awaitingFlushBytes) {
-      this(length, awaitingFlushBytes, 0);
-    }
-
-    /** A strict unmap (the original form of the reply). */
-    public IoasUnmapped(long length) {
-      this(length, 0, 0);
-    }
-  }
+  public record IoasUnmapped(long length, long awaitingFlushBytes, long modeledLatencyNs) implements Reply {}
 
   public record IoasCopied(long dstIova) implements Reply {}
 
@@ -708,21 +691,7 @@ public final class IoasidFdActor {
       int addressWidth,
       List<IovaRange> reservedRegions,
       boolean enforceCacheCoherency)
-      implements Reply {
-
-    /** The fields of the merged uAPI alone (the original form of the reply). */
-    public HwInfo(
-        int outDataType,
-        int dataLen,
-        long outCapabilities,
-        int outMaxPasidLog2,
-        long pageSizeBitmap,
-        int addressWidth,
-        List<IovaRange> reservedRegions) {
-      this(outDataType, dataLen, outCapabilities, outMaxPasidLog2, pageSizeBitmap, addressWidth,
-          reservedRegions, false);
-    }
-  }
+      implements Reply {}
 
   public record FaultQueueAllocated(int outFaultId) implements Reply {}
 
@@ -733,13 +702,7 @@ public final class IoasidFdActor {
    * number of requests the full queue lost ({@code Fault}).
    */
   public record FaultRecords(List<HwptPgfault> records, int bytes, List<FaultQueueHeader> headers)
-      implements Reply {
-
-    /** Records only (the original form of the reply). */
-    public FaultRecords(List<HwptPgfault> records, int bytes) {
-      this(records, bytes, List.of());
-    }
-  }
+      implements Reply {}
 
   public record FaultWritten(int bytes) implements Reply {}
 

@@ -148,7 +148,7 @@ final class PamuHandlers {
       return;
     }
     Device d = devs.get(i);
-    port.ask(u, r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r), reply -> {
+    port.ask(u, r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), 0L, r), reply -> {
       if (reply instanceof IommuUnitActor.Refused) {
         detachAll(u, done, 0, () -> then.accept(reply));
         return;
@@ -191,7 +191,7 @@ final class PamuHandlers {
       }
       int domainId = pamu().domainId();
       askUnit(
-          r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), r),
+          r -> new IommuUnitActor.Attach(d.rid(), Device.NO_PASID, domainId, port.faultSink(), 0L, r),
           () -> pamu().groupAdded(d),
           done);
     });
@@ -338,7 +338,7 @@ final class PamuHandlers {
         return;
       }
       int domainId = pamu().domainId();
-      port.ask(unit(), r -> new IommuUnitActor.UnmapRange(domainId, m.iova(), m.size(), r), reply -> {
+      port.ask(unit(), r -> IommuUnitActor.UnmapRange.strict(domainId, m.iova(), m.size(), r), reply -> {
         if (!(reply instanceof IommuUnitActor.Unmapped)) {
           done.accept(unitRefusal(reply));
           return;
@@ -409,7 +409,7 @@ final class PamuHandlers {
     int domainId = pamu().domainId();
     List<java.util.function.Function<ActorRef<UnitReply>, IommuUnitActor.Command>> makes = new ArrayList<>();
     for (PamuIommu.Window w : pamu().windows()) {
-      makes.add(r -> new IommuUnitActor.UnmapRange(domainId, w.iova(), w.size(), r));
+      makes.add(r -> IommuUnitActor.UnmapRange.strict(domainId, w.iova(), w.size(), r));
     }
     for (Map.Entry<Long, Integer> e : pamu().msiMaps().entrySet()) {
       long iova = e.getKey();

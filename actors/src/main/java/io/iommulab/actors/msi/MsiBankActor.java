@@ -99,24 +99,7 @@ public final class MsiBankActor extends AbstractBehavior<MsiBankActor.Command> {
       long spurious,
       long breaches,
       long misdirected)
-      implements BankReply {
-
-    /** The original fields; the later ones zero. */
-    public BankState(
-        int bankIndex,
-        long msiirAddress,
-        int vectors,
-        int freeVectors,
-        List<Integer> groups,
-        List<Integer> owners,
-        boolean isolationBroken,
-        long delivered,
-        long crossOwnerInterrupts,
-        long spurious) {
-      this(bankIndex, msiirAddress, vectors, freeVectors, groups, owners, isolationBroken,
-          delivered, crossOwnerInterrupts, spurious, 0, 0);
-    }
-  }
+      implements BankReply {}
 
   // ================================================================ implementation
 

@@ -197,20 +197,7 @@ public final class IommuUnitActor {
       boolean pri,
       ActorRef<DeviceActor.Command> device,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /** A function without PRI (the original form of the command). */
-    public RegisterDevice(
-        int rid,
-        int liodn,
-        int group,
-        int pasidBits,
-        boolean ats,
-        ActorRef<DeviceActor.Command> device,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, liodn, group, pasidBits, ats, false, device, replyTo);
-    }
-  }
+      implements Command {}
 
   /** The function leaves (hot-unplug); EBUSY while it is attached or owned. Replies Done. */
   public record UnregisterDevice(int rid, ActorRef<UnitReply> replyTo) implements Command {}
@@ -301,12 +288,13 @@ public final class IommuUnitActor {
    * may hold them — IOTLB first, then the ATC of every ATS device attached to the domain — to the
    * sync, through the unit's invalidation stream (merged with other requests of the same batch).
    *
-   * <p>Strict mode, or no {@code flushTo}: replies {@link Unmapped} (deferred=false) only when
-   * every targeted cache has dropped its entries. Deferred mode with a {@code flushTo}: replies
-   * {@link Unmapped} (deferred=true, with a flush token) as soon as the page-table entries are gone
-   * and the invalidation is queued; until {@link FlushCompleted} with that token reaches {@code
-   * flushTo}, translations of the range may still be served from the IOTLB or a device's ATC, so
-   * the issuer must neither reuse the IOVA range nor release the frames that backed it.
+   * <p>Strict mode, or no {@code flushTo} ({@link #strict}): replies {@link Unmapped}
+   * (deferred=false) only when every targeted cache has dropped its entries. Deferred mode with a
+   * {@code flushTo}: replies {@link Unmapped} (deferred=true, with a flush token) as soon as the
+   * page-table entries are gone and the invalidation is queued; until {@link FlushCompleted} with
+   * that token reaches {@code flushTo}, translations of the range may still be served from the
+   * IOTLB or a device's ATC, so the issuer must neither reuse the IOVA range nor release the frames
+   * that backed it.
    *
    * <p>EINVAL when the range cuts a large page or is empty, ENOENT for an unknown domain, EBUSY
    * when the unit's invalidation stream is saturated (ingress full and {@code max-parked}
@@ -321,9 +309,13 @@ public final class IommuUnitActor {
       ActorRef<UnitReply> replyTo)
       implements Command {
 
-    /** A strict unmap: no one to tell of a deferred flush (the original form of the command). */
-    public UnmapRange(int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
-      this(domainId, iova, length, null, replyTo);
+    /**
+     * A strict unmap, whatever the unit's mode: no {@code flushTo}, so the reply ({@link
+     * Unmapped#strict}) comes only once every targeted cache has dropped the range.
+     */
+    public static UnmapRange strict(
+        int domainId, long iova, long length, ActorRef<UnitReply> replyTo) {
+      return new UnmapRange(domainId, iova, length, null, replyTo);
     }
   }
 
@@ -371,11 +363,12 @@ public final class IommuUnitActor {
    * requests of this attach handle, as iommufd's attach handle routes them to the hwpt's FAULT
    * object: the unit publishes them into its {@link FaultPipeline}, each record carrying the sink
    * and {@code handleToken} (chosen by the sink's owner, unique per attachment, so records of an
-   * older attachment still in flight are told apart from the new one's). Replies Done (after the PASID-cache flush in caching mode); ENODEV for an unknown RID,
-   * ENOENT for an unknown domain, EPERM when no iommufd context claimed the RID
-   * ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL for a PASID beyond the
-   * device's or unit's width (any PASID on PAMU), EBUSY if already attached at that PASID (use
-   * Replace).
+   * older attachment still in flight are told apart from the new one's; 0 for none: the sink then
+   * routes the records by (unit, rid, pasid) alone). Replies Done (after the PASID-cache flush in
+   * caching mode); ENODEV for an unknown RID, ENOENT for an unknown domain, EPERM when no iommufd
+   * context claimed the RID ({@link ClaimDmaOwner}: iommufd attaches only bound devices), EINVAL
+   * for a PASID beyond the device's or unit's width (any PASID on PAMU), EBUSY if already attached
+   * at that PASID (use Replace).
    */
   public record Attach(
       int rid,
@@ -384,23 +377,13 @@ public final class IommuUnitActor {
       ActorRef<FaultEvent> faultSink,
       long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /**
-     * Without a handle token (0): records of the handle carry none, and the sink routes them by
-     * (unit, rid, pasid) alone.
-     */
-    public Attach(
-        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, pasid, domainId, faultSink, 0L, replyTo);
-    }
-  }
+      implements Command {}
 
   /**
    * Atomically switches (rid, pasid) to another domain; the old translation is invalidated (IOTLB,
    * then ATC) before {@link Done}. EINVAL when not attached; same domain is a no-op. Page-request
    * groups still pending at the old domain's sink are answered INVALID. EOPNOTSUPP on PAMU.
+   * {@code faultSink} and {@code handleToken} (0 for none) as for {@link Attach}.
    */
   public record Replace(
       int rid,
@@ -409,15 +392,7 @@ public final class IommuUnitActor {
       ActorRef<FaultEvent> faultSink,
       long handleToken,
       ActorRef<UnitReply> replyTo)
-      implements Command {
-
-    /** Without a handle token (0), as {@link Attach}'s short form. */
-    public Replace(
-        int rid, int pasid, int domainId, ActorRef<FaultEvent> faultSink,
-        ActorRef<UnitReply> replyTo) {
-      this(rid, pasid, domainId, faultSink, 0L, replyTo);
-    }
-  }
+      implements Command {}
 
   /**
    * Returns (rid, pasid) to blocked DMA; replies {@link Done} only after the PASID teardown
@@ -548,13 +523,7 @@ public final class IommuUnitActor {
    */
   public record RespondPageRequest(
       int rid, int pasid, int groupId, PageResponseCode code, long handleToken)
-      implements Command {
-
-    /** Without a handle token: answers the pending group of that index, whatever its handle. */
-    public RespondPageRequest(int rid, int pasid, int groupId, PageResponseCode code) {
-      this(rid, pasid, groupId, code, 0L);
-    }
-  }
+      implements Command {}
 
   public enum PageResponseCode {
     SUCCESS,
@@ -667,13 +636,7 @@ public final class IommuUnitActor {
    * entry written (fewer with large pages), plus the invalidation of not-present entries a
    * caching-mode unit needs.
    */
-  public record Mapped(long bytes, long modeledLatencyNs) implements UnitReply {
-
-    /** A map without a modeled charge: the original form of the reply. */
-    public Mapped(long bytes) {
-      this(bytes, 0);
-    }
-  }
+  public record Mapped(long bytes, long modeledLatencyNs) implements UnitReply {}
 
   /**
    * {@code modeledLatencyNs}: modeled time from the command to the reply, the invalidation and its
@@ -684,9 +647,13 @@ public final class IommuUnitActor {
   public record Unmapped(long bytes, long modeledLatencyNs, long flushToken, boolean deferred)
       implements UnitReply {
 
-    /** A completed (strict) unmap: the original form of the reply. */
-    public Unmapped(long bytes, long modeledLatencyNs) {
-      this(bytes, modeledLatencyNs, 0, false);
+    /**
+     * The reply to an unmap answered once complete: every cache that may have held the range has
+     * dropped it (PAMU: the windows are disabled), so there is no flush to wait for (token 0, not
+     * deferred).
+     */
+    public static Unmapped strict(long bytes, long modeledLatencyNs) {
+      return new Unmapped(bytes, modeledLatencyNs, 0, false);
     }
   }
 
@@ -870,15 +837,7 @@ public final class IommuUnitActor {
       List<String> groups,
       List<String> attachHandles,
       List<Integer> devices)
-      implements CborSerializable {
-
-    /** The model's snapshot alone (the original form of the reply). */
-    public UnitSnapshotted(
-        io.iommulab.hardware.iommu.IommuUnit.Snapshot paging,
-        io.iommulab.hardware.pamu.PamuSnapshot pamu) {
-      this(paging, pamu, List.of(), List.of(), List.of());
-    }
-  }
+      implements CborSerializable {}
 
   /**
    * Counters of the unit. {@code unhandledFaults}: faults with no attach handle or sink to receive
@@ -913,54 +872,7 @@ public final class IommuUnitActor {
       int pendingInvalidations,
       long staleHitsInWindow,
       long staleHitViolations)
-      implements CborSerializable {
-
-    /** Without the stale-hit oracle's counters (zero). */
-    public UnitStats(
-        int unitId,
-        String unitName,
-        long translations,
-        long iotlbHits,
-        long iotlbMisses,
-        long faults,
-        long pageRequests,
-        long invalidationDescriptors,
-        long syncs,
-        long atcInvalidations,
-        int iotlbSize,
-        int domains,
-        long unhandledFaults,
-        List<DmaFault> faultLog,
-        long pageResponses,
-        long staleResponses,
-        long msiWrites,
-        long msiUnisolated,
-        int pendingInvalidations) {
-      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
-          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, unhandledFaults,
-          faultLog, pageResponses, staleResponses, msiWrites, msiUnisolated, pendingInvalidations,
-          0, 0);
-    }
-
-    /** The original counters; the later ones zero. */
-    public UnitStats(
-        int unitId,
-        String unitName,
-        long translations,
-        long iotlbHits,
-        long iotlbMisses,
-        long faults,
-        long pageRequests,
-        long invalidationDescriptors,
-        long syncs,
-        long atcInvalidations,
-        int iotlbSize,
-        int domains) {
-      this(unitId, unitName, translations, iotlbHits, iotlbMisses, faults, pageRequests,
-          invalidationDescriptors, syncs, atcInvalidations, iotlbSize, domains, 0, List.of(), 0, 0,
-          0, 0, 0);
-    }
-  }
+      implements CborSerializable {}
 
   /**
    * The invalidation stream of a unit: its mode and bounds, and what went through it.

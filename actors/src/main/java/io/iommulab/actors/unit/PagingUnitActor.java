@@ -592,7 +592,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     long bytes = r.value();
     if (bytes == 0) {
-      reply.tell(new Unmapped(0, 0));
+      reply.tell(Unmapped.strict(0, 0));
       return Behaviors.same();
     }
     List<InvDescriptor> descriptors = plan.value();
@@ -609,7 +609,7 @@ final class PagingUnitActor extends UnitActorBase {
     }
     invalidate(descriptors, changed, tenant(d), latency -> {
       unmapLatency.record(latency);
-      reply.tell(new Unmapped(bytes, latency));
+      reply.tell(Unmapped.strict(bytes, latency));
     });
     return Behaviors.same();
   }

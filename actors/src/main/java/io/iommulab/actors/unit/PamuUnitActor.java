@@ -190,7 +190,7 @@ final class PamuUnitActor extends UnitActorBase {
     return new UnitStats(
         unitId, name, c.translations(), 0, 0, c.faults(), c.pageRequests(), 0, 0, 0, 0,
         pamu.domains().size(), c.unhandledFaults(), c.faultLog(), c.pageResponses(),
-        c.staleResponses(), c.msiWrites(), c.msiUnisolated(), 0);
+        c.staleResponses(), c.msiWrites(), c.msiUnisolated(), 0, 0, 0);
   }
 
   @Override
@@ -305,7 +305,7 @@ final class PamuUnitActor extends UnitActorBase {
     }
     long windows = r.value() / d.windowSize();
     // A PAACE write takes effect for the next lookup: no invalidation queue, one entry per window.
-    reply.tell(new Unmapped(r.value(), cost.pteWrites(windows)));
+    reply.tell(Unmapped.strict(r.value(), cost.pteWrites(windows)));
     return Behaviors.same();
   }
 

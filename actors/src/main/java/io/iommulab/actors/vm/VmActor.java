@@ -419,11 +419,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public FdClosed {
       leftBehind = List.copyOf(leftBehind);
     }
-
-    /** A close that left nothing behind: the original form of the reply. */
-    public FdClosed(int fd, int objectsDestroyed, long pagesUnpinned) {
-      this(fd, objectsDestroyed, pagesUnpinned, List.of());
-    }
   }
 
   /** {@code info}: what the unit told at the ownership claim (GET_HW_INFO, reserved regions). */
@@ -440,26 +435,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
   public record DeviceDetached(int fd, String device) implements VmReply {}
 
   /** {@code modeledLatencyNs}: the fd's modeled charge of the map (0 for a lazy buffer). */
-  public record BufferMapped(long iova, long length, long modeledLatencyNs) implements VmReply {
-
-    /** Without a modeled charge: the original form of the reply. */
-    public BufferMapped(long iova, long length) {
-      this(iova, length, 0);
-    }
-  }
+  public record BufferMapped(long iova, long length, long modeledLatencyNs) implements VmReply {}
 
   /**
    * {@code returnedAtNs}: the modeled time the last unmap returned (every invalidation done);
    * {@code modeledLatencyNs}: the fd's modeled charges of the IOAS_UNMAPs it took, summed.
    */
   public record BufferUnmapped(long iova, long bytes, long returnedAtNs, long modeledLatencyNs)
-      implements VmReply {
-
-    /** Without a modeled charge: the original form of the reply. */
-    public BufferUnmapped(long iova, long bytes, long returnedAtNs) {
-      this(iova, bytes, returnedAtNs, 0);
-    }
-  }
+      implements VmReply {}
 
   /** A stage-1 write or clear of {@code [iova, +length)} in nested domain {@code nestedDomainId}. */
   public record Stage1Written(int nestedDomainId, long iova, long length) implements VmReply {}
@@ -469,13 +452,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
    * {@code modeledLatencyNs}: the unit's modeled charge (descriptors, sync, device TLBs).
    */
   public record Stage1Invalidated(int handled, Errno errno, String message, long modeledLatencyNs)
-      implements VmReply {
-
-    /** Without a modeled charge: the original form of the reply. */
-    public Stage1Invalidated(int handled, Errno errno, String message) {
-      this(handled, errno, message, 0);
-    }
-  }
+      implements VmReply {}
 
   /**
    * A burst finished: {@code status[i]} per {@link DeviceActor.DmaCompleted}; {@code staleAtIssue}
@@ -1363,7 +1340,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     oracle.mapIssued(f.space(ioas.id), iova, cmd.length());
     if (area.lazy) {
       ioas.areas.put(iova, area);
-      return reply(cmd.replyTo(), new BufferMapped(iova, cmd.length()));
+      return reply(cmd.replyTo(), new BufferMapped(iova, cmd.length(), 0));
     }
     return askFd(
         f,

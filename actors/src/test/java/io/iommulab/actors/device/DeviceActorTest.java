@@ -108,7 +108,7 @@ class DeviceActorTest {
     replies.expectMessageClass(DmaOwnerClaimed.class);
     domain = replies(new AllocDomain(DomainType.PAGING, false, false, 0, replies.getRef()),
         DomainAllocated.class).domainId();
-    unit.tell(new Attach(s.ridValue(), NONE, domain, sink, replies.getRef()));
+    unit.tell(new Attach(s.ridValue(), NONE, domain, sink, 0L, replies.getRef()));
     replies.expectMessage(IommuUnitActor.Done.INSTANCE);
     return dev;
   }
@@ -217,7 +217,7 @@ class DeviceActorTest {
         "translated accesses are checked too");
     assertEquals(2, state(gpu).atcEntries());
 
-    Unmapped u = replies(new UnmapRange(domain, IOVA, 2 * PAGE, replies.getRef()), Unmapped.class);
+    Unmapped u = replies(UnmapRange.strict(domain, IOVA, 2 * PAGE, replies.getRef()), Unmapped.class);
     assertEquals(2 * PAGE, u.bytes());
     DeviceState after = state(gpu);
     assertEquals(0, after.atcEntries());
@@ -250,7 +250,7 @@ class DeviceActorTest {
     assertEquals(1, state(gpu).outstandingPageRequests());
     // The fd resolves the fault (maps the page) and answers the group.
     map(IOVA, 0, PAGE);
-    unit.tell(new RespondPageRequest(0x0200, NONE, pr.request().groupId(), PageResponseCode.SUCCESS));
+    unit.tell(new RespondPageRequest(0x0200, NONE, pr.request().groupId(), PageResponseCode.SUCCESS, 0L));
     DmaCompleted c = completions.receiveMessage();
     assertArrayEquals(new byte[] {0, 0}, c.status());
     assertEquals(1, c.pageRequests());
@@ -264,7 +264,7 @@ class DeviceActorTest {
     map(IOVA + PAGE, PAGE, PAGE);
     gpu.tell(burst(Access.READ, IOVA, IOVA + PAGE));
     PageRequested pr = fd.expectMessageClass(PageRequested.class);
-    unit.tell(new RespondPageRequest(0x0200, NONE, pr.request().groupId(), PageResponseCode.INVALID));
+    unit.tell(new RespondPageRequest(0x0200, NONE, pr.request().groupId(), PageResponseCode.INVALID, 0L));
     DmaCompleted c = completions.receiveMessage();
     assertArrayEquals(new byte[] {DeviceActor.STATUS_PAGE_REQUEST_FAILED, 0}, c.status());
   }
@@ -293,11 +293,11 @@ class DeviceActorTest {
     fd.expectNoMessage(Duration.ofMillis(30));
     assertEquals(32, state(gpu).outstandingPageRequests());
     map(IOVA, 0, 40 * PAGE);
-    unit.tell(new RespondPageRequest(0x0200, NONE, last.request().groupId(), PageResponseCode.SUCCESS));
+    unit.tell(new RespondPageRequest(0x0200, NONE, last.request().groupId(), PageResponseCode.SUCCESS, 0L));
     List<FaultEvent> rest = fd.receiveSeveralMessages(8);
     PageRequested tail = (PageRequested) rest.get(7);
     assertEquals(IOVA + 39 * PAGE, tail.request().addr());
-    unit.tell(new RespondPageRequest(0x0200, NONE, tail.request().groupId(), PageResponseCode.SUCCESS));
+    unit.tell(new RespondPageRequest(0x0200, NONE, tail.request().groupId(), PageResponseCode.SUCCESS, 0L));
     DmaCompleted c = completions.receiveMessage();
     byte[] ok = new byte[40];
     assertArrayEquals(ok, c.status());

@@ -53,7 +53,7 @@ class FdMessagesSerializeTest {
             new IoasidFdActor.IovaRangesReported(null, 1, 4096, List.of(new IovaRange(0, -1L))),
             new IoasidFdActor.IovaRangesReported(Errno.EMSGSIZE, 3, 4096, List.of()),
             new IoasidFdActor.HwptInvalidated(1, Errno.EINVAL, "entry 1"),
-            new IoasidFdActor.FaultRecords(List.of(new HwptPgfault(2, 1, 0, 7, 3, 0x1000, 0, 1)), 40),
+            new IoasidFdActor.FaultRecords(List.of(new HwptPgfault(2, 1, 0, 7, 3, 0x1000, 0, 1)), 40, List.of()),
             new IoasidFdActor.VeventsRead(List.of(new Vevent(0, 5, 0x10, "NOT_PRESENT", 0x2000, 2, 40)), 40),
             new IoasidFdActor.DeviceBound(2, info),
             new IoasidFdActor.Snapshotted(
@@ -63,11 +63,12 @@ class FdMessagesSerializeTest {
                         List.of(new FdSnapshot.AreaSnapshot(0x1000, 0x1fff, 1, 0, 3, "MAPPED")),
                         List.of(new FdSnapshot.ReservedSnapshot(0xfee00000L, 0xfeefffffL, "device 2")),
                         List.of(), List.of(3), true)),
-                    new FdSnapshot.AccountingSnapshot(100, 1, 1, 0, 1), 0)),
+                    new FdSnapshot.AccountingSnapshot(100, 1, 1, 0, 1), 0, List.of(), List.of(),
+                    FdSnapshot.UnmapCounters.NONE)),
             new IoasidFdActor.NonCoherentDmaAppeared(1, 2, "nic1"),
             new IoasidFdActor.FaultQueueReadable(1, 4),
             new IoasidFdActor.IovaReleased(1, 2, 0x10_0000L, 0x1_0000L),
-            new IoasidFdActor.IoasUnmapped(0x1_0000L, 0x1_0000L),
+            new IoasidFdActor.IoasUnmapped(0x1_0000L, 0x1_0000L, 0),
             new IoasidFdActor.FlushReported(
                 new IommuUnitActor.FlushCompleted(0, new long[] {4, 5}, 900)),
             new IoasidFdActor.Snapshotted(

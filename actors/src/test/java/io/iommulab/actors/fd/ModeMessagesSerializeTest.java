@@ -51,7 +51,8 @@ class ModeMessagesSerializeTest {
             new IoasidFdActor.Snapshotted(
                 new FdSnapshot(1, UapiSettings.AccountMode.MM, List.of(), List.of(), List.of(), List.of(),
                     new FdSnapshot.AccountingSnapshot(100, 0, 0, 0, 0), 0,
-                    List.of("vfio-container type=3 compat-ioas=1", "pamu-container unset", "sva pasids={1}"))));
+                    List.of("vfio-container type=3 compat-ioas=1", "pamu-container unset", "sva pasids={1}"),
+                    List.of(), FdSnapshot.UnmapCounters.NONE)));
     for (Object m : messages) {
       Wire.assertRoundTrips(testKit, m);
     }

@@ -58,7 +58,7 @@ class PamuFaultOwnerTest {
         FaultPipelineSettings.defaults(), () -> 0L));
     TestProbe<IommuUnitActor.UnitReply> replies = testKit.createTestProbe();
     TestProbe<DeviceActor.Command> device = testKit.createTestProbe();
-    unit.tell(new IommuUnitActor.RegisterDevice(RID, 7, 1, 0, false, device.getRef(),
+    unit.tell(new IommuUnitActor.RegisterDevice(RID, 7, 1, 0, false, false, device.getRef(),
         replies.getRef()));
     replies.expectMessage(WAIT, IommuUnitActor.Done.INSTANCE);
 
@@ -94,7 +94,7 @@ class PamuFaultOwnerTest {
     replies.expectMessage(WAIT, IommuUnitActor.Done.INSTANCE);
     unit.tell(new IommuUnitActor.PamuSetWindowCount(d, 8, replies.getRef()));
     replies.expectMessage(WAIT, IommuUnitActor.Done.INSTANCE);
-    unit.tell(new IommuUnitActor.Attach(RID, IommuUnitActor.NO_PASID, d, sink, replies.getRef()));
+    unit.tell(new IommuUnitActor.Attach(RID, IommuUnitActor.NO_PASID, d, sink, 0L, replies.getRef()));
     replies.expectMessage(WAIT, IommuUnitActor.Done.INSTANCE);
     unit.tell(new IommuUnitActor.MapRange(d, 0, new long[] {vm.pageHpa(0)},
         new long[] {2 * WINDOW}, Access.READ_WRITE, replies.getRef()));

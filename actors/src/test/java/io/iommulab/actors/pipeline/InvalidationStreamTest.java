@@ -80,7 +80,7 @@ class InvalidationStreamTest {
   private static InvalidationPipelineSettings settings(
       Mode mode, int ingress, int maxBatch, int entries) {
     return new InvalidationPipelineSettings(mode, ingress, 0, maxBatch, entries,
-        TimeUnit.MILLISECONDS.toNanos(10));
+        TimeUnit.MILLISECONDS.toNanos(10), true);
   }
 
   private void offer(InvalidationRequest r) {

@@ -71,7 +71,7 @@ class CorrelatedRequestsTest {
     assertEquals(new Mapped(4 * PAGE, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(4)), mapped.reply());
     assertEquals(4 * PAGE, h.snapshot().paging().domains().get(0).table().mappedBytes());
 
-    h.unit.tell(Correlated.of(18, new UnmapRange(d, IOVA, 4 * PAGE, null), answers.getRef()));
+    h.unit.tell(Correlated.of(18, UnmapRange.strict(d, IOVA, 4 * PAGE, null), answers.getRef()));
     Answer unmapped = answers.receiveMessage();
     assertEquals(18, unmapped.corr());
     assertEquals(4 * PAGE, ((Unmapped) unmapped.reply()).bytes());
@@ -98,7 +98,7 @@ class CorrelatedRequestsTest {
   void aCorrelatedEnvelopeWithNeitherOrBothCommandsIsEinval() {
     h.unit.tell(new Correlated(1, null, null, answers.getRef()));
     assertEquals(Errno.EINVAL, ((Refused) answers.receiveMessage().reply()).errno());
-    h.unit.tell(new Correlated(2, map(1, IOVA, 0, PAGE), new UnmapRange(1, IOVA, PAGE, null), answers.getRef()));
+    h.unit.tell(new Correlated(2, map(1, IOVA, 0, PAGE), UnmapRange.strict(1, IOVA, PAGE, null), answers.getRef()));
     Answer a = answers.receiveMessage();
     assertEquals(2, a.corr());
     assertEquals(Errno.EINVAL, ((Refused) a.reply()).errno());
@@ -114,7 +114,7 @@ class CorrelatedRequestsTest {
     h.attach(GPU, NONE, d, null);
     assertEquals(0, h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true).status()[0]);
 
-    h.unit.tell(Correlated.of(1, new UnmapRange(d, IOVA, 4 * PAGE, null), answers.getRef()));
+    h.unit.tell(Correlated.of(1, UnmapRange.strict(d, IOVA, 4 * PAGE, null), answers.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(Correlated.of(2, map(d, IOVA + Fixtures.MIB, vm.pageHpa(1), PAGE), answers.getRef()));
     Answer first = answers.receiveMessage();
@@ -145,7 +145,7 @@ class CorrelatedRequestsTest {
     Answer mapped = answers.receiveMessage();
     assertEquals(40, mapped.corr());
     assertEquals(new Mapped(window, io.iommulab.hardware.cost.CostModel.defaults().pteWrites(1)), mapped.reply());
-    p.unit.tell(Correlated.of(41, new UnmapRange(d, 0, window, null), answers.getRef()));
+    p.unit.tell(Correlated.of(41, UnmapRange.strict(d, 0, window, null), answers.getRef()));
     Answer unmapped = answers.receiveMessage();
     assertEquals(41, unmapped.corr());
     assertEquals(window, ((Unmapped) unmapped.reply()).bytes());
@@ -166,7 +166,7 @@ class CorrelatedRequestsTest {
           to.receiveMessage());
       c.unit.tell(Correlated.of(8, map(d, IOVA, vm.pageHpa(0), PAGE), to.getRef()));
       assertEquals(Errno.EEXIST, to.receiveMessage().refused().errno());
-      c.unit.tell(Correlated.of(9, new UnmapRange(d, IOVA, PAGE, null), to.getRef()));
+      c.unit.tell(Correlated.of(9, UnmapRange.strict(d, IOVA, PAGE, null), to.getRef()));
       assertEquals(PAGE, to.receiveMessage().unmapped().bytes());
       Serialization serialization = SerializationExtension.get(checked.system().classicSystem());
       Answer a = Answer.of(3, new Refused(Errno.EINVAL, "run 0: not aligned"));

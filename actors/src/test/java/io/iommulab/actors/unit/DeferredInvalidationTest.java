@@ -188,7 +188,7 @@ class DeferredInvalidationTest {
   void anUnmapWithNoOneToTellOfItsFlushIsAnsweredAfterItLikeAStrictOne() {
     TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
     int d = domainWith(GPU, gpu, 2);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.replies.expectNoMessage(Duration.ofMillis(20));
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));

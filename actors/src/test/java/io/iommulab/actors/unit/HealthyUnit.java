@@ -30,9 +30,9 @@ public final class HealthyUnit {
       for (long l : m.lengths()) {
         bytes += l;
       }
-      return new IommuUnitActor.Mapped(bytes);
+      return new IommuUnitActor.Mapped(bytes, 0);
     } else if (cmd instanceof IommuUnitActor.UnmapRange u) {
-      return new IommuUnitActor.Unmapped(u.length(), unmapLatencyNs);
+      return IommuUnitActor.Unmapped.strict(u.length(), unmapLatencyNs);
     }
     return IommuUnitActor.Done.INSTANCE;
   }

@@ -52,7 +52,7 @@ class InvalidationBoundsTest {
 
   private static InvalidationPipelineSettings tiny(Mode mode) {
     return new InvalidationPipelineSettings(mode, INGRESS, MAX_PARKED, MAX_BATCH, FLUSH_ENTRIES,
-        10_000_000);
+        10_000_000, true);
   }
 
   private UnitHarness h;
@@ -81,10 +81,10 @@ class InvalidationBoundsTest {
   @Test
   void aStrictFloodHoldsAtMostTheStatedBoundsRefusesTheRestUnchangedAndLosesNothing() {
     setUp(Mode.STRICT);
-    h.unit.tell(new UnmapRange(domain, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(domain, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate stalled = gpu.expectMessageClass(AtcInvalidate.class);
     for (int p = 1; p < FLOOD; p++) {
-      h.unit.tell(new UnmapRange(domain, IOVA + p * PAGE, PAGE, h.replies.getRef()));
+      h.unit.tell(UnmapRange.strict(domain, IOVA + p * PAGE, PAGE, h.replies.getRef()));
     }
     InvalidationStats s = settled(FLOOD);
     int bound = 1 + (MAX_BATCH + 1) + INGRESS + MAX_PARKED;
@@ -105,7 +105,7 @@ class InvalidationBoundsTest {
       }
     }
     assertEquals(refused, stillMapped.size(), "exactly the refused unmaps left their pages mapped");
-    h.refused(Errno.EBUSY, new UnmapRange(domain, IOVA + FLOOD * PAGE, PAGE, h.replies.getRef()));
+    h.refused(Errno.EBUSY, UnmapRange.strict(domain, IOVA + FLOOD * PAGE, PAGE, h.replies.getRef()));
 
     // The device acknowledges: every admitted unmap is answered exactly once, in admission
     // order (one request per batch with max-batch 1).
@@ -127,7 +127,7 @@ class InvalidationBoundsTest {
 
     // Retried, the refused unmaps go through (the others find nothing left to unmap).
     for (int p = 0; p < FLOOD; p++) {
-      h.unit.tell(new UnmapRange(domain, IOVA + p * PAGE, PAGE, h.replies.getRef()));
+      h.unit.tell(UnmapRange.strict(domain, IOVA + p * PAGE, PAGE, h.replies.getRef()));
       if (stillMapped.contains(p)) {
         AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
         h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));

@@ -92,10 +92,10 @@ class PagingUnitActorTest {
   @Test
   void registeringADeviceTwiceOrOutside16BitsIsRefusedAndChangesNothing() {
     TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    h.refused(Errno.EEXIST, new RegisterDevice(NIC, -1, 1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x10000, -1, 1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, -1, 0, false, nic.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, 1, 21, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EEXIST, new RegisterDevice(NIC, -1, 1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x10000, -1, 1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, -1, 0, false, false, nic.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(0x300, -1, 1, 21, false, false, nic.getRef(), h.replies.getRef()));
     assertEquals(List.of(NIC), h.snapshot().devices());
   }
 
@@ -197,9 +197,9 @@ class PagingUnitActorTest {
     GuestMemoryLayout vm = h.vm(1, 4 * Fixtures.MIB);
     int d = h.pagingDomain();
     h.map(d, 2 * Fixtures.MIB, vm.pageHpa(0), 2 * Fixtures.MIB, Access.READ_WRITE);
-    h.refused(Errno.EINVAL, new UnmapRange(d, 2 * Fixtures.MIB, PAGE, h.replies.getRef()));
-    h.refused(Errno.EINVAL, new UnmapRange(d, 0, 0, h.replies.getRef()));
-    Unmapped u = h.ask(new UnmapRange(d, 2 * Fixtures.MIB, 2 * Fixtures.MIB, h.replies.getRef()),
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 2 * Fixtures.MIB, PAGE, h.replies.getRef()));
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 0, 0, h.replies.getRef()));
+    Unmapped u = h.ask(UnmapRange.strict(d, 2 * Fixtures.MIB, 2 * Fixtures.MIB, h.replies.getRef()),
         Unmapped.class);
     assertEquals(2 * Fixtures.MIB, u.bytes());
     assertTrue(u.modeledLatencyNs() > 0, "IOTLB invalidation and sync cost modeled time");
@@ -280,7 +280,7 @@ class PagingUnitActorTest {
     BurstTranslated ats = h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true);
     assertEquals(0, ats.status()[0]);
 
-    h.unit.tell(new UnmapRange(d, IOVA, 4 * PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, 4 * PAGE, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     assertEquals(IOVA, inv.address());
     assertEquals(NONE, inv.pasid());
@@ -308,9 +308,9 @@ class PagingUnitActorTest {
     int d = h.pagingDomain();
     h.map(d, IOVA, vm.pageHpa(0), 2 * PAGE, Access.READ_WRITE);
     h.attach(GPU, NONE, d, null);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate first = gpu.expectMessageClass(AtcInvalidate.class);
-    h.unit.tell(new UnmapRange(d, IOVA + PAGE, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA + PAGE, PAGE, h.replies.getRef()));
     // One invalidation queue per unit: the second request waits behind the batch in execution.
     assertEquals(2, h.stats().pendingInvalidations());
     gpu.expectNoMessage(Duration.ofMillis(30));
@@ -351,7 +351,7 @@ class PagingUnitActorTest {
     int d = h.pagingDomain();
     h.map(d, IOVA, vm.pageHpa(0), PAGE, Access.READ_WRITE);
     h.attach(GPU, NONE, d, null);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     gpu.expectMessageClass(AtcInvalidate.class);
     gpu.stop();
     assertEquals(PAGE, h.replies.expectMessageClass(Unmapped.class).bytes());
@@ -361,13 +361,13 @@ class PagingUnitActorTest {
   void attachingNeedsAnOwnerAnExistingDomainAndAFreePasid() {
     TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
     int d = h.pagingDomain();
-    h.refused(Errno.EPERM, new Attach(GPU, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EPERM, new Attach(GPU, NONE, d, null, 0L, h.replies.getRef()));
     h.claim(GPU, 5, 1, gpu);
-    h.refused(Errno.ENOENT, new Attach(GPU, NONE, 99, null, h.replies.getRef()));
-    h.refused(Errno.ENODEV, new Attach(0x0999, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new Attach(GPU, NONE, 99, null, 0L, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Attach(0x0999, NONE, d, null, 0L, h.replies.getRef()));
     h.attach(GPU, NONE, d, null);
-    h.refused(Errno.EBUSY, new Attach(GPU, NONE, d, null, h.replies.getRef()));
-    h.refused(Errno.EINVAL, new Attach(GPU, 1 << 9, d, null, h.replies.getRef()));
+    h.refused(Errno.EBUSY, new Attach(GPU, NONE, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Attach(GPU, 1 << 9, d, null, 0L, h.replies.getRef()));
     h.attach(GPU, 3, d, null);
     assertTrue(h.snapshot().groups().get(0).contains("pasids=1"));
     h.refused(Errno.EINVAL, new Detach(GPU, 4, h.replies.getRef()));
@@ -383,8 +383,8 @@ class PagingUnitActorTest {
     h.map(a, IOVA, vm.pageHpa(0), PAGE, Access.READ);
     h.map(b, IOVA, vm.pageHpa(0) + PAGE, PAGE, Access.READ);
     h.attach(GPU, NONE, a, null);
-    h.refused(Errno.EINVAL, new Replace(GPU, 5, b, null, h.replies.getRef()));
-    h.unit.tell(new Replace(GPU, NONE, b, null, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Replace(GPU, 5, b, null, 0L, h.replies.getRef()));
+    h.unit.tell(new Replace(GPU, NONE, b, null, 0L, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.replies.expectNoMessage(Duration.ofMillis(20));
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
@@ -392,7 +392,7 @@ class PagingUnitActorTest {
     assertEquals(vm.pageHpa(0) + PAGE,
         h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, false).hpas()[0]);
     // Replacing with the same domain is a no-op.
-    h.ok(new Replace(GPU, NONE, b, null, h.replies.getRef()));
+    h.ok(new Replace(GPU, NONE, b, null, 0L, h.replies.getRef()));
   }
 
   // ---------------------------------------------------------------- page requests
@@ -410,10 +410,10 @@ class PagingUnitActorTest {
     assertEquals(9, first.request().groupId());
     assertFalse(first.request().lastPage());
     assertTrue(sink.expectMessageClass(PageRequested.class).request().lastPage());
-    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS, 0L));
     gpu.expectMessage(new DeviceActor.PageResponded(3, 9, PageResponseCode.SUCCESS));
     // A second answer for the same group is stale.
-    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 9, PageResponseCode.SUCCESS, 0L));
     gpu.expectNoMessage(Duration.ofMillis(20));
     UnitStats stats = h.stats();
     assertEquals(2, stats.pageRequests());
@@ -447,7 +447,7 @@ class PagingUnitActorTest {
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(new AtcInvalidationAcked(GPU, inv.token()));
     h.replies.expectMessage(IommuUnitActor.Done.INSTANCE);
-    h.unit.tell(new RespondPageRequest(GPU, 3, 2, PageResponseCode.SUCCESS));
+    h.unit.tell(new RespondPageRequest(GPU, 3, 2, PageResponseCode.SUCCESS, 0L));
     gpu.expectNoMessage(Duration.ofMillis(20));
     assertEquals(1, h.stats().staleResponses());
   }
@@ -546,9 +546,9 @@ class PagingUnitActorTest {
     h.refused(Errno.ENOENT, new InvalidateUser(99, List.of(), h.replies.getRef()));
     h.refused(Errno.ENOENT, new SetDirtyTracking(99, true, h.replies.getRef()));
     h.refused(Errno.ENOENT, new ReadAndClearDirty(99, IOVA, PAGE, true, h.replies.getRef()));
-    h.refused(Errno.ENOENT, new UnmapRange(99, IOVA, PAGE, h.replies.getRef()));
+    h.refused(Errno.ENOENT, UnmapRange.strict(99, IOVA, PAGE, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Detach(0x0999, NONE, h.replies.getRef()));
-    h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, h.replies.getRef()));
+    h.refused(Errno.ENODEV, new Replace(0x0999, NONE, plain, null, 0L, h.replies.getRef()));
     UserInvalidated none = h.ask(new InvalidateUser(plain, List.of(
         new UserInvalidation(UserInvalidationKind.IOTLB_ALL, NONE, 0, 0, 0, false)),
         h.replies.getRef()), UserInvalidated.class);
@@ -559,10 +559,10 @@ class PagingUnitActorTest {
   @Test
   void oneActorMayStandForSeveralFunctions() {
     TestProbe<DeviceActor.Command> card = testKit.createTestProbe();
-    h.ok(new RegisterDevice(GPU, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
-    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
     h.ok(new UnregisterDevice(GPU_FN1, h.replies.getRef()));
-    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, card.getRef(), h.replies.getRef()));
+    h.ok(new RegisterDevice(GPU_FN1, -1, 2, 0, true, false, card.getRef(), h.replies.getRef()));
     assertEquals(List.of(GPU, GPU_FN1), h.snapshot().devices());
   }
 

@@ -95,7 +95,7 @@ class PamuUnitActorTest {
     h.ok(new PamuSetGeometry(d, 0, APERTURE, h.replies.getRef()));
     h.ok(new PamuSetWindowCount(d, 8, h.replies.getRef()));
     h.claim(rid, vm, vm, dev);
-    h.ok(new Attach(rid, NONE, d, sink, h.replies.getRef()));
+    h.ok(new Attach(rid, NONE, d, sink, 0L, h.replies.getRef()));
     return d;
   }
 
@@ -112,7 +112,7 @@ class PamuUnitActorTest {
     int id = d.domainId();
     h.refused(Errno.EOPNOTSUPP, new AllocDomain(DomainType.PAGING, false, false, 0, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new AllocDomain(DomainType.NESTED, false, false, id, h.replies.getRef()));
-    h.refused(Errno.EOPNOTSUPP, new Replace(DPAA, NONE, id, null, h.replies.getRef()));
+    h.refused(Errno.EOPNOTSUPP, new Replace(DPAA, NONE, id, null, 0L, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new EnforceCacheCoherency(id, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new SetDirtyTracking(id, true, h.replies.getRef()));
     h.refused(Errno.EOPNOTSUPP, new ReadAndClearDirty(id, 0, 4096, false, h.replies.getRef()));
@@ -146,7 +146,7 @@ class PamuUnitActorTest {
     h.refused(Errno.ENOENT, new FreeDomain(99, h.replies.getRef()));
     h.refused(Errno.ENOENT, new MapRange(99, 0, new long[] {0}, new long[] {WINDOW}, Access.READ,
         h.replies.getRef()));
-    h.refused(Errno.EINVAL, new UnmapRange(d, 0, 0, h.replies.getRef()));
+    h.refused(Errno.EINVAL, UnmapRange.strict(d, 0, 0, h.replies.getRef()));
     h.refused(Errno.ENODEV, new PamuMapMsiBank(d, 0, Fixtures.MSIIR0, 0, h.replies.getRef()));
     h.refused(Errno.ENODEV, new Detach(DPAA, NONE, h.replies.getRef()));
   }
@@ -154,9 +154,9 @@ class PamuUnitActorTest {
   @Test
   void devicesAreRegisteredByLiodnWithoutPasidOrAts() {
     TestProbe<DeviceActor.Command> probe = testKit.createTestProbe();
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 0x500, 7, 0, false, probe.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 0, true, probe.getRef(), h.replies.getRef()));
-    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 4, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 0x500, 7, 0, false, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 0, true, false, probe.getRef(), h.replies.getRef()));
+    h.refused(Errno.EINVAL, new RegisterDevice(DPAA, 1, 7, 4, false, false, probe.getRef(), h.replies.getRef()));
     TestProbe<DeviceActor.Command> dpaa = h.pamuDevice(DPAA, 7, 1);
     UnitInfo info = h.claim(DPAA, 3, 3, dpaa).info();
     assertEquals(UnitKind.PAMU, info.kind());
@@ -168,12 +168,12 @@ class PamuUnitActorTest {
   void attachingNeedsAnOwnerAndNoPasid() {
     TestProbe<DeviceActor.Command> dpaa = h.pamuDevice(DPAA, 7, 1);
     int d = domain();
-    h.refused(Errno.EPERM, new Attach(DPAA, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EPERM, new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
     h.claim(DPAA, 3, 3, dpaa);
-    h.refused(Errno.EINVAL, new Attach(DPAA, 1, d, null, h.replies.getRef()));
-    h.refused(Errno.ENOENT, new Attach(DPAA, NONE, 42, null, h.replies.getRef()));
-    h.ok(new Attach(DPAA, NONE, d, null, h.replies.getRef()));
-    h.refused(Errno.EBUSY, new Attach(DPAA, NONE, d, null, h.replies.getRef()));
+    h.refused(Errno.EINVAL, new Attach(DPAA, 1, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.ENOENT, new Attach(DPAA, NONE, 42, null, 0L, h.replies.getRef()));
+    h.ok(new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
+    h.refused(Errno.EBUSY, new Attach(DPAA, NONE, d, null, 0L, h.replies.getRef()));
     h.refused(Errno.EBUSY, new FreeDomain(d, h.replies.getRef()));
     h.ok(new Detach(DPAA, NONE, h.replies.getRef()));
     assertTrue(h.snapshot().pamu().ppaact().get(1).isDefaultBypass(),
@@ -205,7 +205,7 @@ class PamuUnitActorTest {
         "the violation ISR disabled the LIODN");
     fd.expectMessageClass(DmaFaulted.class);
 
-    Unmapped u = h.ask(new UnmapRange(d, 0, 2 * WINDOW, h.replies.getRef()), Unmapped.class);
+    Unmapped u = h.ask(UnmapRange.strict(d, 0, 2 * WINDOW, h.replies.getRef()), Unmapped.class);
     assertEquals(2 * WINDOW, u.bytes());
     assertFalse(h.ask(new PamuGetGeometry(d, h.replies.getRef()), PamuGeometry.class).enabled());
   }

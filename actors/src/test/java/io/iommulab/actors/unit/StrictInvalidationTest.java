@@ -89,13 +89,13 @@ class StrictInvalidationTest {
     for (int i = 0; i < 4; i++) {
       issuers.add(testKit.createTestProbe());
     }
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, issuers.get(0).getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, issuers.get(0).getRef()));
     AtcInvalidate first = gpu.expectMessageClass(AtcInvalidate.class);
     assertEquals(IOVA, first.address());
     assertEquals(0, first.sizeOrder());
     // 63 more, one page each, from four issuers, while the first batch waits for the GPU.
     for (int p = 1; p < 64; p++) {
-      h.unit.tell(new UnmapRange(d, IOVA + p * PAGE, PAGE, issuers.get(p % 4).getRef()));
+      h.unit.tell(UnmapRange.strict(d, IOVA + p * PAGE, PAGE, issuers.get(p % 4).getRef()));
     }
     awaitAllQueued(64);
     UnitStats before = h.stats();
@@ -152,7 +152,7 @@ class StrictInvalidationTest {
     h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true);
     assertEquals(1, h.stats().iotlbSize());
 
-    h.unit.tell(new UnmapRange(d, IOVA, 4 * PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, 4 * PAGE, h.replies.getRef()));
     AtcInvalidate a = gpu.expectMessageClass(AtcInvalidate.class);
     AtcInvalidate b = gpu2.expectMessageClass(AtcInvalidate.class);
     // By the time a device is asked, the IOTLB entry is gone (IOTLB descriptors come first) and
@@ -182,11 +182,11 @@ class StrictInvalidationTest {
     h.claim(NIC, 6, 1, nic);
     h.attach(NIC, NONE, d, null);
     // A first unmap holds the queue while the other two requests arrive.
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate g0 = gpu.expectMessageClass(AtcInvalidate.class);
     AtcInvalidate n0 = nic.expectMessageClass(AtcInvalidate.class);
     TestProbe<UnitReply> detacher = testKit.createTestProbe();
-    h.unit.tell(new UnmapRange(d, IOVA + PAGE, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA + PAGE, PAGE, h.replies.getRef()));
     h.unit.tell(new Detach(GPU, NONE, detacher.getRef()));
     awaitAllQueued(3);
     h.unit.tell(new AtcInvalidationAcked(GPU, g0.token()));
@@ -214,12 +214,12 @@ class StrictInvalidationTest {
     TestProbe<DeviceActor.Command> late = h.device(NIC, 1, true);
     int d = gpuDomain(gpu, 4);
     h.claim(NIC, 6, 1, late);
-    h.unit.tell(new UnmapRange(d, IOVA, PAGE, h.replies.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate g0 = gpu.expectMessageClass(AtcInvalidate.class);
     TestProbe<UnitReply> other = testKit.createTestProbe();
     // Queued behind the first batch; then a device attaches that could fill its ATC from the
     // IOTLB before that request's batch runs.
-    h.unit.tell(new UnmapRange(d, IOVA + PAGE, PAGE, other.getRef()));
+    h.unit.tell(UnmapRange.strict(d, IOVA + PAGE, PAGE, other.getRef()));
     h.attach(NIC, NONE, d, null);
     h.unit.tell(new AtcInvalidationAcked(GPU, g0.token()));
     AtcInvalidate forLate = late.expectMessageClass(AtcInvalidate.class);
@@ -283,7 +283,7 @@ class StrictInvalidationTest {
     for (int p = 0; p < pages; p++) {
       TestProbe<UnitReply> issuer = testKit.createTestProbe();
       issuers.add(issuer);
-      h.unit.tell(new UnmapRange(d, all[p], PAGE, issuer.getRef()));
+      h.unit.tell(UnmapRange.strict(d, all[p], PAGE, issuer.getRef()));
     }
     for (int p = 0; p < pages; p++) {
       issuers.get(p).expectMessageClass(Unmapped.class);

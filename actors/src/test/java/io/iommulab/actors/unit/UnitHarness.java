@@ -158,7 +158,7 @@ final class UnitHarness {
 
   TestProbe<DeviceActor.Command> pamuDevice(int rid, int group, int liodn) {
     TestProbe<DeviceActor.Command> probe = testKit.createTestProbe();
-    ok(new RegisterDevice(rid, liodn, group, 0, false, probe.getRef(), replies.getRef()));
+    ok(new RegisterDevice(rid, liodn, group, 0, false, false, probe.getRef(), replies.getRef()));
     return probe;
   }
 
@@ -180,7 +180,7 @@ final class UnitHarness {
   }
 
   void attach(int rid, int pasid, int domain, ActorRef<FaultEvent> sink) {
-    ok(new Attach(rid, pasid, domain, sink, replies.getRef()));
+    ok(new Attach(rid, pasid, domain, sink, 0L, replies.getRef()));
   }
 
   BurstTranslated burst(int rid, int pasid, long[] iovas, int access, boolean ats) {

@@ -174,7 +174,7 @@ class VmGuestDriverTest {
 
     assertNotNull(opened.ref());
     assertEquals(1, rig.state().fds());
-    assertEquals(new VmActor.FdClosed(opened.fd(), 0, 0), rig.ask(r -> new VmActor.CloseFd(opened.fd(), r)));
+    assertEquals(new VmActor.FdClosed(opened.fd(), 0, 0, List.of()), rig.ask(r -> new VmActor.CloseFd(opened.fd(), r)));
     assertRefused(Errno.EBADF, rig.ask(r -> new VmActor.AllocIoas(opened.fd(), r)));
   }
 
@@ -361,10 +361,10 @@ class VmGuestDriverTest {
     sink.tell(new IommuUnitActor.PageRequested(new PageRequest(0, 0x10, NO_PASID, 6, 0x7_0000_0000L, Access.READ, true, 0)));
 
     assertEquals(
-        new IommuUnitActor.RespondPageRequest(0x10, NO_PASID, 5, IommuUnitActor.PageResponseCode.SUCCESS),
+        new IommuUnitActor.RespondPageRequest(0x10, NO_PASID, 5, IommuUnitActor.PageResponseCode.SUCCESS, 0L),
         rig.unitSees(IommuUnitActor.RespondPageRequest.class, p -> p.groupId() == 5));
     assertEquals(
-        new IommuUnitActor.RespondPageRequest(0x10, NO_PASID, 6, IommuUnitActor.PageResponseCode.INVALID),
+        new IommuUnitActor.RespondPageRequest(0x10, NO_PASID, 6, IommuUnitActor.PageResponseCode.INVALID, 0L),
         rig.unitSees(IommuUnitActor.RespondPageRequest.class, p -> p.groupId() == 6));
     VmActor.VmState state = rig.state();
     assertEquals(2, state.pageRequestsResolved());

@@ -503,7 +503,7 @@ class FailNthSweepTest {
       r.unit("MapRange", u, x -> new IommuUnitActor.MapRange(d, 0, hpas, new long[] {2 * MB, 2 * MB},
           Access.READ | Access.WRITE, x));
       r.undo.push(() -> assertInstanceOf(IommuUnitActor.Unmapped.class,
-          rig.unitCall(u, x -> new IommuUnitActor.UnmapRange(d, 0, 4 * MB, x))));
+          rig.unitCall(u, x -> IommuUnitActor.UnmapRange.strict(d, 0, 4 * MB, x))));
       long msiir = rig.bankSettings.get(0).msiirAddress();
       r.unit("MapMsiBank", u, x -> new IommuUnitActor.PamuMapMsiBank(d, 0, msiir, 14 * MB, x));
       r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
@@ -650,7 +650,7 @@ class FailNthSweepTest {
         rig.unitCall(u, x -> new IommuUnitActor.ClaimDmaOwner(h.rid(), rig.ictxId, 1, x)));
     r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
         rig.unitCall(u, x -> new IommuUnitActor.ReleaseDmaOwner(h.rid(), rig.ictxId, x))));
-    r.unit("Attach " + h.name(), u, x -> new IommuUnitActor.Attach(h.rid(), NO_PASID, d, null, x));
+    r.unit("Attach " + h.name(), u, x -> new IommuUnitActor.Attach(h.rid(), NO_PASID, d, null, 0L, x));
     r.undo.push(() -> assertEquals(IommuUnitActor.Done.INSTANCE,
         rig.unitCall(u, x -> new IommuUnitActor.Detach(h.rid(), NO_PASID, x))));
   }

@@ -277,7 +277,7 @@ final class FakeUnit {
         if (!o.isOk()) {
           return refuse(m.replyTo(), o);
         }
-        m.replyTo().tell(new IommuUnitActor.Unmapped(o.value(), 0));
+        m.replyTo().tell(IommuUnitActor.Unmapped.strict(o.value(), 0));
       } else if (c instanceof IommuUnitActor.Attach m) {
         Errno fail = control.failNextAttach.getAndSet(null);
         if (fail != null) {
@@ -355,9 +355,9 @@ final class FakeUnit {
       }
       long bytes = total;
       if (control.holdMaps) {
-        control.held.add(() -> m.replyTo().tell(new IommuUnitActor.Mapped(bytes)));
+        control.held.add(() -> m.replyTo().tell(new IommuUnitActor.Mapped(bytes, 0)));
       } else {
-        m.replyTo().tell(new IommuUnitActor.Mapped(bytes));
+        m.replyTo().tell(new IommuUnitActor.Mapped(bytes, 0));
       }
       return Behaviors.same();
     }

@@ -538,7 +538,7 @@ class HwptConformanceTest extends ConformanceTest<Fixture> {
     err(Errno.EINVAL, fd.faultWrite(fault, List.of(new HwptPageResponse(cookie, Uapi.PAGE_RESP_SUCCESS))));
     IommuUnitActor.RespondPageRequest r = awaitResponse("vtd0");
     assertEquals(new IommuUnitActor.RespondPageRequest(f.handles.get("nic0").rid(), NO_PASID, 5,
-        IommuUnitActor.PageResponseCode.SUCCESS), r);
+        IommuUnitActor.PageResponseCode.SUCCESS, 0L), r);
   }
 
   @Test

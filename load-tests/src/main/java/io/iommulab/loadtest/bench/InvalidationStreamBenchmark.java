@@ -146,7 +146,7 @@ public class InvalidationStreamBenchmark {
     ask(r -> new IommuUnitActor.ClaimDmaOwner(RID, 5, 1, r));
     domain = ((IommuUnitActor.DomainAllocated) ask(r -> new IommuUnitActor.AllocDomain(
         IommuUnitActor.DomainType.PAGING, false, false, 0, r))).domainId();
-    ask(r -> new IommuUnitActor.Attach(RID, IommuUnitActor.NO_PASID, domain, null, r));
+    ask(r -> new IommuUnitActor.Attach(RID, IommuUnitActor.NO_PASID, domain, null, 0L, r));
     int pages = OPS / issuers;
     for (int i = 0; i < issuers; i++) {
       issuerRefs.add(spawn(Issuer.create(unit, domain, IOVA + (long) i * pages * PAGE, pages,

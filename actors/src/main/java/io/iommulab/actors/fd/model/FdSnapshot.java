@@ -57,34 +57,6 @@ public record FdSnapshot(
     modes = List.copyOf(modes);
   }
 
-  /** A snapshot without lingering areas and unmap counters. */
-  public FdSnapshot(
-      int ictxId,
-      UapiSettings.AccountMode accountMode,
-      List<ObjectSnapshot> objects,
-      List<Integer> tombstones,
-      List<Integer> reservedIds,
-      List<IoasSnapshot> ioases,
-      AccountingSnapshot accounting,
-      int pendingOperations,
-      List<String> modes) {
-    this(ictxId, accountMode, objects, tombstones, reservedIds, ioases, accounting, pendingOperations,
-        modes, List.of(), UnmapCounters.NONE);
-  }
-
-  /** A snapshot without mode lines (the original form). */
-  public FdSnapshot(
-      int ictxId,
-      UapiSettings.AccountMode accountMode,
-      List<ObjectSnapshot> objects,
-      List<Integer> tombstones,
-      List<Integer> reservedIds,
-      List<IoasSnapshot> ioases,
-      AccountingSnapshot accounting,
-      int pendingOperations) {
-    this(ictxId, accountMode, objects, tombstones, reservedIds, ioases, accounting, pendingOperations, List.of());
-  }
-
   /**
    * One object: {@code users} counts the references other objects and attachments hold on it
    * (DESTROY needs 0); {@code summary} describes its state (flags, attachments, queue depth).
