@@ -586,6 +586,7 @@ final class PagingUnitActor extends UnitActorBase {
     if (saturated(reply)) {
       return Behaviors.same();
     }
+    long leavesBefore = d.leafCount();
     Outcome<Long> r = d.unmap(msg.iova(), msg.length());
     if (!r.isOk()) {
       return refuse(reply, r);
@@ -595,21 +596,23 @@ final class PagingUnitActor extends UnitActorBase {
       reply.tell(Unmapped.strict(0, 0));
       return Behaviors.same();
     }
+    // Clearing the entries is charged as writing them was on map, before any invalidation.
+    long pteCost = cost.pteWrites(Math.max(0, leavesBefore - d.leafCount()));
     List<InvDescriptor> descriptors = plan.value();
     IotlbTarget changed = changed(d, Iotlb.ANY_PASID, msg.iova(), msg.length());
     if (pipeline.mode() == Mode.DEFERRED && msg.flushTo() != null) {
       // Lazy mode: the entries are gone from the table; the caches follow at the next flush,
-      // which the pipeline charges to the flush, so the unmap itself costs no invalidation time.
+      // which the pipeline charges to the flush, so the unmap itself costs the PTE writes only.
       pipeline.submitDeferred(
           (id, sync) -> InvalidationRequest.fromPlan(id, sync, descriptors, changed),
           tenant(d),
           msg.flushTo(),
-          token -> reply.tell(new Unmapped(bytes, 0, token, true)));
+          token -> reply.tell(new Unmapped(bytes, pteCost, token, true)));
       return Behaviors.same();
     }
     invalidate(descriptors, changed, tenant(d), latency -> {
       unmapLatency.record(latency);
-      reply.tell(Unmapped.strict(bytes, latency));
+      reply.tell(Unmapped.strict(bytes, pteCost + latency));
     });
     return Behaviors.same();
   }
