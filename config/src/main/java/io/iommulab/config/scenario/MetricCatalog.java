@@ -22,7 +22,8 @@ import java.util.regex.Pattern;
  * msi.refusals}, and {@code violations.<oracle>} for each {@link Oracle}. For each operation also
  * {@code op.late} (issued after their scheduled time, from the VM's backlog) and {@code
  * op.dropped} (due but never issued: the backlog was full): an open workload that could not keep
- * its schedule says so.
+ * its schedule says so; and {@code op.skipped} (due, but the guest had nothing to do it on then:
+ * no device ready, no free PAMU window or IOVA), which is the workload's state, not overload.
  *
  * <p>A counter with a {@linkplain Metric#ratioBase() ratio base} supports the {@code ratio}
  * statistic: {@code dma.faults} over {@code dma.translations}, {@code op.errors} over {@code
@@ -85,6 +86,9 @@ public final class MetricCatalog {
       put(m, new Metric(n + ".dropped", Kind.COUNTER, o, Optional.of(n + ".count"),
           op.description() + " due by the schedule but never issued: the VM's backlog of this kind"
               + " was full (ratio: per operation completed)"));
+      put(m, new Metric(n + ".skipped", Kind.COUNTER, o, Optional.of(n + ".count"),
+          op.description() + " due by the schedule but not asked for: the guest had nothing to do"
+              + " it on then (no device ready, no free PAMU window or IOVA, nothing to unplug)"));
     }
     Optional<Operation> dma = Optional.of(Operation.DMA);
     put(m, new Metric("dma.translations", Kind.COUNTER, dma, Optional.empty(),

@@ -262,7 +262,8 @@ public final class ScenarioRunner {
     RunReport finish(boolean completed, long modeledNanos, List<OracleResult> oracles, String error, List<String> notes)
         throws IOException {
       drain();
-      List<String> all = new ArrayList<>(notes);
+      List<String> all = new ArrayList<>(data.loadNotes());
+      all.addAll(notes);
       all.addAll(ioProblems);
       RunReport report = RunReport.finished(data, engine, startedAt, completed, modeledNanos, oracles, error, all);
       long violations = Math.max(violationsSoFar, report.oracles().stream().mapToLong(OracleResult::violations).sum());

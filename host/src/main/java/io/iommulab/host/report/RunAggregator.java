@@ -17,6 +17,7 @@ import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeSet;
 import org.HdrHistogram.Histogram;
@@ -232,6 +233,39 @@ public final class RunAggregator {
       n += g.counter(op.configName() + ".count");
     }
     return n;
+  }
+
+  /**
+   * Above this fraction of an operation's arrivals dropped, a run did not get the load it asked
+   * for and is told so: one percent is well past the backlog a burst of arrivals fills.
+   */
+  public static final double DROPPED_NOTE_FRACTION = 0.01;
+
+  /**
+   * One note per operation kind whose arrivals were dropped beyond {@link #DROPPED_NOTE_FRACTION}
+   * (an open workload drops arrivals when its bounded backlog is full): the host did not sustain
+   * the offered rate, so the run's latencies and rates describe the load that ran, not the one
+   * the scenario asked for. An engine that counts no drops gets no note.
+   */
+  public List<String> loadNotes() {
+    Scope g = windows.get(0L).scope(GLOBAL);
+    List<String> out = new ArrayList<>();
+    for (Operation op : Operation.values()) {
+      String name = op.configName();
+      long dropped = g.counter(name + ".dropped");
+      long completed = g.counter(name + ".count");
+      long arrived = completed + dropped;
+      if (dropped == 0 || dropped <= DROPPED_NOTE_FRACTION * arrived) {
+        continue;
+      }
+      long late = g.counter(name + ".late");
+      out.add(String.format(Locale.ROOT,
+          "load: %s: %.1f%% of %,d arrivals dropped, %.1f%% of the completed ones issued late: the host"
+              + " did not sustain the offered rate, so the figures describe the load that ran (lower"
+              + " the rates or the VM count, or give the run more cores)",
+          name, 100.0 * dropped / arrived, arrived, completed == 0 ? 0.0 : 100.0 * late / completed));
+    }
+    return out;
   }
 
   public List<String> notes() {

@@ -4,11 +4,37 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.iommulab.host.scenario.IntervalMerger;
+import io.iommulab.host.scenario.IntervalRecorder;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 class RunAggregatorTest {
+
+  @Test
+  void aRunThatDroppedMoreThanOnePercentOfAnOperationsArrivalsIsToldItsLoadWasNotSustained() {
+    RunAggregator data = new RunAggregator(Fixtures.tiny());
+    IntervalRecorder web = new IntervalRecorder("web");
+    web.count("map.count", 90);
+    web.count("map.late", 45);
+    web.count("map.dropped", 10);
+    web.count("dma.count", 1000);
+    web.count("dma.dropped", 10);
+    IntervalMerger merger = new IntervalMerger();
+    merger.add(web.drain());
+    data.accept(merger.close(0, 0, 1_000_000_000L));
+
+    List<String> notes = data.loadNotes();
+    assertEquals(1, notes.size(), notes.toString());
+    assertTrue(notes.get(0).startsWith("load: map: 10.0% of 100 arrivals dropped, 50.0% of the completed ones issued late"),
+        notes.get(0));
+  }
+
+  @Test
+  void aRunThatDroppedNothingHasNoLoadNote() {
+    assertEquals(List.of(), Fixtures.data(Fixtures.tiny()).loadNotes());
+  }
 
   @Test
   void countersAddUpOverIntervalsAndTenants() {

@@ -58,7 +58,9 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  *
  * <p><b>Workload</b>: each operation kind of each VM arrives as a Poisson process at the tenant's
  * per-VM rate (an open model, {@link Schedule}): at most a few operations of a kind are in flight
- * per VM, arrivals beyond wait in a bounded backlog (late) or are dropped, both counted. Maps take
+ * per VM, arrivals beyond wait in a bounded backlog (late) or are dropped, both counted; an
+ * arrival with nothing to act on (no device ready, no free window or IOVA) is skipped, counted
+ * apart, since that is the workload's state and not overload. Maps take
  * a buffer of one of the sizes at a fresh IOVA, hold it, then unmap it once the DMA aimed at it
  * has completed (as a guest driver does); DMA bursts go from a
  * random attached device (and PASID) to the working set and the held buffers, {@code
@@ -860,7 +862,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       for (long start; (start = vm.hotplug.poll(now, previous)) >= 0; ) {
         if (!unplug(vm, start, false, vm.hotplug)) {
           vm.hotplug.done();
-          recorder.count(Operation.UNPLUG.configName() + ".dropped", 1);
+          recorder.count(Operation.UNPLUG.configName() + ".skipped", 1);
         }
       }
     }
@@ -1015,7 +1017,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
   private void issuePamuMap(VmLoad vm, Dev d, long size, long start) {
     Space s = d.space;
     if (d.state != DevState.READY || s.windows == null || d.unplugWanted) {
-      recorder.count(Operation.MAP.configName() + ".dropped", 1);
+      recorder.count(Operation.MAP.configName() + ".skipped", 1);
       done(vm, vm.map, Operation.MAP);
       return;
     }
@@ -1037,7 +1039,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     }
     if (first < 0) {
       // Every window is mapped: the guest has no window to ask for, so it does not ask.
-      recorder.count(Operation.MAP.configName() + ".dropped", 1);
+      recorder.count(Operation.MAP.configName() + ".skipped", 1);
       done(vm, vm.map, Operation.MAP);
       return;
     }
@@ -1177,7 +1179,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
   private void issueDma(VmLoad vm, long start) {
     Dev d = vm.randomReady();
     if (d == null || d.space == null || (d.space.workingSet == null && d.space.held.isEmpty())) {
-      recorder.count(Operation.DMA.configName() + ".dropped", 1);
+      recorder.count(Operation.DMA.configName() + ".skipped", 1);
       done(vm, vm.dma, Operation.DMA);
       return;
     }
@@ -1308,7 +1310,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
     Space s = d == null ? null : d.space;
     long iova = s == null ? -1 : s.iovas.allocate(size);
     if (iova < 0) {
-      recorder.count(Operation.PAGE_REQUEST.configName() + ".dropped", 1);
+      recorder.count(Operation.PAGE_REQUEST.configName() + ".skipped", 1);
       done(vm, vm.pageRequests, Operation.PAGE_REQUEST);
       return;
     }
@@ -1373,7 +1375,7 @@ final class Workload extends AbstractBehavior<Workload.Command> {
       }
     }
     if (nested.isEmpty()) {
-      recorder.count(Operation.INVALIDATION.configName() + ".dropped", 1);
+      recorder.count(Operation.INVALIDATION.configName() + ".skipped", 1);
       done(vm, vm.invalidations, Operation.INVALIDATION);
       return;
     }
