@@ -16,6 +16,7 @@ import io.iommulab.actors.unit.IommuUnitActor.InvalidationStats;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.Unmapped;
+import io.iommulab.actors.unit.UnitHarness.Attached;
 import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.fault.FaultReason;
@@ -54,19 +55,9 @@ class DeferredInvalidationTest {
   private final UnitHarness h = new UnitHarness(testKit, Fixtures.vtd("vtd0"),
       InvalidationPipelineSettings.deferred(), null);
   private final TestProbe<FlushCompleted> flushes = testKit.createTestProbe();
-  private GuestMemoryLayout vm;
 
   private static byte status(FaultReason reason) {
     return (byte) (reason.ordinal() + 1);
-  }
-
-  private int domainWith(int rid, TestProbe<DeviceActor.Command> device, int pages) {
-    vm = h.vm(1, 2 * Fixtures.MIB);
-    h.claim(rid, 5, 1, device);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), pages * PAGE, Access.READ_WRITE);
-    h.attach(rid, NONE, d, null);
-    return d;
   }
 
   /** Waits until the stream's flush queue holds {@code n} requests (its timer is armed then). */
@@ -79,8 +70,10 @@ class DeferredInvalidationTest {
 
   @Test
   void anUnmapIsAnsweredBeforeItsFlushTheIotlbMayHitUntilTheFlushAndNeverAfter() {
-    TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    int d = domainWith(NIC, nic, 1);
+    Attached attached = h.attachedDevice(NIC, 1, false, IOVA, 1, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> nic = attached.device();
+    int d = attached.domain();
+    GuestMemoryLayout vm = attached.vm();
     assertEquals(vm.pageHpa(0), h.burst(NIC, NONE, new long[] {IOVA}, Access.READ, false).hpas()[0]);
 
     h.unit.tell(new UnmapRange(d, IOVA, PAGE, flushes.getRef(), h.replies.getRef()));
@@ -115,8 +108,9 @@ class DeferredInvalidationTest {
 
   @Test
   void twoHundredFiftySixEntriesFlushAtOnceAndEveryTokenIsReportedOnceToItsOwnListener() {
-    TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    int d = domainWith(NIC, nic, 256);
+    Attached attached = h.attachedDevice(NIC, 1, false, IOVA, 256, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> nic = attached.device();
+    int d = attached.domain();
     TestProbe<FlushCompleted> other = testKit.createTestProbe();
     List<TestProbe<UnitReply>> issuers = List.of(testKit.createTestProbe(), testKit.createTestProbe());
     for (int p = 0; p < 256; p++) {
@@ -155,8 +149,9 @@ class DeferredInvalidationTest {
 
   @Test
   void theUnitNeverReportsAFlushWhoseDeviceAcknowledgementIsMissing() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    int d = domainWith(GPU, gpu, 2);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 2, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     h.unit.tell(new UnmapRange(d, IOVA, PAGE, flushes.getRef(), h.replies.getRef()));
     long token = h.replies.expectMessageClass(Unmapped.class).flushToken();
     awaitFlushQueue(1);
@@ -170,8 +165,9 @@ class DeferredInvalidationTest {
 
   @Test
   void aDetachFlushesTheQueueAtOnceAndTheQueuedUnmapsCompleteWithIt() {
-    TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    int d = domainWith(NIC, nic, 2);
+    Attached attached = h.attachedDevice(NIC, 1, false, IOVA, 2, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> nic = attached.device();
+    int d = attached.domain();
     h.unit.tell(new UnmapRange(d, IOVA, PAGE, flushes.getRef(), h.replies.getRef()));
     long token = h.replies.expectMessageClass(Unmapped.class).flushToken();
     TestProbe<UnitReply> detacher = testKit.createTestProbe();
@@ -186,8 +182,9 @@ class DeferredInvalidationTest {
 
   @Test
   void anUnmapWithNoOneToTellOfItsFlushIsAnsweredAfterItLikeAStrictOne() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    int d = domainWith(GPU, gpu, 2);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 2, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
     h.replies.expectNoMessage(Duration.ofMillis(20));
@@ -199,8 +196,9 @@ class DeferredInvalidationTest {
 
   @Test
   void deferredTokensCompleteInIncreasingOrderAcrossFlushes() {
-    TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    int d = domainWith(NIC, nic, 8);
+    Attached attached = h.attachedDevice(NIC, 1, false, IOVA, 8, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> nic = attached.device();
+    int d = attached.domain();
     List<Long> tokens = new ArrayList<>();
     for (int round = 0; round < 3; round++) {
       for (int p = 0; p < 2; p++) {

@@ -13,11 +13,11 @@ import io.iommulab.actors.unit.IommuUnitActor.Refused;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnmapRange;
 import io.iommulab.actors.unit.IommuUnitActor.Unmapped;
+import io.iommulab.actors.unit.UnitHarness.Attached;
 import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.InvalidationPipelineSettings.Mode;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
-import io.iommulab.hardware.memory.GuestMemoryLayout;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -61,12 +61,9 @@ class InvalidationBoundsTest {
 
   private void setUp(Mode mode) {
     h = new UnitHarness(testKit, Fixtures.vtd("vtd0"), tiny(mode), null);
-    gpu = h.device(GPU, 2, true);
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    h.claim(GPU, 5, 1, gpu);
-    domain = h.pagingDomain();
-    h.map(domain, IOVA, vm.pageHpa(0), 2 * FLOOD * PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, domain, null);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 2 * FLOOD, Access.READ_WRITE, null);
+    gpu = attached.device();
+    domain = attached.domain();
   }
 
   private InvalidationStats settled(int commands) {

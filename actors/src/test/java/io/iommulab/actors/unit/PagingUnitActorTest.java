@@ -52,6 +52,7 @@ import io.iommulab.actors.unit.IommuUnitActor.UnregisterDevice;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidated;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidation;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidationKind;
+import io.iommulab.actors.unit.UnitHarness.Attached;
 import io.iommulab.config.UnitKind;
 import io.iommulab.hardware.Access;
 import io.iommulab.hardware.Errno;
@@ -254,12 +255,7 @@ class PagingUnitActorTest {
 
   @Test
   void anUnownedDevicesDmaIsCheckedAgainstTheHost() {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, false);
-    h.claim(NIC, 5, 1, nic);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), PAGE, Access.READ);
-    h.attach(NIC, NONE, d, null);
+    h.attachedDevice(NIC, 1, false, IOVA, 1, Access.READ, null);
     h.ok(new Detach(NIC, NONE, h.replies.getRef()));
     h.ok(new ReleaseDmaOwner(NIC, 5, h.replies.getRef()));
     MemoryReport before = h.report();
@@ -271,12 +267,9 @@ class PagingUnitActorTest {
 
   @Test
   void anUnmapIsAnsweredOnlyAfterTheDeviceAckedItsAtcInvalidation() {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    h.claim(GPU, 5, 1, gpu);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), 4 * PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, d, null);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 4, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     BurstTranslated ats = h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true);
     assertEquals(0, ats.status()[0]);
 
@@ -302,12 +295,9 @@ class PagingUnitActorTest {
 
   @Test
   void anUnmapArrivingWhileABatchWaitsForAcksGoesOutInTheNextBatchAndIsAnsweredAfterItsOwnAck() {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    h.claim(GPU, 5, 1, gpu);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), 2 * PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, d, null);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 2, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate first = gpu.expectMessageClass(AtcInvalidate.class);
     h.unit.tell(UnmapRange.strict(d, IOVA + PAGE, PAGE, h.replies.getRef()));
@@ -326,12 +316,8 @@ class PagingUnitActorTest {
 
   @Test
   void afterADetachCompletesNoDmaIsServedFromTheOldTranslation() {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    h.claim(GPU, 5, 1, gpu);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, d, null);
+    TestProbe<DeviceActor.Command> gpu =
+        h.attachedDevice(GPU, 2, true, IOVA, 1, Access.READ_WRITE, null).device();
     assertEquals(0, h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, false).status()[0]);
     h.unit.tell(new Detach(GPU, NONE, h.replies.getRef()));
     AtcInvalidate inv = gpu.expectMessageClass(AtcInvalidate.class);
@@ -345,12 +331,9 @@ class PagingUnitActorTest {
 
   @Test
   void aDeviceThatStopsReleasesTheInvalidationsWaitingForIt() {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    h.claim(GPU, 5, 1, gpu);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, d, null);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 1, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     gpu.expectMessageClass(AtcInvalidate.class);
     gpu.stop();

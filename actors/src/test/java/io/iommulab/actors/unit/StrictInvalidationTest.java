@@ -19,6 +19,7 @@ import io.iommulab.actors.unit.IommuUnitActor.Unmapped;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidated;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidation;
 import io.iommulab.actors.unit.IommuUnitActor.UserInvalidationKind;
+import io.iommulab.actors.unit.UnitHarness.Attached;
 import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.InvalidationPipelineSettings.Mode;
 import io.iommulab.hardware.Access;
@@ -59,16 +60,6 @@ class StrictInvalidationTest {
     return (byte) (reason.ordinal() + 1);
   }
 
-  /** A domain with {@code pages} 4 KiB pages mapped at IOVA and an ATS GPU (a probe) attached. */
-  private int gpuDomain(TestProbe<DeviceActor.Command> gpu, int pages) {
-    GuestMemoryLayout vm = h.vm(1, 2 * Fixtures.MIB);
-    h.claim(GPU, 5, 1, gpu);
-    int d = h.pagingDomain();
-    h.map(d, IOVA, vm.pageHpa(0), pages * PAGE, Access.READ_WRITE);
-    h.attach(GPU, NONE, d, null);
-    return d;
-  }
-
   private void awaitAllQueued(int pending) {
     h.replies.awaitAssert(() -> {
       InvalidationStats s = h.invalidationStats();
@@ -80,8 +71,9 @@ class StrictInvalidationTest {
 
   @Test
   void concurrentUnmapsFromSeveralIssuersAreBatchedAndTheirAdjacentRangesMergedIntoOneDescriptor() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
-    int d = gpuDomain(gpu, 128);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 128, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     // Cached translations inside and just outside the range about to be unmapped.
     h.burst(GPU, NONE, new long[] {IOVA + PAGE, IOVA + 63 * PAGE, IOVA + 64 * PAGE}, Access.READ,
         false);
@@ -144,9 +136,10 @@ class StrictInvalidationTest {
 
   @Test
   void theIotlbIsDroppedBeforeDeviceTlbsAreAskedAndNoReplyComesBeforeEveryDeviceAcked() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 4, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     TestProbe<DeviceActor.Command> gpu2 = h.device(GPU + 1, 3, true);
-    int d = gpuDomain(gpu, 4);
     h.claim(GPU + 1, 5, 1, gpu2);
     h.attach(GPU + 1, NONE, d, null);
     h.burst(GPU, NONE, new long[] {IOVA}, Access.READ, true);
@@ -177,9 +170,10 @@ class StrictInvalidationTest {
 
   @Test
   void aDetachAndAnUnmapInOneBatchInvalidateTheWholeDeviceTlbOnceAndBothAreAnswered() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 8, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     TestProbe<DeviceActor.Command> nic = h.device(NIC, 1, true);
-    int d = gpuDomain(gpu, 8);
     h.claim(NIC, 6, 1, nic);
     h.attach(NIC, NONE, d, null);
     // A first unmap holds the queue while the other two requests arrive.
@@ -211,9 +205,10 @@ class StrictInvalidationTest {
 
   @Test
   void aDeviceAttachedAfterTheUnmapButBeforeItsBatchIsInvalidatedToo() {
-    TestProbe<DeviceActor.Command> gpu = h.device(GPU, 2, true);
+    Attached attached = h.attachedDevice(GPU, 2, true, IOVA, 4, Access.READ_WRITE, null);
+    TestProbe<DeviceActor.Command> gpu = attached.device();
+    int d = attached.domain();
     TestProbe<DeviceActor.Command> late = h.device(NIC, 1, true);
-    int d = gpuDomain(gpu, 4);
     h.claim(NIC, 6, 1, late);
     h.unit.tell(UnmapRange.strict(d, IOVA, PAGE, h.replies.getRef()));
     AtcInvalidate g0 = gpu.expectMessageClass(AtcInvalidate.class);

@@ -183,6 +183,24 @@ final class UnitHarness {
     ok(new Attach(rid, pasid, domain, sink, 0L, replies.getRef()));
   }
 
+  record Attached(TestProbe<DeviceActor.Command> device, int domain, GuestMemoryLayout vm) {}
+
+  /**
+   * VM 1 (2 MiB) owns {@code rid} (claimed as context 5) and its first {@code pages} 4 KiB pages
+   * are mapped at {@code iova} in a new paging domain attached without a PASID: the state in which
+   * the device's DMA translates, so that an unmap or detach has something to invalidate.
+   */
+  Attached attachedDevice(int rid, int group, boolean ats, long iova, int pages, int access,
+      ActorRef<FaultEvent> sink) {
+    GuestMemoryLayout layout = vm(1, 2 * Fixtures.MIB);
+    TestProbe<DeviceActor.Command> probe = device(rid, group, ats);
+    claim(rid, 5, 1, probe);
+    int domain = pagingDomain();
+    map(domain, iova, layout.pageHpa(0), pages * 4096L, access);
+    attach(rid, IommuUnitActor.NO_PASID, domain, sink);
+    return new Attached(probe, domain, layout);
+  }
+
   BurstTranslated burst(int rid, int pasid, long[] iovas, int access, boolean ats) {
     int[] lengths = new int[iovas.length];
     int[] acc = new int[iovas.length];
