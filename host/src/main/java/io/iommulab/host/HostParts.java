@@ -40,22 +40,6 @@ public interface HostParts {
   }
 
   /**
-   * A unit with the shipped pipelines (strict invalidation, no wall clock). The guardian does not
-   * call this one: it calls the overload with the run's pipeline settings, which a fake overrides.
-   */
-  default Behavior<IommuUnitActor.Command> unit(
-      int unitId,
-      IommuUnitSettings settings,
-      CostModel cost,
-      ModeledClock clock,
-      long seed,
-      FaultInjector injector,
-      ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
-    return IommuUnitActor.create(unitId, settings, cost, clock, seed, injector, memory, msiBanks);
-  }
-
-  /**
    * A unit with both of its streams configured: the invalidation stream ({@code invalidation}:
    * strict or deferred, bounds), the fault pipeline ({@code faultPipeline}), and the edge's wall
    * clock ({@code wallNanos}, {@code System::nanoTime} on a real host) for wall-clock latencies.

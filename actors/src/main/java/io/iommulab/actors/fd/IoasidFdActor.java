@@ -60,65 +60,16 @@ public final class IoasidFdActor {
       ActorRef<FdEvent> events,
       FaultInjector injector,
       ModeledClock clock) {
-    return create(
-        ictxId, vmId, layout, settings, Credentials.NONE, memory, events, injector, clock);
-  }
-
-  /** As above, for an opener with {@code credentials}. */
-  public static Behavior<Command> create(
-      int ictxId,
-      int vmId,
-      GuestMemoryLayout layout,
-      UapiSettings settings,
-      Credentials credentials,
-      ActorRef<HostMemoryActor.Command> memory,
-      ActorRef<FdEvent> events,
-      FaultInjector injector,
-      ModeledClock clock) {
-    return create(
-        ictxId, vmId, layout, settings, credentials, memory, events, injector, clock, List.of());
+    return create(ictxId, vmId, layout, settings, Credentials.NONE, memory, events, injector, clock,
+        List.of(), FaultPipelineSettings.defaults());
   }
 
   /**
-   * As above, with the host's fault-pipeline settings {@code pipeline} (the fd's metrics take the
-   * tenant tag of its VM from them).
+   * As above, for an opener with {@code credentials}, on a host whose MSI banks have the MSIIR
+   * addresses {@code msiBanks} by bank index ({@code fsl_msi_get_region}; the PAMU container's
+   * GET_MSI_BANK_COUNT and MAP_MSI_BANK), with the host's fault-pipeline settings {@code pipeline}
+   * (the fd's metrics take the tenant tag of its VM from them).
    */
-  public static Behavior<Command> create(
-      int ictxId,
-      int vmId,
-      GuestMemoryLayout layout,
-      UapiSettings settings,
-      Credentials credentials,
-      ActorRef<HostMemoryActor.Command> memory,
-      ActorRef<FdEvent> events,
-      FaultInjector injector,
-      ModeledClock clock,
-      FaultPipelineSettings pipeline) {
-    return create(ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
-        List.of(), pipeline);
-  }
-
-  /**
-   * As above, on a host with MSI banks: {@code msiBanks} holds each bank's MSIIR address by bank
-   * index ({@code fsl_msi_get_region}), for the PAMU container's GET_MSI_BANK_COUNT and
-   * MAP_MSI_BANK.
-   */
-  public static Behavior<Command> create(
-      int ictxId,
-      int vmId,
-      GuestMemoryLayout layout,
-      UapiSettings settings,
-      Credentials credentials,
-      ActorRef<HostMemoryActor.Command> memory,
-      ActorRef<FdEvent> events,
-      FaultInjector injector,
-      ModeledClock clock,
-      List<Long> msiBanks) {
-    return create(ictxId, vmId, layout, settings, credentials, memory, events, injector, clock,
-        msiBanks, FaultPipelineSettings.defaults());
-  }
-
-  /** As above, with the MSI banks and the host's fault-pipeline settings. */
   public static Behavior<Command> create(
       int ictxId,
       int vmId,

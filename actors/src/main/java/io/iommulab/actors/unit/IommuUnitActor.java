@@ -60,55 +60,15 @@ public final class IommuUnitActor {
       ActorRef<HostMemoryActor.Command> memory,
       Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks) {
     return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
-        InvalidationPipelineSettings.strict(), null);
+        InvalidationPipelineSettings.strict(), FaultPipelineSettings.defaults(), null);
   }
 
   /**
-   * As above, with the unit's invalidation stream configured by {@code pipeline} (strict or
-   * deferred mode, its bounds) and {@code wallNanos} the wall clock the edge hands in (the host
-   * passes {@code System::nanoTime}, tests a fake): the unit records the wall-clock latency of
-   * every invalidation and every fault record with it, and never reads a clock of its own. {@code
-   * wallNanos} may be null: no wall-clock latency is recorded then. The fault pipeline takes its
-   * shipped settings.
-   */
-  public static Behavior<Command> create(
-      int unitId,
-      IommuUnitSettings settings,
-      CostModel cost,
-      ModeledClock clock,
-      long seed,
-      FaultInjector injector,
-      ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
-      InvalidationPipelineSettings pipeline,
-      LongSupplier wallNanos) {
-    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks, pipeline,
-        FaultPipelineSettings.defaults(), wallNanos);
-  }
-
-  /**
-   * As above, with the unit's fault pipeline configured by {@code faultPipeline} and a strict
-   * invalidation stream. {@code wallNanos} as above ({@link FaultPipeline#NO_WALL_CLOCK} or null
-   * measures nothing).
-   */
-  public static Behavior<Command> create(
-      int unitId,
-      IommuUnitSettings settings,
-      CostModel cost,
-      ModeledClock clock,
-      long seed,
-      FaultInjector injector,
-      ActorRef<HostMemoryActor.Command> memory,
-      Map<Integer, ActorRef<MsiBankActor.Command>> msiBanks,
-      FaultPipelineSettings faultPipeline,
-      LongSupplier wallNanos) {
-    return create(unitId, settings, cost, clock, seed, injector, memory, msiBanks,
-        InvalidationPipelineSettings.strict(), faultPipeline, wallNanos);
-  }
-
-  /**
-   * As above, with both streams configured: the invalidation stream by {@code pipeline}, the
-   * fault pipeline by {@code faultPipeline}.
+   * As above, with both streams configured: the invalidation stream by {@code pipeline} (strict or
+   * deferred mode, its bounds), the fault pipeline by {@code faultPipeline}, and {@code wallNanos}
+   * the wall clock the edge hands in (the host passes {@code System::nanoTime}, tests a fake): the
+   * unit records the wall-clock latency of every invalidation and fault record with it and never
+   * reads a clock of its own; null (or {@link FaultPipeline#NO_WALL_CLOCK}) measures nothing.
    */
   public static Behavior<Command> create(
       int unitId,

@@ -9,6 +9,7 @@ import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.fd.model.IovaRange;
 import io.iommulab.actors.fd.model.ModeUapi;
 import io.iommulab.actors.memory.HostMemoryActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.UapiSettings;
 import io.iommulab.hardware.FaultInjector;
 import io.iommulab.hardware.ManualClock;
@@ -65,7 +66,8 @@ class ModeMessagesSerializeTest {
     TestProbe<IoasidFdActor.FdEvent> events = testKit.createTestProbe();
     ActorRef<IoasidFdActor.Command> fd =
         testKit.spawn(IoasidFdActor.create(1, 1, layout, UapiSettings.defaults(), IoasidFdActor.Credentials.NONE,
-            memory.ref(), events.ref(), FaultInjector.NONE, new ManualClock(), List.of(0xffe044000L)));
+            memory.ref(), events.ref(), FaultInjector.NONE, new ManualClock(), List.of(0xffe044000L),
+            FaultPipelineSettings.defaults()));
     TestProbe<IoasidFdActor.Reply> probe = testKit.createTestProbe();
     fd.tell(new IoasidFdActor.SvaPasidAlloc(probe.ref()));
     assertEquals(new IoasidFdActor.SvaPasid(1), probe.receiveMessage());

@@ -8,6 +8,7 @@ import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
 import io.iommulab.actors.unit.IommuUnitActor.FaultEvent;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.PamuUnitSettings;
 import io.iommulab.config.UapiSettings;
@@ -55,7 +56,7 @@ class PamuFaultOwnerTest {
     ManualClock clock = new ManualClock(1_000);
     ActorRef<IommuUnitActor.Command> unit = testKit.spawn(IommuUnitActor.create(0, pamu,
         CostModel.defaults(), clock, 1, FaultInjector.NONE, memory, Map.of(),
-        FaultPipelineSettings.defaults(), () -> 0L));
+        InvalidationPipelineSettings.strict(), FaultPipelineSettings.defaults(), () -> 0L));
     TestProbe<IommuUnitActor.UnitReply> replies = testKit.createTestProbe();
     TestProbe<DeviceActor.Command> device = testKit.createTestProbe();
     unit.tell(new IommuUnitActor.RegisterDevice(RID, 7, 1, 0, false, false, device.getRef(),
@@ -73,7 +74,7 @@ class PamuFaultOwnerTest {
     TestProbe<IoasidFdActor.FdEvent> vmEvents = testKit.createTestProbe();
     ActorRef<IoasidFdActor.Command> fd = testKit.spawn(IoasidFdActor.create(9, 3, vm,
         UapiSettings.defaults().withAllowUnsafeInterrupts(true), IoasidFdActor.Credentials.NONE,
-        memory, vmEvents.getRef(), FaultInjector.NONE, clock));
+        memory, vmEvents.getRef(), FaultInjector.NONE, clock, List.of(), FaultPipelineSettings.defaults()));
     fd.tell(new IoasidFdActor.DeviceBind(new IoasidFdActor.DeviceHandle("dpaa", RID, 7, 1, 0, unit,
         device.getRef()), fdReplies.getRef()));
     int devId = fdReplies.expectMessageClass(IoasidFdActor.DeviceBound.class, WAIT).devId();

@@ -9,6 +9,7 @@ import io.iommulab.actors.fd.IoasidFdActor;
 import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.UapiSettings;
@@ -105,7 +106,7 @@ final class PipelineHarness {
     this.memory = kit.spawn(HostMemoryActor.create(
         Fixtures.topology(List.of(unitSettings)), FaultInjector.NONE));
     this.unit = kit.spawn(IommuUnitActor.create(unitId, unitSettings, CostModel.defaults(), clock,
-        7, FaultInjector.NONE, memory, Map.of(), pipeline, wall));
+        7, FaultInjector.NONE, memory, Map.of(), InvalidationPipelineSettings.strict(), pipeline, wall));
     this.unitReplies = kit.createTestProbe();
   }
 
@@ -201,7 +202,7 @@ final class PipelineHarness {
     TestProbe<IoasidFdActor.FdEvent> events = kit.createTestProbe();
     ActorRef<IoasidFdActor.Command> ref = kit.spawn(IoasidFdActor.create(NEXT_CTX.getAndIncrement(),
         vmId, layout(vmId), uapi, IoasidFdActor.Credentials.NONE, memory, events.getRef(),
-        FaultInjector.NONE, clock, pipeline));
+        FaultInjector.NONE, clock, List.of(), pipeline));
     Fd fd = new Fd(vmId, ref, replies, events);
     for (int rid : rids) {
       DeviceLog dev = devices.containsKey(rid) ? devices.get(rid) : device(rid, false);

@@ -21,6 +21,7 @@ import io.iommulab.actors.unit.IommuUnitActor.TranslateBurst;
 import io.iommulab.actors.unit.IommuUnitActor.UnitReply;
 import io.iommulab.actors.unit.IommuUnitActor.UnitSnapshotted;
 import io.iommulab.actors.unit.IommuUnitActor.UnitStats;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.actors.Fixtures;
@@ -86,7 +87,7 @@ final class UnitHarness {
                     0, settings, CostModel.defaults(), clock, 42, FaultInjector.NONE, memory, banks)
                 : IommuUnitActor.create(
                     0, settings, CostModel.defaults(), clock, 42, FaultInjector.NONE, memory, banks,
-                    pipeline, wallNanos));
+                    pipeline, FaultPipelineSettings.defaults(), wallNanos));
     this.replies = testKit.createTestProbe();
     this.snapshots = testKit.createTestProbe();
     this.stats = testKit.createTestProbe();

@@ -8,6 +8,7 @@ import io.iommulab.actors.fd.IoasidFdActor;
 import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.IommulabSettings;
@@ -150,7 +151,7 @@ final class Fixture implements ConformanceTest.Host {
     layout(vmId);
     return kit.spawn(
         IoasidFdActor.create(ictx, vmId, layout(vmId), settings, credentials, memory, events.ref(),
-            injector, new ManualClock()));
+            injector, new ManualClock(), List.of(), FaultPipelineSettings.defaults()));
   }
 
   /** The VM's 64 MiB of guest memory, backed by 2 MiB pages, allocated by the host-memory actor. */

@@ -9,6 +9,7 @@ import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.IommulabSettings;
@@ -102,7 +103,7 @@ final class PamuFixture implements ConformanceTest.Host {
     this.va = layout.userVaBase();
     ActorRef<IoasidFdActor.Command> fdRef = kit.spawn(IoasidFdActor.create(
         NEXT_CTX.getAndIncrement(), 1, layout, settings, IoasidFdActor.Credentials.NONE, memory, events.ref(),
-        FaultInjector.NONE, new ManualClock(), msiirAddresses));
+        FaultInjector.NONE, new ManualClock(), msiirAddresses, FaultPipelineSettings.defaults()));
     this.fd = IommuFd.of(fdRef, kit.system());
   }
 

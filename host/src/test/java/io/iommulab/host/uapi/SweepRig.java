@@ -9,6 +9,7 @@ import io.iommulab.actors.fd.model.FdSnapshot;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.msi.MsiBankActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.IommuUnitSettings;
 import io.iommulab.config.IommulabSettings;
@@ -120,7 +121,8 @@ final class SweepRig {
     // allow_unsafe_interrupts: a PAMU does not isolate MSIs, and the PAMU container needs its bind.
     List<Long> msiir = bankSettings.stream().map(MsiBankSettings::msiirAddress).toList();
     this.fdRef = spawn(IoasidFdActor.create(ictxId, 1, layout, UapiSettings.defaults().withAllowUnsafeInterrupts(true),
-        IoasidFdActor.Credentials.NONE, memory, events.ref(), injector, new ManualClock(), msiir));
+        IoasidFdActor.Credentials.NONE, memory, events.ref(), injector, new ManualClock(), msiir,
+        FaultPipelineSettings.defaults()));
     this.fd = IommuFd.of(fdRef, kit.system());
     for (String u : units.keySet()) {
       pristine.put(u, unitSnapshot(u));

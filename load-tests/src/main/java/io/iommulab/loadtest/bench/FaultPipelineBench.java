@@ -6,6 +6,7 @@ import io.iommulab.actors.fd.model.HwptPageResponse;
 import io.iommulab.actors.fd.model.Uapi;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.IommulabSettings;
 import io.iommulab.config.PagingUnitSettings;
@@ -144,8 +145,8 @@ public final class FaultPipelineBench {
     ActorRef<HostMemoryActor.Command> memory =
         spawn(HostMemoryActor.create(topology, FaultInjector.NONE), "memory");
     ActorRef<IommuUnitActor.Command> unit = spawn(IommuUnitActor.create(0, vtd,
-        CostModel.defaults(), clock, 1, FaultInjector.NONE, memory, Map.of(), pipeline,
-        System::nanoTime), "vtd0");
+        CostModel.defaults(), clock, 1, FaultInjector.NONE, memory, Map.of(),
+        InvalidationPipelineSettings.strict(), pipeline, System::nanoTime), "vtd0");
     ActorRef<IoasidFdActor.FdEvent> events = spawn(Behaviors.<IoasidFdActor.FdEvent>ignore(), "events");
     ActorRef<IommuUnitActor.BurstTranslated> bursts =
         spawn(Behaviors.<IommuUnitActor.BurstTranslated>ignore(), "bursts");
@@ -158,7 +159,7 @@ public final class FaultPipelineBench {
           vmId, 64L << 20, PageSize.SIZE_2M, r));
       GuestMemoryLayout layout = ((HostMemoryActor.GuestMemoryAllocated) g).layout();
       ActorRef<IoasidFdActor.Command> fd = spawn(IoasidFdActor.create(vm, vm, layout, uapi,
-          IoasidFdActor.Credentials.NONE, memory, events, FaultInjector.NONE, clock, pipeline),
+          IoasidFdActor.Credentials.NONE, memory, events, FaultInjector.NONE, clock, List.of(), pipeline),
           "fd" + vm);
       List<Integer> rids = new ArrayList<>();
       List<Integer> devIds = new ArrayList<>();

@@ -4,6 +4,7 @@ import com.typesafe.config.ConfigFactory;
 import io.iommulab.actors.device.DeviceActor;
 import io.iommulab.actors.memory.HostMemoryActor;
 import io.iommulab.actors.unit.IommuUnitActor;
+import io.iommulab.config.FaultPipelineSettings;
 import io.iommulab.config.DeviceSettings;
 import io.iommulab.config.InvalidationPipelineSettings;
 import io.iommulab.config.InvalidationPipelineSettings.Mode;
@@ -137,7 +138,7 @@ public class InvalidationStreamBenchmark {
         InvalidationPipelineSettings.defaults()
             .withMode("deferred".equals(mode) ? Mode.DEFERRED : Mode.STRICT);
     unit = spawn(IommuUnitActor.create(0, vtd, CostModel.defaults(), clock, 7, FaultInjector.NONE,
-        memory, Map.of(), pipeline, System::nanoTime), "unit");
+        memory, Map.of(), pipeline, FaultPipelineSettings.defaults(), System::nanoTime), "unit");
     DeviceSettings device = new DeviceSettings("gpu", "vtd0", "02:00.0", OptionalInt.empty(), 2,
         ats ? 8 : 0, ats, ats ? 64 : 0, false, 4, false, false);
     ActorRef<DeviceActor.Command> dev =
